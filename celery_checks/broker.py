@@ -1,0 +1,244 @@
+"""Broker URLs and connections, shared by every check that talks to one.
+
+- :func:`resolve_broker_url`: -b, else --broker-file, else $CELERY_BROKER_URL,
+  else the default; the password is registered for redaction at once.
+- :func:`redis_client` / :func:`redis_errors`: a redis-py client for kombu's
+  Redis URLs (redis, rediss, redis+socket, sentinel) and the translation of
+  its failures into the status policy.
+- :func:`pika_parameters` / :func:`amqp_errors`: the same for RabbitMQ.
+
+redis and pika are imported inside the functions so that a check only pays
+for the client library it actually uses.
+"""
+
+import contextlib
+import os
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from celery_checks.policy import CheckError, Unreachable
+from celery_checks.secrets import redact_url
+
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "sentinel")
+AMQP_SCHEMES = ("amqp", "pyamqp", "amqps", "librabbitmq")
+
+
+def resolve_broker_url(broker=None, broker_file=None, environ=os.environ):
+    """Pick the broker URL by the documented precedence; CheckError if bad."""
+    if broker:
+        url, origin = broker, "--broker"
+    elif broker_file:
+        url, origin = read_url_file(broker_file, "--broker-file"), "--broker-file"
+    elif environ.get("CELERY_BROKER_URL"):
+        url, origin = environ["CELERY_BROKER_URL"], "$CELERY_BROKER_URL"
+    else:
+        url, origin = DEFAULT_BROKER_URL, "default"
+    # Celery accepts "url1;url2" for fail-over; we check the first one.
+    url = url.strip().split(";")[0].strip()
+    redact_url(url)  # register the password before anything can print it
+    transport_of(url, origin)
+    return url
+
+
+def read_url_file(path, option):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            line = handle.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckError("cannot read %s %s: %s" % (option, path, _reason(exc)))
+    if not line:
+        raise CheckError("%s %s is empty" % (option, path))
+    return line
+
+
+def transport_of(url, origin="URL"):
+    """'redis' or 'amqp' for a kombu broker URL; CheckError for anything else."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in REDIS_SCHEMES:
+        return "redis"
+    if scheme in AMQP_SCHEMES:
+        return "amqp"
+    raise CheckError(
+        "unsupported broker URL %s from %s (expected redis://, rediss://, "
+        "redis+socket://, sentinel://, amqp:// or amqps://)" % (redact_url(url), origin)
+    )
+
+
+def _reason(exc):
+    """A short, single-line reason for an exception."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+# --------------------------------------------------------------------- Redis
+
+_SSL_CERT_REQS = {
+    "cert_required": "required", "required": "required",
+    "cert_optional": "optional", "optional": "optional",
+    "cert_none": "none", "none": "none",
+}
+
+
+def redis_client(url, transport_options=None, timeout=5.0):
+    """A redis-py client for a kombu Redis URL.
+
+    Every socket operation gets ``timeout`` so a silent server cannot hold the
+    check past -t; no retries, a check is one short attempt.
+    """
+    import redis
+
+    options = dict(transport_options or {})
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    query = dict(parse_qsl(parts.query))
+    common = dict(
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry_on_timeout=False,
+        health_check_interval=0,
+        client_name=None,
+    )
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    if scheme in ("redis+socket", "unix"):
+        db = _db_number(query.get("virtual_host") or query.get("db") or "0")
+        return redis.Redis(
+            unix_socket_path=parts.path, db=db, username=username,
+            password=password, **common
+        )
+    if scheme == "sentinel":
+        return _sentinel_master(url, options, common)
+    db = _db_number(parts.path.lstrip("/") or query.get("virtual_host") or "0")
+    kwargs = dict(
+        host=parts.hostname or "localhost", port=parts.port or 6379, db=db,
+        username=username, password=password, **common
+    )
+    if scheme == "rediss":
+        kwargs["ssl"] = True
+        reqs = query.get("ssl_cert_reqs", "required").lower()
+        kwargs["ssl_cert_reqs"] = _SSL_CERT_REQS.get(reqs, "required")
+        for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            if query.get(key):
+                kwargs[key] = query[key]
+    return redis.Redis(**kwargs)
+
+
+def _db_number(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise CheckError("invalid Redis database number %r in the URL" % text)
+
+
+def _sentinel_master(url, options, common):
+    """kombu's sentinel://[:pw@]host:port[;sentinel://host2:port2]/db form."""
+    from redis.sentinel import Sentinel
+
+    master_name = options.get("master_name")
+    if not master_name:
+        raise CheckError("sentinel:// needs the master_name transport option (-O master_name=NAME)")
+    hosts, password, db = [], None, 0
+    for part in url.split(";"):
+        p = urlsplit(part.strip())
+        hosts.append((p.hostname or "localhost", p.port or 26379))
+        password = password or (unquote(p.password) if p.password else None)
+        if p.path.strip("/"):
+            db = _db_number(p.path.strip("/"))
+    sentinel = Sentinel(
+        hosts,
+        sentinel_kwargs=dict(options.get("sentinel_kwargs") or {}, socket_timeout=common["socket_timeout"]),
+        socket_timeout=common["socket_timeout"],
+        socket_connect_timeout=common["socket_connect_timeout"],
+        password=password,
+        db=db,
+    )
+    return sentinel.master_for(master_name)
+
+
+@contextlib.contextmanager
+def redis_errors(url, what="broker"):
+    """Translate redis-py failures into the status policy (CRITICAL)."""
+    import redis
+
+    shown = redact_url(url)
+    try:
+        yield
+    except redis.AuthenticationError as exc:
+        raise Unreachable("%s %s refused authentication: %s" % (what, shown, _reason(exc)))
+    except redis.TimeoutError as exc:
+        raise Unreachable("%s %s did not answer in time: %s" % (what, shown, _reason(exc)))
+    except redis.ConnectionError as exc:
+        raise Unreachable("cannot reach %s %s: %s" % (what, shown, _reason(exc)))
+    except redis.ResponseError as exc:
+        text = str(exc)
+        if text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")) or "invalid DB index" in text \
+                or "DB index is out of range" in text:
+            raise Unreachable("%s %s refused us: %s" % (what, shown, _reason(exc)))
+        raise
+    except OSError as exc:  # e.g. an SSL handshake against a plaintext port
+        raise Unreachable("cannot reach %s %s: %s" % (what, shown, _reason(exc)))
+
+
+# ------------------------------------------------------------------ RabbitMQ
+
+def pika_parameters(url, timeout=5.0):
+    """pika connection parameters for a kombu AMQP URL, bounded by ``timeout``."""
+    import pika
+
+    parts = urlsplit(url)
+    scheme = "amqps" if parts.scheme.lower() == "amqps" else "amqp"
+    rest = url.split("://", 1)[1]
+    params = pika.URLParameters("%s://%s" % (scheme, rest))
+    if not parts.username:
+        params.credentials = pika.PlainCredentials("guest", "guest")
+    params.connection_attempts = 1
+    params.retry_delay = 0
+    params.socket_timeout = timeout
+    params.stack_timeout = timeout
+    params.blocked_connection_timeout = timeout
+    params.heartbeat = 0  # the connection lives for less than -t
+    params.client_properties = {"connection_name": "celery-checks"}
+    return params
+
+
+def vhost_of(url):
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+@contextlib.contextmanager
+def amqp_errors(url, what="broker"):
+    """Translate pika failures into the status policy (CRITICAL)."""
+    import pika.exceptions as pe
+
+    shown = redact_url(url)
+    try:
+        yield
+    except pe.ProbableAuthenticationError:
+        raise Unreachable("%s %s refused authentication (wrong user or password)" % (what, shown))
+    except pe.ProbableAccessDeniedError:
+        raise Unreachable("%s %s refused access to vhost %r" % (what, shown, vhost_of(url)))
+    except pe.ConnectionClosedByBroker as exc:
+        raise Unreachable("%s %s closed the connection: %s %s" % (what, shown, exc.reply_code, exc.reply_text))
+    except pe.AMQPConnectionError as exc:
+        raise Unreachable("cannot reach %s %s: %s" % (what, shown, describe_amqp_error(exc)))
+    except OSError as exc:
+        raise Unreachable("cannot reach %s %s: %s" % (what, shown, _reason(exc)))
+
+
+def describe_amqp_error(exc):
+    """pika nests the real cause in args; dig out a readable reason."""
+    seen = exc
+    for _ in range(5):
+        if isinstance(seen, OSError):
+            return _reason(seen)
+        inner = [a for a in getattr(seen, "args", ()) if isinstance(a, BaseException)]
+        if not inner:
+            break
+        seen = inner[0]
+    text = _reason(seen)
+    if text in ("", type(seen).__name__) or text == "()":
+        return "connection failed (%s)" % type(seen).__name__
+    return text

@@ -1,0 +1,69 @@
+"""Perfdata that every monitoring core and graphing add-on can parse.
+
+- labels cannot contain ``'`` or ``=`` (the guidelines forbid them) nor ``|``
+  (it ends the output): :func:`label` replaces them, and nothing else, so a
+  queue or node name stays recognisable and stable;
+- values are integers or plain decimals, never ``1e-05`` or ``True``:
+  :func:`number`;
+- :class:`ThresholdContext` is nagiosplugin's ScalarContext with both applied.
+"""
+
+import re
+
+import nagiosplugin
+
+_FORBIDDEN = re.compile(r"['=|\x00-\x1f\x7f]")
+
+
+def label(name):
+    """``name`` made safe as a perfdata label (only forbidden characters change)."""
+    cleaned = _FORBIDDEN.sub("_", str(name)).strip()
+    return cleaned or "_"
+
+
+def number(value, places=3):
+    """An int, or a float rounded to ``places`` decimals printed without an
+    exponent; booleans become 0/1."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    rounded = round(float(value), places)
+    if rounded.is_integer():
+        return int(rounded)
+    return format(rounded, ".%df" % places).rstrip("0").rstrip(".")
+
+
+class ThresholdContext(nagiosplugin.ScalarContext):
+    """ScalarContext whose perfdata always parses: sanitised label, rounded
+    value, warn/crit from the thresholds, min/max from the metric. Results
+    carry only the hint the check words (no generic "x is 5s" prefix)."""
+
+    def __init__(self, name, warning=None, critical=None, fmt_metric=None,
+                 result_cls=nagiosplugin.Result):
+        super().__init__(name, warning, critical, fmt_metric, result_cls)
+
+    def performance(self, metric, resource):
+        return nagiosplugin.Performance(
+            label(metric.name),
+            number(metric.value),
+            metric.uom or "",
+            self.warning,
+            self.critical,
+            "" if metric.min is None else number(metric.min),
+            "" if metric.max is None else number(metric.max),
+        )
+
+
+def violation(limit, unit=""):
+    """How a value broke a nagiosplugin Range, in words an operator reads
+    at a glance: ``> 300s``, ``< 2``, ``outside 10:20``, ``inside 10:20``."""
+    limit = nagiosplugin.Range(limit)
+    inf = float("inf")
+    if limit.invert:
+        return "inside %s" % str(limit)[1:]
+    if limit.end == inf:
+        return "< %s%s" % (limit.start, unit)
+    if limit.start in (0, -inf):
+        return "> %s%s" % (limit.end, unit)
+    return "outside %s" % str(limit)

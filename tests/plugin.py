@@ -1,0 +1,162 @@
+"""Run a check executable as a process and read its answer like a monitoring
+core would: exit code, status line, long output, perfdata.
+
+The perfdata grammar is written here from the Monitoring Plugins development
+guidelines, independently of nagiosplugin, so the tests catch what a core
+would choke on.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+STATES = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+
+# 'label'=value[UOM];[warn];[crit];[min];[max]
+_LABEL = r"(?:'(?:[^'=]|'')+'|[^'=\s|][^'=\s|]*)"
+_NUMBER = r"-?(?:\d+(?:\.\d+)?|\.\d+)"
+_RANGE = r"(?:@?(?:~|%s)?:?(?:%s)?)" % (_NUMBER, _NUMBER)
+_UOM = r"(?:s|ms|us|%|B|KB|MB|GB|TB|c)?"
+PERF_ITEM = re.compile(
+    r"^(?P<label>%s)=(?P<value>%s|U)(?P<uom>%s)"
+    r"(?:;(?P<warn>%s)?(?:;(?P<crit>%s)?(?:;(?P<min>%s)?(?:;(?P<max>%s)?)?)?)?)?$"
+    % (_LABEL, _NUMBER, _UOM, _RANGE, _RANGE, _NUMBER, _NUMBER)
+)
+
+
+class Perf:
+    def __init__(self, match):
+        label = match.group("label")
+        if label.startswith("'"):
+            label = label[1:-1].replace("''", "'")
+        self.label = label
+        raw = match.group("value")
+        self.value = raw if raw == "U" else (float(raw) if "." in raw else int(raw))
+        self.uom = match.group("uom") or ""
+        self.warn = match.group("warn") or ""
+        self.crit = match.group("crit") or ""
+        self.min = match.group("min") or ""
+        self.max = match.group("max") or ""
+        self.raw_value = raw
+
+    def __repr__(self):
+        return "Perf(%s=%s%s;%s;%s;%s;%s)" % (
+            self.label, self.value, self.uom, self.warn, self.crit, self.min, self.max)
+
+
+def split_perfdata(text):
+    """Split on spaces outside single quotes."""
+    items, current, quoted = [], "", False
+    for char in text.strip():
+        if char == "'":
+            quoted = not quoted
+        if char == " " and not quoted:
+            if current:
+                items.append(current)
+            current = ""
+        else:
+            current += char
+    if current:
+        items.append(current)
+    return items
+
+
+def parse_perfdata(text):
+    """{label: Perf}; AssertionError on anything the grammar rejects."""
+    result = {}
+    for item in split_perfdata(text):
+        match = PERF_ITEM.match(item)
+        assert match, "perfdata item does not parse: %r" % item
+        perf = Perf(match)
+        assert perf.label not in result, "duplicate perfdata label %r" % perf.label
+        assert "e" not in perf.raw_value.lower() or perf.raw_value == "U"
+        result[perf.label] = perf
+    return result
+
+
+class Result:
+    """What a check printed, split the way Nagios splits it."""
+
+    def __init__(self, args, returncode, stdout, stderr, elapsed):
+        self.args = args
+        self.rc = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.elapsed = elapsed
+        text, perf_parts = [], []
+        for index, line in enumerate(stdout.splitlines()):
+            body, sep, perf = line.partition("|")
+            text.append(body.rstrip() if sep else line)
+            if sep:
+                perf_parts.append(perf)
+        self.first_line = text[0] if text else ""
+        self.long_output = [line for line in text[1:] if line]
+        self.perfdata = parse_perfdata(" ".join(perf_parts))
+
+    @property
+    def state(self):
+        return STATES.get(self.rc, "rc=%s" % self.rc)
+
+    @property
+    def summary(self):
+        """The status line's text after 'NAME STATE - '."""
+        return self.first_line.split(" - ", 1)[1] if " - " in self.first_line else ""
+
+    def assert_state(self, expected, *fragments):
+        assert self.state == expected, self.describe("expected %s" % expected)
+        assert " %s" % expected in self.first_line, self.describe("status word")
+        for fragment in fragments:
+            assert fragment in self.first_line, self.describe("missing %r" % fragment)
+        self.assert_well_formed()
+        return self
+
+    def assert_ok(self, *fragments):
+        return self.assert_state("OK", *fragments)
+
+    def assert_warning(self, *fragments):
+        return self.assert_state("WARNING", *fragments)
+
+    def assert_critical(self, *fragments):
+        return self.assert_state("CRITICAL", *fragments)
+
+    def assert_unknown(self, *fragments):
+        return self.assert_state("UNKNOWN", *fragments)
+
+    def assert_well_formed(self):
+        assert self.rc in (0, 1, 2, 3), self.describe("exit code")
+        assert "Traceback" not in self.stdout + self.stderr or "-vvv" in self.args, \
+            self.describe("traceback")
+        assert self.first_line, self.describe("empty output")
+        assert len(self.first_line) <= 200, self.describe("status line too long")
+
+    def describe(self, why):
+        return "%s\n$ %s\nrc=%s (%.2fs)\n--- stdout\n%s--- stderr\n%s" % (
+            why, " ".join(map(str, self.args)), self.rc, self.elapsed, self.stdout, self.stderr)
+
+    def __repr__(self):
+        return "<Result rc=%s %r>" % (self.rc, self.first_line)
+
+
+def executable(name):
+    """The installed console script next to the interpreter running the tests."""
+    path = BIN / name
+    assert path.exists(), "%s not installed next to %s" % (name, sys.executable)
+    return str(path)
+
+
+def run_check(name, *args, env=None, stdin=None, timeout=60, extra_env=None):
+    """Run an executable by name; returns a parsed :class:`Result`."""
+    command = [executable(name)] + [str(a) for a in args]
+    environment = dict(os.environ if env is None else env)
+    environment.pop("CELERY_BROKER_URL", None) if env is None else None
+    environment.update(extra_env or {})
+    started = time.monotonic()
+    proc = subprocess.run(
+        command, input=stdin, capture_output=True, text=True, env=environment,
+        timeout=timeout,
+    )
+    return Result(command, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)

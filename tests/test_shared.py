@@ -1,0 +1,174 @@
+"""The shared layer: pure logic as unit tests, the runner as processes."""
+
+import argparse
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from celery_checks import cli, perfdata, secrets
+from celery_checks.broker import resolve_broker_url, transport_of
+from celery_checks.policy import CheckError
+from tests.executables import ROOT
+from tests.plugin import Result, parse_perfdata
+
+
+@pytest.mark.parametrize("spec", ["10", "10:", "~:10", "10:20", "@10:20", "0.5", " 5 ", "@~:0"])
+def test_threshold_range_accepts(spec):
+    assert cli.threshold_range(spec) == spec.strip()
+
+
+@pytest.mark.parametrize("spec", ["", " ", "abc", "10:5", "1e3", "5::", "~", "@", "-5", "inf", "1,5"])
+def test_threshold_range_rejects(spec):
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.threshold_range(spec)
+
+
+@pytest.mark.parametrize("value,expected", [
+    (3, 3), (True, 1), (False, 0), (1e-05, 0), (2.0, 2), (0.1234, "0.123"), (12.5, "12.5"),
+    (1e16 + 0.5, 10000000000000000),
+])
+def test_number_never_prints_exponent(value, expected):
+    assert perfdata.number(value) == expected
+    assert "e" not in str(perfdata.number(value))
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("celery", "celery"), ("a=b", "a_b"), ("it's", "it_s"), ("x|y", "x_y"), ("line\nbreak", "line_break"),
+    ("with space", "with space"), ("", "_"), ("naïve", "naïve"),
+])
+def test_label_replaces_only_forbidden_characters(name, expected):
+    assert perfdata.label(name) == expected
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("300", "> 300s"), ("~:300", "> 300s"), ("10:", "< 10s"), ("10:20", "outside 10:20"),
+    ("@10:20", "inside 10:20"),
+])
+def test_violation_in_words(spec, words):
+    assert perfdata.violation(spec, "s") == words
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+    ("amqp://user:p%40ss@host//", "amqp://user:***@host//"),
+    ("redis://host/0", "redis://host/0"),
+    ("sentinel://host:26379?password=zz9zz", "sentinel://host:26379?password=***"),
+])
+def test_redact_url(url, shown):
+    assert secrets.redact_url(url) == shown
+
+
+def test_registered_secrets_are_scrubbed_everywhere():
+    secrets.redact_url("redis://:topsecret1@h/0")
+    assert secrets.redact("error: auth topsecret1 failed") == "error: auth *** failed"
+
+
+def test_broker_precedence(tmp_path):
+    file = tmp_path / "url"
+    file.write_text("amqp://u:p@from-file//\nignored\n")
+    env = {"CELERY_BROKER_URL": "redis://from-env/1"}
+    assert resolve_broker_url("redis://from-arg/2", str(file), env) == "redis://from-arg/2"
+    assert resolve_broker_url(None, str(file), env) == "amqp://u:p@from-file//"
+    assert resolve_broker_url(None, None, env) == "redis://from-env/1"
+    assert resolve_broker_url(None, None, {}) == "redis://localhost:6379/0"
+
+
+@pytest.mark.parametrize("content", [None, "", "\n"])
+def test_broker_file_unreadable_or_empty(tmp_path, content):
+    file = tmp_path / "url"
+    if content is not None:
+        file.write_text(content)
+    with pytest.raises(CheckError):
+        resolve_broker_url(None, str(file), {})
+
+
+def test_unsupported_scheme_is_refused_without_leaking():
+    with pytest.raises(CheckError) as info:
+        resolve_broker_url("sqs://key:verysecret@x", None, {})
+    assert "verysecret" not in str(info.value)
+    assert transport_of("pyamqp://h//") == "amqp" and transport_of("rediss://h/0") == "redis"
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("global_keyprefix=myapp:", ("global_keyprefix", "myapp:")),
+    ("priority_steps=[0,5,9]", ("priority_steps", [0, 5, 9])),
+    ("sep=\x06\x16", ("sep", "\x06\x16")),
+    ("visibility_timeout=3600", ("visibility_timeout", 3600)),
+])
+def test_transport_option(spec, expected):
+    assert cli.transport_option(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["noequals", "=value"])
+def test_transport_option_rejects(spec):
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.transport_option(spec)
+
+
+# ------------------------------------------------- the runner, as processes
+
+TOY_CHECK = textwrap.dedent('''
+    import sys, time
+    import nagiosplugin
+    from celery_checks import cli, secrets
+    from celery_checks.policy import Unreachable, CheckError
+
+    class Toy(nagiosplugin.Resource):
+        def probe(self):
+            mode = sys.argv[1]
+            secrets.redact_url("redis://:hunter22@h/0")
+            if mode == "hang":
+                time.sleep(30)
+            if mode == "unreachable":
+                raise Unreachable("cannot reach broker redis://:***@h/0: hunter22 refused")
+            if mode == "unknown":
+                raise CheckError("cannot read input")
+            if mode == "bug":
+                raise KeyError("hunter22")
+            yield nagiosplugin.Metric("value", 1, context="value")
+
+    parser = cli.make_parser("check_toy", "toy", check="x", perfdata="x", states="OK x")
+    parser.add_argument("mode")
+    args = parser.parse_args(sys.argv[1:])
+    check = nagiosplugin.Check(Toy(), nagiosplugin.ScalarContext("value"))
+    check.name = "toy"
+    cli.run(check, args)
+''')
+
+
+def run_toy(*args):
+    proc = subprocess.run([sys.executable, "-c", TOY_CHECK] + list(args), capture_output=True,
+                          text=True, cwd=str(ROOT), timeout=60)
+    return Result(["toy"] + list(args), proc.returncode, proc.stdout, proc.stderr, 0)
+
+
+def test_own_timeout_is_unknown_within_t():
+    result = run_toy("hang", "-t", "1")
+    result.assert_unknown("timed out after 1s")
+
+
+def test_unreachable_is_critical_and_redacted():
+    result = run_toy("unreachable")
+    result.assert_critical("cannot reach broker")
+    assert "hunter22" not in result.stdout
+
+
+def test_check_error_is_unknown():
+    run_toy("unknown").assert_unknown("cannot read input")
+
+
+def test_internal_error_is_unknown_traceback_only_at_vvv():
+    result = run_toy("bug", "-vv")
+    result.assert_unknown("internal error: KeyError")
+    assert "Traceback" not in result.stdout and "hunter22" not in result.stdout
+    result = run_toy("bug", "-vvv")
+    assert result.rc == 3 and "Traceback" in result.stdout and "hunter22" not in result.stdout
+
+
+def test_perfdata_grammar_of_the_tests_rejects_bad_items():
+    assert parse_perfdata("'a b'=1s;2;3;0; x=0.5")["a b"].value == 1
+    for bad in ["a=1e-05", "a=True", "a'b=1", "a=1;;;;;", "=1"]:
+        with pytest.raises(AssertionError):
+            parse_perfdata(bad)
