@@ -5,12 +5,17 @@ import time
 
 from celery import Celery
 
+import celery_checks
+
 app = Celery("tests", broker=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"))
 app.conf.update(
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=1,
 )
+# Tests that need a worker without celery-checks set CELERY_CHECKS_DISABLE=1.
+if not os.environ.get("CELERY_CHECKS_DISABLE"):
+    celery_checks.install(app)
 
 
 @app.task(name="tests.add")

@@ -1,0 +1,19 @@
+"""``celery_checks.install(app)``: the worker-side parts, enabled on an app.
+
+Imported only by worker and beat processes (it needs celery); the checks
+never import it.
+
+Configuration lives in ``app.conf`` under ``checks_*`` keys, so a Django
+project sets them as ``CELERY_CHECKS_*`` through the usual
+``app.config_from_object("django.conf:settings", namespace="CELERY")``.
+"""
+
+from celery_checks.heartbeat_task import register_heartbeat_task
+from celery_checks.pulse import register_pulse
+
+
+def install(app):
+    """Register the heartbeat task and, when configured, the pulse emitter."""
+    register_heartbeat_task(app)
+    register_pulse(app)
+    return app

@@ -1,0 +1,5 @@
+"""SCAFFOLD — replaced by the pulse emitter issue (#6)."""
+
+
+def register_pulse(app):
+    pass
