@@ -88,6 +88,8 @@ def redis_client(url, transport_options=None, timeout=5.0):
     check past -t; no retries, a check is one short attempt.
     """
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     options = dict(transport_options or {})
     parts = urlsplit(url)
@@ -96,7 +98,9 @@ def redis_client(url, transport_options=None, timeout=5.0):
     common = dict(
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry_on_timeout=False,
+        # redis-py >= 6 retries 3 times by default, which turns one silent
+        # server into 4 timeouts and runs past -t: one attempt only.
+        retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
         client_name=None,
     )
@@ -151,6 +155,7 @@ def _sentinel_master(url, options, common):
         sentinel_kwargs=dict(options.get("sentinel_kwargs") or {}, socket_timeout=common["socket_timeout"]),
         socket_timeout=common["socket_timeout"],
         socket_connect_timeout=common["socket_connect_timeout"],
+        retry=common["retry"],
         password=password,
         db=db,
     )
@@ -212,10 +217,13 @@ def vhost_of(url):
 def amqp_errors(url, what="broker"):
     """Translate pika failures into the status policy (CRITICAL)."""
     import pika.exceptions as pe
+    from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
     shown = redact_url(url)
     try:
         yield
+    except AMQPConnectorException as exc:  # e.g. the handshake timed out
+        raise Unreachable("cannot reach %s %s: %s" % (what, shown, describe_amqp_error(exc)))
     except pe.ProbableAuthenticationError:
         raise Unreachable("%s %s refused authentication (wrong user or password)" % (what, shown))
     except pe.ProbableAccessDeniedError:
@@ -235,9 +243,14 @@ def describe_amqp_error(exc):
         if isinstance(seen, OSError):
             return _reason(seen)
         inner = [a for a in getattr(seen, "args", ()) if isinstance(a, BaseException)]
+        # pika's connection workflow keeps the cause in .exception(s), not args
+        inner += [getattr(seen, "exception", None)] + list(getattr(seen, "exceptions", ()))[-1:]
+        inner = [a for a in inner if isinstance(a, BaseException)]
         if not inner:
             break
         seen = inner[0]
+    if type(seen).__name__ == "AMQPConnectorStackTimeout":
+        return "no AMQP handshake in time (the peer accepted but did not answer)"
     text = _reason(seen)
     if text in ("", type(seen).__name__) or text == "()":
         return "connection failed (%s)" % type(seen).__name__
