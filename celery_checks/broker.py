@@ -33,9 +33,12 @@ def resolve_broker_url(broker=None, broker_file=None, environ=os.environ):
         url, origin = environ["CELERY_BROKER_URL"], "$CELERY_BROKER_URL"
     else:
         url, origin = DEFAULT_BROKER_URL, "default"
-    # Celery accepts "url1;url2" for fail-over; we check the first one.
-    url = url.strip().split(";")[0].strip()
-    redact_url(url)  # register the password before anything can print it
+    # Celery accepts "url1;url2" for fail-over; we check the first one. For
+    # sentinel:// the parts are the sentinels of one master: keep them all.
+    parts = [part.strip() for part in url.strip().split(";")]
+    url = ";".join(parts) if parts[0].lower().startswith("sentinel://") else parts[0]
+    for part in parts:
+        redact_url(part)  # register the passwords before anything can print them
     transport_of(url, origin)
     return url
 

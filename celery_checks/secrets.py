@@ -53,4 +53,7 @@ def redact_url(url):
                 value = MASK
             pairs.append(key + sep + value)
         query = "&".join(pairs)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    shown = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if not netloc and "://" in url:  # redis+socket:///path: keep the slashes
+        shown = shown.replace(":", "://", 1)
+    return shown
