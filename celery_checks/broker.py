@@ -181,7 +181,9 @@ def redis_errors(url, what="broker"):
         raise Unreachable("cannot reach %s %s: %s" % (what, shown, _reason(exc)))
     except redis.ResponseError as exc:
         text = str(exc)
-        if text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")) or "invalid DB index" in text \
+        if text.startswith(("NOAUTH", "WRONGPASS")):  # redis-py < 5 words it so
+            raise Unreachable("%s %s refused authentication: %s" % (what, shown, _reason(exc)))
+        if text.startswith("NOPERM") or "invalid DB index" in text \
                 or "DB index is out of range" in text:
             raise Unreachable("%s %s refused us: %s" % (what, shown, _reason(exc)))
         raise
@@ -252,6 +254,9 @@ def describe_amqp_error(exc):
         if not inner:
             break
         seen = inner[0]
+    if type(seen).__name__ in ("StreamLostError", "IncompatibleProtocolError"):
+        # pika's words for "the peer hung up before the AMQP handshake"
+        return "connection closed by the peer before the AMQP handshake"
     if type(seen).__name__ == "AMQPConnectorStackTimeout":
         return "no AMQP handshake in time (the peer accepted but did not answer)"
     text = _reason(seen)
