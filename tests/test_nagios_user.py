@@ -175,17 +175,17 @@ def _write_attempts(trace_text):
     return attempts
 
 
-def run_as_nagios(venv, name, *args, tmp_path, timeout=60):
-    """Run an installed executable as nagios under strace."""
+def run_as_nagios(executable, *args, tmp_path, extra_env=None, timeout=60):
+    """Run an executable (a path) as nagios under strace."""
     trace = tmp_path / ("strace-%s.log" % uuid.uuid4().hex[:8])
     command = [
         "strace", "-f", "-qq", "-o", str(trace), "-e", "trace=%file",
         "setpriv", "--reuid=%s" % NAGIOS, "--regid=%s" % NAGIOS, "--clear-groups",
-        "--", str(venv / "bin" / name),
+        "--", str(executable),
     ] + [str(a) for a in args]
     started = time.monotonic()
-    proc = subprocess.run(command, capture_output=True, text=True, env=dict(PLUGIN_ENV),
-                          cwd="/", timeout=timeout)
+    proc = subprocess.run(command, capture_output=True, text=True, cwd="/", timeout=timeout,
+                          env=dict(PLUGIN_ENV, **(extra_env or {})))
     return NagiosRun(command, proc, time.monotonic() - started,
                      _write_attempts(trace.read_text(errors="replace")))
 
@@ -233,7 +233,7 @@ def test_check_answers_correctly_as_nagios_and_writes_nothing(
     assert scenario, "add a scenario for %s to tests/test_nagios_user.py SCENARIOS" % name
     for args, state, fragments, perfdata in scenario(request, shared_dir):
         before = _tree(nagios_install.parent), _tree(shared_dir)
-        run = run_as_nagios(nagios_install, name, *args, tmp_path=tmp_path)
+        run = run_as_nagios(nagios_install / "bin" / name, *args, tmp_path=tmp_path)
         result = run.result.assert_state(state, *fragments)
         for label, value in perfdata.items():
             assert label in result.perfdata, result.describe("perfdata %r" % label)
@@ -243,16 +243,42 @@ def test_check_answers_correctly_as_nagios_and_writes_nothing(
         assert (_tree(nagios_install.parent), _tree(shared_dir)) == before
 
 
+@pytest.fixture(scope="session")
+def nagios_plugin_dir():
+    """The other Debian way: celery_checks/ copied into a site directory
+    (here on PYTHONPATH; /usr/local/lib/python3.11/dist-packages on a real
+    host) and the thin wrappers from checks/ into a plugin directory, run
+    by /usr/bin/python3 with Debian's python3-* packages."""
+    _require_root()
+    base = Path(tempfile.mkdtemp(prefix="celery-checks-nagios-copy-"))
+    try:
+        base.chmod(0o755)
+        shutil.copytree(ROOT / "celery_checks", base / "site" / "celery_checks",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / "checks", base / "plugins")
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("install", ["venv", "copy"])
 @pytest.mark.parametrize("name", CHECKS)
-def test_minimal_arguments_and_help_as_nagios_write_nothing(name, nagios_install, tmp_path):
-    """The contract's minimal arguments and --help: same exit codes as for
-    root, no write attempts (covers a check before its scenario exists)."""
-    run = run_as_nagios(nagios_install, name, "--help", tmp_path=tmp_path)
+def test_minimal_arguments_and_help_as_nagios_write_nothing(
+        name, install, request, tmp_path):
+    """--help and the contract's minimal arguments, from both kinds of
+    install: same exit codes as for root, no write attempts (this covers a
+    check before its scenario exists)."""
+    if install == "venv":
+        executable, env = request.getfixturevalue("nagios_install") / "bin" / name, {}
+    else:
+        base = request.getfixturevalue("nagios_plugin_dir")
+        executable, env = base / "plugins" / name, {"PYTHONPATH": str(base / "site")}
+    run = run_as_nagios(executable, "--help", tmp_path=tmp_path, extra_env=env)
     assert run.proc.returncode == 3 and "\nStates:\n" in run.proc.stdout, run.describe("--help")
     run.assert_no_writes()
     # The refused bytecode-cache writes really happened and were harmless.
     assert any("/__pycache__" in " ".join(paths) for _, paths, _ in run.attempts)
-    run = run_as_nagios(nagios_install, name, *minimal(name), tmp_path=tmp_path)
+    run = run_as_nagios(executable, *minimal(name), tmp_path=tmp_path, extra_env=env)
     run.result.assert_well_formed()
     run.assert_no_writes()
 
@@ -264,7 +290,7 @@ def test_unreadable_directory_is_unknown_not_a_false_alarm(nagios_install, share
     private = shared_dir / "private"
     private.mkdir(mode=0o700)
     (private / "worker.pulse").write_text("")
-    run = run_as_nagios(nagios_install, "check_celery_pulsefile",
+    run = run_as_nagios(nagios_install / "bin" / "check_celery_pulsefile",
                         "-f", private / "*.pulse", tmp_path=tmp_path)
     run.result.assert_unknown("ermission denied")
     run.assert_no_writes()
