@@ -13,6 +13,7 @@ for the client library it actually uses.
 
 import contextlib
 import os
+import re
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from celery_checks.policy import CheckError, Unreachable
@@ -67,11 +68,17 @@ def transport_of(url, origin="URL"):
     )
 
 
-def _reason(exc):
+def _reason(exc, limit=100):
     """A short, single-line reason for an exception."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = " ".join(str(exc).split())
+    # redis-py repeats the address the message already names, and ssl
+    # appends its source line: keep the status line short.
+    text = re.sub(r"^Error -?\d+ connecting to \S+?\. ", "", text)
+    text = re.sub(r" \(_ssl\.c:\d+\)", "", text)
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
     return text or type(exc).__name__
 
 
@@ -107,6 +114,7 @@ def redis_client(url, transport_options=None, timeout=5.0):
         health_check_interval=0,
         client_name=None,
     )
+    common.update(_without_client_setinfo(redis))
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     if scheme in ("redis+socket", "unix"):
@@ -130,6 +138,17 @@ def redis_client(url, transport_options=None, timeout=5.0):
             if query.get(key):
                 kwargs[key] = query[key]
     return redis.Redis(**kwargs)
+
+
+def _without_client_setinfo(redis):
+    """redis-py >= 5 sends CLIENT SETINFO on connect (two more round trips)
+    and redis-py 8 reads its own version from the package metadata to do so
+    (~10 ms): a check needs neither."""
+    if hasattr(redis, "DriverInfo"):
+        return {"driver_info": None}
+    if int(redis.__version__.split(".")[0]) >= 5:
+        return {"lib_name": None, "lib_version": None}
+    return {}
 
 
 def _db_number(text):

@@ -1,0 +1,544 @@
+"""check_celery_queue, run as a process against real Redis and RabbitMQ.
+
+Messages are published the way Celery does (app.send_task with queue= and
+priority=) from a Celery app in this process; nothing consumes them unless a
+test starts a real worker.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.executables import ROOT
+from tests.plugin import run_check
+
+NAME = "check_celery_queue"
+NO_CHECKS = {"CELERY_CHECKS_DISABLE": "1"}  # workers without the worker-side parts
+
+
+def check(*args, **kw):
+    return run_check(NAME, *args, **kw)
+
+
+@pytest.fixture
+def celery_apps():
+    """``make(broker_url, **transport_options)`` -> a Celery app; all closed after."""
+    from celery import Celery
+
+    apps = []
+
+    def make(broker_url, **transport_options):
+        app = Celery("queue-test", broker=broker_url, set_as_current=False)
+        app.conf.broker_transport_options = transport_options
+        app.conf.task_ignore_result = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()
+
+
+def publish(app, queue, count=1, priority=None, task="tests.add", args=(1, 2)):
+    """Send ``count`` tasks like an application would; returns their ids."""
+    ids = []
+    with app.producer_or_acquire() as producer:
+        for _ in range(count):
+            ids.append(app.send_task(task, args=args, queue=queue, priority=priority,
+                                     producer=producer).id)
+    return ids
+
+
+def qname(suffix="q"):
+    return "cq-%s-%s" % (uuid.uuid4().hex[:6], suffix)
+
+
+def wait_for(predicate, timeout=20, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+# ---------------------------------------------------------------- Redis counts
+
+def test_plain_queue_count_and_perfdata(redis_url, celery_apps):
+    publish(celery_apps(redis_url), "celery", 5)
+    result = check("-b", redis_url).assert_ok("queue celery has 5 waiting messages")
+    perf = result.perfdata["celery"]
+    assert (perf.value, perf.min, perf.warn, perf.crit, perf.uom) == (5, "0", "", "", "")
+    assert result.perfdata["unacked"].value == 0
+    assert sorted(result.perfdata) == ["celery", "unacked"]
+    assert result.long_output == []
+
+
+def test_priorities_0_to_9_count_every_bucket(redis_url, redis_client, celery_apps):
+    queue = qname()
+    app = celery_apps(redis_url)
+    for priority in range(10):
+        publish(app, queue, 2, priority=priority)
+    # kombu's default steps [0, 3, 6, 9]: 0-2 in QUEUE, 3-5 in QUEUE\x06\x163, ...
+    buckets = {key: redis_client.llen(key) for key in
+               (queue, queue + "\x06\x163", queue + "\x06\x166", queue + "\x06\x169")}
+    assert list(buckets.values()) == [6, 6, 6, 2]  # what `redis-cli llen` misses
+    result = check("-b", redis_url, "-q", queue, "-v").assert_ok(
+        "queue %s has 20 waiting messages" % queue)
+    assert result.perfdata[queue].value == 20
+    assert "%s: 20 waiting (priority 0-2: 6, 3-5: 6, 6-8: 6, 9: 2)" % queue in result.long_output
+
+
+def test_priority_steps_and_sep_transport_options(redis_url, redis_client, celery_apps):
+    queue = qname()
+    options = {"priority_steps": list(range(10)), "sep": ":"}
+    app = celery_apps(redis_url, **options)
+    for priority in range(10):
+        publish(app, queue, 1, priority=priority)
+    assert redis_client.llen(queue + ":7") == 1
+    result = check("-b", redis_url, "-q", queue, "-O", "priority_steps=[0,1,2,3,4,5,6,7,8,9]",
+                   "-O", "sep=:").assert_ok("has 10 waiting messages")
+    assert result.perfdata[queue].value == 10
+    # Without the options only the base list and the default buckets count.
+    assert check("-b", redis_url, "-q", queue).perfdata[queue].value == 1
+
+
+def test_global_keyprefix(redis_url, celery_apps):
+    queue = qname()
+    publish(celery_apps(redis_url, global_keyprefix="app1:"), queue, 3, priority=5)
+    publish(celery_apps(redis_url), queue, 2)
+    result = check("-b", redis_url, "-q", queue, "-O", "global_keyprefix=app1:", "-vv")
+    assert result.assert_ok().perfdata[queue].value == 3
+    assert any("key prefix 'app1:'" in line for line in result.long_output)
+    assert check("-b", redis_url, "-q", queue).perfdata[queue].value == 2
+
+
+def test_several_queues_in_one_status_line(redis_url, celery_apps):
+    app = celery_apps(redis_url)
+    first, second, empty = qname("a"), qname("b"), qname("c")
+    publish(app, first, 3)
+    publish(app, second, 7, priority=9)
+    result = check("-b", redis_url, "-q", first, "-q", second, "-q", empty, "-v")
+    result.assert_ok("3 queues, 10 messages waiting, most in %s (7)" % second)
+    assert {k: p.value for k, p in result.perfdata.items()} == {
+        first: 3, second: 7, empty: 0, "unacked": 0}
+    assert "%s: 0 waiting" % empty in result.long_output
+    check("-b", redis_url, "-q", empty, "-q", empty).assert_ok("has 0 waiting messages")
+
+
+def test_non_default_database(redis_db, celery_apps):
+    assert redis_db != 0
+    url = "redis://127.0.0.1:6379/%d" % redis_db
+    publish(celery_apps(url), "celery", 4)
+    assert check("-b", url).perfdata["celery"].value == 4
+    assert check("-b", "redis://127.0.0.1:6379?virtual_host=%d" % redis_db).perfdata["celery"].value == 4
+
+
+@pytest.mark.parametrize("warning,critical,state,fragment", [
+    ("9", "20", "WARNING", "(> 9)"),
+    ("10", "20", "OK", "has 10 waiting messages"),
+    ("5", "9", "CRITICAL", "(> 9)"),
+    ("5", "10", "WARNING", "(> 5)"),
+])
+def test_thresholds_on_each_side_of_the_boundary(redis_url, celery_apps, warning, critical,
+                                                 state, fragment):
+    queue = qname()
+    publish(celery_apps(redis_url), queue, 10)
+    result = check("-b", redis_url, "-q", queue, "-w", warning, "-c", critical)
+    result.assert_state(state, "queue %s has 10 waiting messages" % queue, fragment)
+    perf = result.perfdata[queue]
+    assert (perf.warn, perf.crit) == (warning, critical)
+
+
+def test_status_line_names_the_worst_queue(redis_url, celery_apps):
+    app = celery_apps(redis_url)
+    small, big, medium = qname("s"), qname("b"), qname("m")
+    publish(app, small, 20)
+    publish(app, big, 60)
+    publish(app, medium, 50)
+    result = check("-b", redis_url, "-q", small, "-q", medium, "-q", big, "-w", "10", "-c", "40")
+    assert result.first_line == ("CELERY_QUEUE CRITICAL - queue %s has 60 waiting messages "
+                                 "(> 40) (+2 more)" % big)
+
+
+def test_all_queues_leaves_out_celery_internals(redis_url, redis_client, celery_apps, celery_worker):
+    app = celery_apps(redis_url)
+    first, second, consumed = qname("a"), qname("b"), qname("w")
+    publish(app, first, 2)
+    publish(app, second, 1, priority=9)
+    celery_worker.start(redis_url, queues=(consumed,), env=NO_CHECKS)
+    assert redis_client.exists("_kombu.binding.celery.pidbox")  # the worker's mailbox
+    # What a client waiting for replies and an event consumer leave (both
+    # are transient, so written here the way kombu writes them).
+    redis_client.sadd("_kombu.binding.reply.celery.pidbox",
+                      "%s\x06\x16\x06\x16%s" % ((uuid.uuid4().hex,) * 2))
+    redis_client.sadd("_kombu.binding.celeryev", "worker.#\x06\x16\x06\x16celeryev.x")
+    result = check("-b", redis_url, "--all-queues", "-v").assert_ok(
+        "3 queues, 3 messages waiting, most in %s (2)" % first)
+    assert sorted(result.perfdata) == sorted([first, second, consumed, "unacked"])
+
+
+def test_all_queues_with_prefix_and_none_found(redis_url, celery_apps):
+    queue = qname()
+    publish(celery_apps(redis_url, global_keyprefix="p[1]*:"), queue, 2)
+    publish(celery_apps(redis_url), qname("other"), 1)
+    result = check("-b", redis_url, "--all-queues", "-O", "global_keyprefix=p[1]*:").assert_ok()
+    assert sorted(result.perfdata) == [queue, "unacked"] and result.perfdata[queue].value == 2
+    check("-b", redis_url, "--all-queues", "-O", "global_keyprefix=nothing:").assert_ok(
+        "no queues found")
+
+
+def test_unacked_reserved_by_a_real_worker(redis_url, celery_apps, celery_worker):
+    queue = qname()
+    publish(celery_apps(redis_url), queue, 3, task="tests.sleep", args=(30,))
+    worker = celery_worker.start(redis_url, queues=(queue,), env=NO_CHECKS)
+    try:
+        result = wait_for(lambda: _reserved(redis_url, queue))
+        assert result, "the worker never reserved a message"
+        assert result.perfdata[queue].value == 2  # solo pool, prefetch 1
+        assert result.perfdata["unacked_" + queue].value == 1
+        assert result.perfdata["unacked"].value == 1
+        assert "%s: 2 waiting, 1 unacked" % queue in result.long_output
+    finally:
+        worker.kill()  # do not wait 30 s for the task
+
+
+def _reserved(url, queue):
+    result = check("-b", url, "-q", queue, "--unacked-per-queue", "-v").assert_ok()
+    return result if result.perfdata["unacked"].value else None
+
+
+def test_key_of_another_type_is_unknown(redis_url, redis_client):
+    redis_client.set("notalist", "x")
+    check("-b", redis_url, "-q", "notalist").assert_unknown("other than a list")
+
+
+# ------------------------------------------------------------ never changes it
+
+def test_redis_order_keys_and_count_unchanged_after_many_runs(redis_url, redis_client, celery_apps):
+    queue = qname()
+    app = celery_apps(redis_url)
+    for priority in (0, 4, 9, 1, 7, 3):
+        publish(app, queue, 2, priority=priority)
+
+    def snapshot():
+        keys = sorted(redis_client.keys("*"))
+        return {k: (redis_client.type(k), redis_client.pttl(k),
+                    redis_client.lrange(k, 0, -1) if redis_client.type(k) == b"list" else None)
+                for k in keys}
+
+    before = snapshot()
+    for _ in range(20):
+        assert check("-b", redis_url, "-q", queue, "--unacked-per-queue").perfdata[queue].value == 12
+    assert snapshot() == before
+
+
+def test_rabbitmq_count_and_order_unchanged_after_many_runs(rabbitmq, celery_apps):
+    queue = rabbitmq.queue_name()
+    ids = publish(celery_apps(rabbitmq.url), queue, 5)
+    for _ in range(20):
+        assert check("-b", rabbitmq.url, "-q", queue).perfdata[queue].value == 5
+    channel = rabbitmq.channel()
+    assert channel.queue_declare(queue, passive=True).method.message_count == 5
+    # The test owns the queue: drain it to see order and that no message was
+    # ever delivered before (redelivered would be set).
+    seen = []
+    for _ in range(5):
+        method, properties, _body = channel.basic_get(queue, auto_ack=True)
+        assert not method.redelivered
+        seen.append(properties.headers["id"])
+    assert seen == ids
+
+
+# ------------------------------------------------------------------- RabbitMQ
+
+def test_rabbitmq_waiting_and_no_consumers(rabbitmq, celery_apps):
+    queue = rabbitmq.queue_name()
+    publish(celery_apps(rabbitmq.url), queue, 4, priority=3)
+    result = check("-b", rabbitmq.url, "-q", queue).assert_ok(
+        "queue %s has 4 waiting messages, 0 consumers" % queue)
+    assert result.perfdata[queue].value == 4
+    assert result.perfdata["consumers_" + queue].value == 0
+    assert "unacked" not in result.perfdata
+    result = check("-b", rabbitmq.url, "-q", queue, "--consumers-critical", "1:")
+    result.assert_critical("queue %s has 0 consumers (< 1)" % queue)
+    assert result.perfdata["consumers_" + queue].crit == "1:"
+    check("-b", rabbitmq.url, "-q", queue, "-w", "3").assert_warning("has 4 waiting messages (> 3)")
+
+
+def test_rabbitmq_with_a_real_worker_consuming(rabbitmq, celery_apps, celery_worker):
+    queue = rabbitmq.queue_name()
+    publish(celery_apps(rabbitmq.url), queue, 3)
+    celery_worker.start(rabbitmq.url, queues=(queue,), env=NO_CHECKS)
+
+    def drained():
+        result = check("-b", rabbitmq.url, "-q", queue, "--consumers-critical", "1:")
+        return result if result.perfdata[queue].value == 0 else None
+
+    result = wait_for(drained)
+    assert result, "the worker did not drain %s" % queue
+    result.assert_ok("queue %s has 0 waiting messages, 1 consumers" % queue)
+    assert result.perfdata["consumers_" + queue].value == 1
+
+
+def test_rabbitmq_missing_queue_is_critical_and_not_declared(rabbitmq, celery_apps):
+    import pika.exceptions
+
+    missing, present = rabbitmq.queue_name("missing"), rabbitmq.queue_name()
+    publish(celery_apps(rabbitmq.url), present, 2)
+    result = check("-b", rabbitmq.url, "-q", missing, "-q", present, "-v")
+    result.assert_critical("queue %s not found on vhost %s" % (missing, rabbitmq.vhost))
+    assert result.perfdata[present].value == 2  # a fresh channel after the 404
+    assert missing not in result.perfdata
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        rabbitmq.channel().queue_declare(missing, passive=True)
+    assert info.value.reply_code == 404
+
+
+# ------------------------------------------------------------------- failures
+
+@pytest.fixture
+def silent_port():
+    """A loopback port that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted, stop = [], threading.Event()
+
+    def serve():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def refused_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("template,reason", [
+    ("redis://:s3cret-pw@127.0.0.1:{refused}/0", "Connection refused"),
+    ("amqp://guest:s3cret-pw@127.0.0.1:{refused}//", "Connection refused"),
+    ("redis://:s3cret-pw@127.0.0.1:{silent}/0", "did not answer in time"),
+    ("amqp://guest:s3cret-pw@127.0.0.1:{silent}//", "no AMQP handshake in time"),
+    ("rediss://:s3cret-pw@127.0.0.1:6379/0", "did not answer in time"),
+    ("amqp://guest:s3cret-pw@127.0.0.1:5672//", "refused authentication"),
+    ("redis://nobody-here:s3cret-pw@127.0.0.1:6379/0", "refused"),
+])
+def test_broker_failures_are_critical_within_timeout(silent_port, template, reason):
+    url = template.format(refused=refused_port(), silent=silent_port)
+    result = check("-b", url, "-t", "2", "-vv")
+    shown = url.replace("s3cret-pw", "***")
+    result.assert_critical(shown, reason)
+    assert result.elapsed < 2.8, result.describe("took too long")
+    assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["-O", "priority_steps=abc"], "priority_steps"),
+    (["-O", "priority_steps=[0,-3]"], "priority_steps"),
+    (["-q", ""], "empty"),
+    (["--all-queues", "-q", "celery"], "not both"),
+    (["--consumers-critical", "1:"], "RabbitMQ"),
+    (["-b", "amqp://guest:guest@127.0.0.1//", "--all-queues"], "--all-queues needs a Redis"),
+    (["-b", "amqp://guest:guest@127.0.0.1//", "--unacked-per-queue"], "Redis"),
+    (["-b", "amqp://guest:guest@127.0.0.1//", "-q", "x" * 256], "255 bytes"),
+    (["-b", "redis://127.0.0.1:6379/abc"], "database number"),
+])
+def test_bad_input_is_unknown_on_one_line(args, fragment):
+    result = check(*args).assert_unknown(fragment)
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("url,only", [
+    ("redis://127.0.0.1:6379/0", "redis"),
+    ("amqp://guest:guest@127.0.0.1:5672//", "pika"),
+])
+def test_imports_only_its_client_library(url, only):
+    code = (
+        "import sys, atexit\n"
+        "atexit.register(lambda: print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'celery', 'kombu', 'redis', 'pika', 'amqp', 'billiard'})))\n"
+        "sys.argv = ['check_celery_queue', '-b', %r, '-q', 'cq-imports-%s']\n"
+        "from celery_checks.queue import main\n"
+        "main()\n" % (url, uuid.uuid4().hex[:6])
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY [%r]" % only in proc.stdout, proc.stdout + proc.stderr
+
+
+# ------------------------------------------- Redis servers of our own (TLS, ...)
+
+def free_port():
+    return refused_port()
+
+
+class OwnRedis:
+    """A redis-server started by this test on its own port and socket."""
+
+    def __init__(self, tmp_path, *config_lines):
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server not installed")
+        self.dir = tmp_path
+        self.port = free_port()
+        self.socket = "/tmp/cq-redis-%d.sock" % self.port  # short: it shows in messages
+        conf = tmp_path / ("redis-%d.conf" % self.port)
+        conf.write_text("\n".join([
+            "port %d" % self.port, "bind 127.0.0.1", "unixsocket %s" % self.socket,
+            "save \"\"", "appendonly no", "dir %s" % tmp_path,
+        ] + list(config_lines)) + "\n")
+        self.log = tmp_path / ("redis-%d.log" % self.port)
+        self.process = subprocess.Popen(["redis-server", str(conf)], stdout=open(self.log, "w"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(self, port=None, path=None):
+        def up():
+            if self.process.poll() is not None:
+                pytest.fail("redis-server exited:\n" + self.log.read_text())
+            try:
+                if path:
+                    sock = socket.socket(socket.AF_UNIX)
+                    sock.connect(path)
+                    sock.close()
+                else:
+                    socket.create_connection(("127.0.0.1", port or self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        assert wait_for(up, timeout=10, interval=0.05), self.log.read_text()
+        return self
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    started = []
+
+    def start(*config_lines, directory=None):
+        directory = directory or tmp_path
+        server = OwnRedis(directory, *config_lines)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def test_unix_socket_password_and_acl_user(own_redis, celery_apps):
+    server = own_redis("requirepass sekrit-pw", "user alice on >alice-pw ~* &* +@all").wait()
+    url = "redis+socket://:sekrit-pw@%s?virtual_host=2" % server.socket
+    server.wait(path=server.socket)
+    publish(celery_apps(url), "celery", 3)
+    result = check("-b", url).assert_ok("has 3 waiting messages")
+    assert result.perfdata["celery"].value == 3
+    acl = "redis://alice:alice-pw@127.0.0.1:%d/2" % server.port
+    assert check("-b", acl).assert_ok().perfdata["celery"].value == 3
+    result = check("-b", "redis://alice:wrong-pw@127.0.0.1:%d/2" % server.port)
+    result.assert_critical("redis://alice:***@127.0.0.1:%d/2" % server.port, "refused")
+    assert "wrong-pw" not in result.stdout
+    check("-b", "redis+socket://%s" % server.socket).assert_critical("refused")
+
+
+def _self_signed(directory):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_rediss(own_redis, tmp_path, celery_apps):
+    cert, key = _self_signed(tmp_path)
+    tls_port = free_port()
+    server = own_redis("tls-port %d" % tls_port, "tls-cert-file %s" % cert,
+                       "tls-key-file %s" % key, "tls-ca-cert-file %s" % cert,
+                       "tls-auth-clients no").wait(port=tls_port)
+    plain = "redis://127.0.0.1:%d/0" % server.port
+    publish(celery_apps(plain), "celery", 2)
+    verified = "rediss://127.0.0.1:%d/0?ssl_cert_reqs=required&ssl_ca_certs=%s" % (tls_port, cert)
+    assert check("-b", verified).assert_ok().perfdata["celery"].value == 2
+    unverified = "rediss://127.0.0.1:%d/0?ssl_cert_reqs=CERT_NONE" % tls_port
+    assert check("-b", unverified).assert_ok().perfdata["celery"].value == 2
+    # Verification on, but nothing vouches for the self-signed certificate.
+    check("-b", "rediss://127.0.0.1:%d/0?ssl_cert_reqs=required" % tls_port,
+          "-t", "3").assert_critical("rediss://127.0.0.1:%d/0" % tls_port)
+
+
+def test_sentinel_master_name(own_redis, tmp_path, celery_apps):
+    master = own_redis().wait()
+    sentinel_dir = tmp_path / "sentinel"
+    sentinel_dir.mkdir()
+    sentinel_port = free_port()
+    conf = sentinel_dir / "sentinel.conf"
+    conf.write_text("port %d\nbind 127.0.0.1\nsentinel monitor themaster 127.0.0.1 %d 1\n"
+                    "dir %s\n" % (sentinel_port, master.port, sentinel_dir))
+    log = sentinel_dir / "sentinel.log"
+    process = subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=open(log, "w"),
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = "sentinel://127.0.0.1:%d/3" % sentinel_port
+        assert wait_for(lambda: _sentinel_knows(sentinel_port), timeout=10, interval=0.1), log.read_text()
+        publish(celery_apps(url, master_name="themaster"), "celery", 4, priority=6)
+        result = check("-b", url, "-O", "master_name=themaster").assert_ok("has 4 waiting messages")
+        assert result.perfdata["celery"].value == 4
+        check("-b", url, "-O", "master_name=nosuch", "-t", "3").assert_critical(
+            "sentinel://127.0.0.1:%d/3" % sentinel_port)
+        check("-b", url).assert_unknown("master_name")
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+def _sentinel_knows(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.5) as sock:
+            sock.sendall(b"SENTINEL get-master-addr-by-name themaster\r\n")
+            return b"127.0.0.1" in sock.recv(200)
+    except OSError:
+        return False
+
+
+def test_runs_from_the_thin_executable(redis_url, tmp_path):
+    target = tmp_path / NAME
+    shutil.copy(ROOT / "checks" / NAME, target)
+    os.chmod(target, 0o755)
+    proc = subprocess.run([sys.executable, str(target), "-b", redis_url],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("CELERY_QUEUE OK - queue celery has 0 waiting messages")
