@@ -16,3 +16,12 @@ def install(app):
     from celery_checks.install import install as _install  # celery only here
 
     return _install(app)
+
+
+def beat_schedule(queues=("celery",), every=60, expires=300):
+    """celery beat entries publishing a heartbeat to each queue every
+    ``every`` seconds: ``app.conf.beat_schedule.update(beat_schedule([...]))``
+    (Django: ``CELERY_BEAT_SCHEDULE``). See celery_checks.heartbeat_task."""
+    from celery_checks.heartbeat_task import beat_schedule as _beat_schedule
+
+    return _beat_schedule(queues, every, expires)

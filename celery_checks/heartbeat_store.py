@@ -1,0 +1,199 @@
+"""The heartbeat store: the one place that knows its Redis key layout.
+
+One hash per monitored queue, ``[global_keyprefix]celery_checks:heartbeat:<queue>``:
+
+=================  ========================================================
+``published``      store time of the last heartbeat published to the queue
+``published_id``   its task id
+``publisher``      who published it: ``trigger@<host>`` or ``celery@<host>``
+                   (a beat or app process, through ``install(app)``)
+``pending_since``  store time of the oldest heartbeat published and not yet
+                   followed by a start; absent when none is waiting
+``started``        store time a worker last started a heartbeat of the queue
+``started_id``     that heartbeat's task id
+``worker``         the node name of the worker that started it
+``latency``        seconds that heartbeat waited: started - its publish time
+=================  ========================================================
+
+The clock rule: every time above is read from the store's own ``TIME``, by a
+Lua script that records in the same step, whoever records it (the trigger,
+beat, a worker). Trigger host, workers and monitoring host may disagree on
+the time; they cannot fake an alert nor hide one, because they never
+contribute a clock reading. The publish time travels inside the heartbeat
+message (header :data:`PUBLISHED_HEADER`, a store time too), so the worker
+can compute the wait without trusting its own clock.
+
+redis is imported lazily (by :func:`celery_checks.broker.redis_client`).
+"""
+
+import os
+
+from celery_checks.broker import read_url_file, transport_of
+from celery_checks.policy import CheckError
+from celery_checks.secrets import redact_url
+
+KEY_PREFIX = "celery_checks:heartbeat:"
+PUBLISHED_HEADER = "celery_checks_published"
+TASK_NAME = "celery_checks.heartbeat"
+STORE_ENV = "CELERY_CHECKS_STORE_URL"
+
+# KEYS: one hash per queue; ARGV: publisher, then one task id per key.
+# Returns the store time of the publish, as text (Lua numbers would be
+# truncated to integers on the way back).
+_PUBLISH = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, 'published', now, 'published_id', ARGV[i + 1],
+             'publisher', ARGV[1])
+  if redis.call('HEXISTS', key, 'pending_since') == 0 then
+    redis.call('HSET', key, 'pending_since', now)
+  end
+end
+return now
+"""
+
+# KEYS: the queue's hash; ARGV: publish time from the message ('' when the
+# message was not stamped), task id, worker node name.
+_START = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local key = KEYS[1]
+redis.call('HSET', key, 'started', string.format('%.6f', now),
+           'started_id', ARGV[2], 'worker', ARGV[3])
+local sent = tonumber(ARGV[1])
+if sent then
+  redis.call('HSET', key, 'latency', string.format('%.6f', math.max(0, now - sent)))
+else
+  redis.call('HDEL', key, 'latency')
+end
+-- Did this start answer the newest publish? Then nothing is waiting; if a
+-- newer heartbeat was published meanwhile, that one is waiting since then.
+local last = tonumber(redis.call('HGET', key, 'published') or '')
+if not sent or not last or last <= sent then
+  redis.call('HDEL', key, 'pending_since')
+else
+  redis.call('HSET', key, 'pending_since', string.format('%.6f', last))
+end
+return string.format('%.6f', now)
+"""
+
+
+def key_for(queue, transport_options=None):
+    """The hash of ``queue``; kombu's global_keyprefix keeps apps apart."""
+    prefix = (transport_options or {}).get("global_keyprefix") or ""
+    return "%s%s%s" % (prefix, KEY_PREFIX, queue)
+
+
+# ------------------------------------------------------------- store URL
+
+def add_store_options(parser):
+    group = parser.add_argument_group("heartbeat store")
+    group.add_argument(
+        "--store", metavar="URL",
+        help="Redis URL of the heartbeat store; else --store-file, else $%s, "
+        "else the broker URL when the broker is Redis" % STORE_ENV,
+    )
+    group.add_argument(
+        "--store-file", metavar="PATH",
+        help="read the store URL from the first line of this file",
+    )
+    return group
+
+
+def resolve_store_url(store, store_file, broker_url, environ=os.environ):
+    """The store URL by the documented precedence; CheckError if unusable."""
+    if store:
+        url, origin = store, "--store"
+    elif store_file:
+        url, origin = read_url_file(store_file, "--store-file"), "--store-file"
+    elif environ.get(STORE_ENV):
+        url, origin = environ[STORE_ENV], "$" + STORE_ENV
+    elif transport_of(broker_url, "the broker") == "redis":
+        url, origin = broker_url, "the broker URL"
+    else:
+        raise CheckError(
+            "the broker %s is not Redis: name the Redis heartbeat store with "
+            "--store URL" % redact_url(broker_url)
+        )
+    url = url.strip()
+    redact_url(url)  # register the password before anything can print it
+    if transport_of(url, origin) != "redis":
+        raise CheckError("the heartbeat store must be Redis, got %s from %s"
+                         % (redact_url(url), origin))
+    return url
+
+
+def worker_store(conf, environ=os.environ):
+    """(url, transport_options) of the store for a worker/beat app's conf:
+    ``checks_store_url``, else $CELERY_CHECKS_STORE_URL, else the broker
+    when it is Redis; (None, {}) when there is none."""
+    broker_options = dict(conf.get("broker_transport_options") or {})
+    url = conf.get("checks_store_url") or environ.get(STORE_ENV)
+    if url:
+        options = {"global_keyprefix": broker_options.get("global_keyprefix")}
+        return url, options
+    broker = conf.get("broker_write_url") or conf.get("broker_url") or ""
+    if isinstance(broker, (list, tuple)):
+        broker = broker[0] if broker else ""
+    broker = broker.split(";")[0].strip()
+    try:
+        if broker and transport_of(broker) == "redis":
+            return broker, broker_options
+    except CheckError:
+        pass
+    return None, {}
+
+
+# ------------------------------------------------------------------ writes
+
+def record_publish(client, queues, task_ids, publisher, transport_options=None):
+    """Record that heartbeats ``task_ids`` are about to be published to
+    ``queues``, in one round trip; returns the store time (float)."""
+    keys = [key_for(q, transport_options) for q in queues]
+    return float(_text(client.eval(_PUBLISH, len(keys), *(keys + [publisher] + list(task_ids)))))
+
+
+def record_start(client, queue, published, task_id, worker, transport_options=None):
+    """Record that ``worker`` started heartbeat ``task_id`` of ``queue``,
+    published at store time ``published`` (None if unknown)."""
+    key = key_for(queue, transport_options)
+    sent = "" if published is None else "%.6f" % float(published)
+    return float(_text(client.eval(_START, 1, key, sent, task_id or "", worker or "")))
+
+
+# ------------------------------------------------------------------- reads
+
+def read(client, queues, transport_options=None):
+    """(store time, {queue: record}) in one round trip; a record is a dict
+    of the fields above (floats for times), empty when never seen."""
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    for queue in queues:
+        pipe.hgetall(key_for(queue, transport_options))
+    replies = pipe.execute()
+    seconds, micros = replies[0]
+    now = int(seconds) + int(micros) / 1e6
+    return now, {q: _decode(raw) for q, raw in zip(queues, replies[1:])}
+
+
+_FLOATS = ("published", "pending_since", "started", "latency")
+
+
+def _decode(raw):
+    record = {}
+    for key, value in raw.items():
+        key, value = _text(key), _text(value)
+        if key in _FLOATS:
+            try:
+                value = float(value)
+            except ValueError:
+                continue  # a damaged field counts as absent
+        record[key] = value
+    return record
+
+
+def _text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

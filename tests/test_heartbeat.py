@@ -1,0 +1,313 @@
+"""The heartbeat end to end: trigger_celery_heartbeat and celery beat publish,
+real workers run celery_checks.heartbeat, check_celery_heartbeat judges.
+
+Real Redis (a private DB per test), real RabbitMQ, real worker processes.
+Thresholds are small so that ages cross them in a few seconds.
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from celery_checks import heartbeat_store as store
+from tests.plugin import run_check
+
+
+def check(store_url, *args, **kw):
+    return run_check("check_celery_heartbeat", "--store", store_url, *args, **kw)
+
+
+def trigger(*args, **kw):
+    return run_check("trigger_celery_heartbeat", *args, **kw)
+
+
+def record(client, queue):
+    return {k.decode(): v.decode() for k, v in client.hgetall(store.key_for(queue)).items()}
+
+
+def wait_for(predicate, timeout=20, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail("timed out waiting for %s" % what)
+
+
+def started(client, *queues):
+    return wait_for(lambda: all("started" in record(client, q) for q in queues),
+                    what="heartbeats of %s to start" % (queues,))
+
+
+def assert_published(result, count):
+    assert result.rc == 0, result.describe("trigger failed")
+    assert result.stdout.count("\n") == 1 and result.stderr == "", result.describe("one line")
+    assert result.stdout.startswith("published %d heartbeat" % count)
+
+
+def assert_one_line_failure(result, *fragments):
+    assert result.rc == 1, result.describe("expected exit 1")
+    assert result.stdout == "", result.describe("stdout must stay empty")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.describe("one line on stderr")
+    assert lines[0].startswith("trigger_celery_heartbeat: ")
+    assert "Traceback" not in result.stderr and "secret" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], result.describe("missing %r" % fragment)
+
+
+# ------------------------------------------------------------ end to end
+
+def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, celery_worker):
+    worker = celery_worker.start(redis_url, queues=["hb-a", "hb-b"])
+    assert_published(trigger("-b", redis_url, "-q", "hb-a", "-q", "hb-b", "-q", "hb-c"), 3)
+    started(redis_client, "hb-a", "hb-b")
+
+    result = check(redis_url, "-q", "hb-a", "-q", "hb-b", "-v").assert_ok("2 queues healthy")
+    for queue in ("hb-a", "hb-b"):
+        age, latency = result.perfdata[queue + "_age"], result.perfdata[queue + "_latency"]
+        assert age.uom == "s" and 0 <= age.value < 10
+        assert (age.warn, age.crit, age.min) == ("300", "600", "0")
+        assert latency.uom == "s" and 0 <= latency.value < 5 and latency.min == "0"
+        assert record(redis_client, queue)["worker"] == worker.name
+    assert any(worker.name in line for line in result.long_output), result.long_output
+
+    # hb-c has no consumer: only it alerts, as a heartbeat that never started
+    # (the limit sits just above the real waits of hb-a and hb-b).
+    limit = "%.1f" % (max(float(record(redis_client, q)["latency"]) for q in ("hb-a", "hb-b")) + 0.5)
+    wait_for(lambda: time.time() - float(record(redis_client, "hb-c")["published"]) > float(limit) + 0.2,
+             what="hb-c to wait")
+    result = check(redis_url, "-q", "hb-a", "-q", "hb-b", "-q", "hb-c",
+                   "--latency-warning", limit, "--latency-critical", "60")
+    result.assert_warning("hb-c never started a heartbeat", "install(app)")
+    assert "(+" not in result.first_line
+    assert result.perfdata["hb-c_latency"].value > float(limit)
+    assert result.perfdata["hb-a_latency"].value < float(limit)
+    assert (result.perfdata["hb-a_latency"].warn, result.perfdata["hb-a_latency"].crit) == (limit, "60")
+
+    # The worker goes away, nothing is published: the age grows through -w
+    # then -c, and the diagnosis is a stale trigger, not a stuck queue.
+    worker.stop()
+    states = []
+    while "CRITICAL" not in states:
+        result = check(redis_url, "-q", "hb-a", "-w", "2", "-c", "4")
+        states.append(result.state)
+        if result.state != "OK":
+            assert "hb-a trigger stale" in result.first_line, result.describe("diagnosis")
+        assert len(states) < 60, states
+        time.sleep(0.2)
+    assert "WARNING" in states, states
+    assert states == sorted(states, key=["OK", "WARNING", "CRITICAL"].index), states
+    result.assert_critical("hb-a trigger stale", "age > 4s")
+    assert result.perfdata["hb-a_age"].value > 4
+
+    # Published again while no worker runs: now the queue is stuck.
+    assert_published(trigger("-b", redis_url, "-q", "hb-a"), 1)
+    result = check(redis_url, "-q", "hb-a", "-w", "2", "-c", "4").assert_critical("hb-a stuck")
+    assert "heartbeat waiting" in result.first_line
+
+
+def test_heartbeat_not_started_before_its_expiry_is_discarded(redis_url, redis_client, celery_worker):
+    assert_published(trigger("-b", redis_url, "-q", "hb-x", "--expires", "1"), 1)
+    expired_id = record(redis_client, "hb-x")["published_id"]
+    wait_for(lambda: time.time() - float(record(redis_client, "hb-x")["published"]) > 1.5,
+             what="the heartbeat to expire")
+    worker = celery_worker.start(redis_url, queues=["hb-x"])
+    wait_for(lambda: "Discarding revoked task: celery_checks.heartbeat[%s]" % expired_id in worker.log(),
+             what="the worker to discard the expired heartbeat")
+    assert "started" not in record(redis_client, "hb-x")
+    check(redis_url, "-q", "hb-x", "-w", "1").assert_warning("hb-x never started a heartbeat")
+
+    # The same worker runs a heartbeat that has not expired; its latency
+    # counts from its own publish, the wait of the expired one is over.
+    assert_published(trigger("-b", redis_url, "-q", "hb-x"), 1)
+    started(redis_client, "hb-x")
+    fields = record(redis_client, "hb-x")
+    assert fields["started_id"] == fields["published_id"] != expired_id
+    assert "pending_since" not in fields and float(fields["latency"]) < 5
+    check(redis_url, "-q", "hb-x", "-w", "1").assert_ok("hb-x healthy")
+
+
+def test_beat_schedule_entries_send_heartbeats_the_check_accepts(redis_url, redis_client, celery_worker):
+    celery_worker.start(redis_url, queues=["hb-b1", "hb-b2"])
+    celery_worker.start(redis_url, command="beat", app="tests.heartbeat_app", env={
+        "TEST_HEARTBEAT_BEAT_QUEUES": "hb-b1,hb-b2", "TEST_HEARTBEAT_BEAT_EVERY": "0.5"})
+    started(redis_client, "hb-b1", "hb-b2")
+    for queue in ("hb-b1", "hb-b2"):
+        fields = record(redis_client, queue)
+        # beat's publish was stamped with the store time: a real wait
+        assert fields["publisher"].startswith("celery@")
+        assert 0 <= float(fields["latency"]) < 5
+    result = check(redis_url, "-q", "hb-b1", "-q", "hb-b2", "-w", "5").assert_ok("2 queues healthy")
+    assert 0 <= result.perfdata["hb-b1_latency"].value < 5
+
+
+def test_worker_without_install_is_named_as_the_likely_cause(redis_url, redis_client, celery_worker):
+    worker = celery_worker.start(redis_url, queues=["hb-n"], env={"CELERY_CHECKS_DISABLE": "1"})
+    assert_published(trigger("-b", redis_url, "-q", "hb-n"), 1)
+    wait_for(lambda: "unregistered task" in worker.log(), what="the worker to reject the heartbeat")
+    assert redis_client.llen("hb-n") == 0  # consumed, yet never started
+    wait_for(lambda: time.time() - float(record(redis_client, "hb-n")["published"]) > 1,
+             what="the wait to pass -w")
+    result = check(redis_url, "-q", "hb-n", "-w", "1", "-c", "60")
+    result.assert_warning("hb-n never started a heartbeat", "celery_checks.install(app)")
+
+
+def test_rabbitmq_broker_with_redis_store(rabbitmq, redis_url, redis_client, celery_worker):
+    queue = rabbitmq.queue_name("hb")
+    celery_worker.start(rabbitmq.url, queues=[queue], app="tests.heartbeat_app",
+                        env={"TEST_HEARTBEAT_STORE": redis_url})
+    assert_published(trigger("-b", rabbitmq.url, "--store", redis_url, "-q", queue), 1)
+    started(redis_client, queue)
+    result = check(redis_url, "-q", queue).assert_ok(queue + " healthy")
+    assert 0 <= result.perfdata[queue + "_latency"].value < 5
+
+    # Without a store, a RabbitMQ broker cannot stand in for one.
+    run_check("check_celery_heartbeat", "-b", rabbitmq.url, "-q", queue).assert_unknown(
+        "is not Redis", "--store")
+    result = trigger("-b", rabbitmq.url, "-q", queue)
+    assert result.rc == 2 and "usage:" in result.stderr and "--store" in result.stderr
+
+
+# ------------------------------------------------------------ the check alone
+
+def test_queue_never_seen_is_critical_with_a_hint(redis_url):
+    result = check(redis_url, "-q", "never").assert_critical(
+        "never: no heartbeat ever recorded", "install(app)")
+    assert not result.perfdata
+    check(redis_url, "-q", "never", "--missing-state", "warning").assert_warning("never")
+    result = run_check("check_celery_heartbeat", "-b", redis_url)  # the broker is the store
+    result.assert_critical("celery: no heartbeat ever recorded")
+
+
+def test_store_down_is_critical_naming_the_redacted_url():
+    result = run_check("check_celery_heartbeat", "--store", "redis://:secret@127.0.0.1:1/0")
+    result.assert_critical("cannot reach heartbeat store redis://:***@127.0.0.1:1/0")
+    assert "secret" not in result.stdout
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_silent_store_is_critical_within_timeout(silent_port):
+    result = check("redis://127.0.0.1:%d/0" % silent_port, "-t", "2")
+    result.assert_critical("heartbeat store redis://127.0.0.1:%d/0" % silent_port)
+    assert result.elapsed < 4
+
+
+def test_ages_use_the_store_clock_and_a_waiting_heartbeat_counts(redis_url, redis_client):
+    """The store's own logic, on real Redis: pending_since survives repeated
+    publishes until a start answers the newest one."""
+    first = store.record_publish(redis_client, ["q"], ["id1"], "test")
+    assert abs(first - time.time()) < 5  # the store's TIME (same host here)
+    second = store.record_publish(redis_client, ["q"], ["id2"], "test")
+    fields = record(redis_client, "q")
+    assert float(fields["pending_since"]) == first and float(fields["published"]) == second
+    store.record_start(redis_client, "q", first, "id1", "w@h")  # the older one starts
+    assert float(record(redis_client, "q")["pending_since"]) == second
+    store.record_start(redis_client, "q", second, "id2", "w@h")
+    fields = record(redis_client, "q")
+    assert "pending_since" not in fields and float(fields["latency"]) >= 0
+    # A publish time from a clock ahead of the store cannot make a negative wait.
+    store.record_start(redis_client, "q", time.time() + 1000, "id3", "w@h")
+    assert float(record(redis_client, "q")["latency"]) == 0
+    result = check(redis_url, "-q", "q").assert_ok("q healthy")
+    assert result.perfdata["q_latency"].value == 0
+
+
+# ------------------------------------------------------------ trigger failures
+
+def test_trigger_broker_down_is_one_line_exit_1(redis_url):
+    result = trigger("-b", "redis://:secret@127.0.0.1:1/0", "--store", redis_url, "-q", "x")
+    assert_one_line_failure(result, "cannot publish to broker redis://:***@127.0.0.1:1/0")
+    result = trigger("-b", "amqp://guest:secret@127.0.0.1:1//", "--store", redis_url)
+    assert_one_line_failure(result, "cannot publish to broker amqp://guest:***@127.0.0.1:1//")
+
+
+def test_trigger_store_down_is_one_line_exit_1(redis_url):
+    result = trigger("-b", redis_url, "--store", "redis://:secret@127.0.0.1:1/0")
+    assert_one_line_failure(result, "heartbeat store redis://:***@127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize("scheme", ["redis", "amqp"])
+def test_trigger_silent_broker_gives_up_within_timeout(scheme, silent_port, redis_url):
+    url = "%s://127.0.0.1:%d/0" % (scheme, silent_port)
+    result = trigger("-b", url, "--store", redis_url, "-t", "2")
+    assert_one_line_failure(result, "127.0.0.1:%d" % silent_port)
+    assert result.elapsed < 4
+
+
+@pytest.mark.parametrize("args", [["--expires", "0"], ["-q", ""], ["-b", "ftp://x"], ["--nope"]])
+def test_trigger_bad_arguments_exit_2_with_usage(args):
+    result = trigger(*args)
+    assert result.rc == 2, result.describe("exit code")
+    assert result.stderr.startswith("usage: trigger_celery_heartbeat")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+# ------------------------------------------------------------ pure logic
+
+def test_beat_schedule_entries():
+    import celery_checks
+
+    entries = celery_checks.beat_schedule(["celery", "mail"], every=30, expires=120)
+    assert sorted(entries) == ["celery_checks.heartbeat celery", "celery_checks.heartbeat mail"]
+    entry = entries["celery_checks.heartbeat mail"]
+    assert entry == {"task": "celery_checks.heartbeat", "schedule": 30,
+                     "kwargs": {"queue": "mail"}, "options": {"queue": "mail", "expires": 120}}
+    assert list(celery_checks.beat_schedule()) == ["celery_checks.heartbeat celery"]
+
+
+def test_store_url_precedence(tmp_path):
+    from celery_checks.policy import CheckError
+
+    env = {"CELERY_CHECKS_STORE_URL": "redis://env/1"}
+    path = tmp_path / "store"
+    path.write_text("redis://file/2\n")
+    assert store.resolve_store_url("redis://opt/3", str(path), "redis://b/0", env) == "redis://opt/3"
+    assert store.resolve_store_url(None, str(path), "redis://b/0", env) == "redis://file/2"
+    assert store.resolve_store_url(None, None, "amqp://b//", env) == "redis://env/1"
+    assert store.resolve_store_url(None, None, "redis://b/0", {}) == "redis://b/0"
+    with pytest.raises(CheckError, match="not Redis"):
+        store.resolve_store_url(None, None, "amqp://b//", {})
+    with pytest.raises(CheckError, match="must be Redis"):
+        store.resolve_store_url("amqp://x//", None, "redis://b/0", {})
+
+
+def test_worker_store_from_app_conf():
+    options = {"global_keyprefix": "p:"}
+    conf = {"checks_store_url": "redis://s/1", "broker_url": "amqp://b//",
+            "broker_transport_options": options}
+    assert store.worker_store(conf, {}) == ("redis://s/1", options)
+    assert store.worker_store({"broker_url": "amqp://b//"}, {"CELERY_CHECKS_STORE_URL": "redis://e/2"}) \
+        == ("redis://e/2", {"global_keyprefix": None})
+    assert store.worker_store({"broker_url": "redis://b/0;redis://c/0"}, {}) == ("redis://b/0", {})
+    assert store.worker_store({"broker_url": "amqp://b//"}, {}) == (None, {})
+    assert store.key_for("mail", options) == "p:celery_checks:heartbeat:mail"
