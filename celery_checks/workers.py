@@ -1,0 +1,844 @@
+"""check_celery_workers: are the expected workers there, and only those?
+
+acquire:  one source gives a list of observed nodes with what it knows:
+          ping   - one broadcast ``ping`` on the celery.pidbox exchange
+                   (kombu, the same wire protocol as ``celery inspect
+                   ping``), stopping as soon as the inventory is complete;
+          events - worker-heartbeat events on the celeryev exchange, after
+                   asking every worker for one at once;
+          stdin  - the text or JSON of ``celery status`` / ``celery inspect
+                   ping`` piped in.
+evaluate: the inventory (--expect) decides which nodes are missing and which
+          are unexpected; -w/-c judge the number online
+present:  WorkersSummary names what is wrong; -v lists every node
+
+Never imports celery nor the user's app: kombu speaks the protocol, and the
+pure parts (inventory, parsers) are plain functions tested on their own.
+"""
+
+import fnmatch
+import json
+import re
+import socket
+import time
+import uuid
+
+import nagiosplugin
+
+from celery_checks import cli
+from celery_checks.perfdata import ThresholdContext, label, number, violation
+from celery_checks.policy import CheckError, Unreachable
+from celery_checks.secrets import redact_url
+
+SOURCES = ("ping", "events", "stdin")
+DEFAULT_REPLY_TIMEOUT = 1.0
+DEFAULT_WINDOW = 3.0
+# Once every expected node answered, unexpected ones get a grace to answer
+# too: 3 times the slowest reply so far (they share its network path),
+# within these bounds, so a fast local broker is not slowed to a remote's pace.
+GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.05, 0.2
+HEARTBEAT_EXPIRE = 2.0  # alive while received < freq * this ago (celery's rule)
+STATUS_WIDTH = 80
+
+HELP = dict(
+    check="""\
+Which Celery workers (nodes) are online, compared with an inventory.
+--source ping (default): one broadcast ping, like `celery inspect ping`,
+  ended as soon as every expected node answered plus a grace for
+  unexpected ones (3 x the slowest reply, 0.05 to 0.2 s); without an
+  inventory it waits --reply-timeout.
+--source events: listens to worker-heartbeat events on the celeryev
+  exchange, asks every worker for an immediate heartbeat, ends as soon as
+  the inventory is complete (plus the grace) or --window ends. A node is
+  online when we received its heartbeat less than 2 x its freq ago (our
+  clock, not the sender's) and no worker-offline came after it.
+--source stdin: parses `celery status` or `celery inspect ping` output
+  (Celery 3 to 5, text with or without colour, or --json) piped in.
+Inventory: --expect PATTERN[=COUNT], PATTERN a shell glob on the full node
+name, COUNT (default 1) nodes expected to match it. A node counts for the
+first pattern it matches, names without a glob first. Fewer than COUNT:
+missing; a node matching no pattern, or beyond a pattern's COUNT:
+unexpected. The ping and events sources only write what `celery inspect`
+writes: a broadcast message and a short-lived reply/event queue that is
+deleted (and auto-deleted, exclusive on RabbitMQ) when the check ends.""",
+    perfdata="""\
+online          nodes that answered, with warn/crit from -w/-c
+expected        nodes the inventory expects (sum of COUNTs)
+missing         expected nodes that did not answer
+unexpected      nodes beyond the inventory
+rtt_NODE        ping: seconds from broadcast to NODE's reply
+active_NODE     events: tasks NODE is executing (if its heartbeat said)
+processed_NODE  events: tasks NODE has processed, a counter (c)
+hb_age_NODE     events: seconds since we received NODE's last heartbeat
+NODE is the full node name, e.g. rtt_celery@web1. Integers except rtt and
+hb_age. Long node names sharing a prefix may collide in tools that keep
+only the first 19 characters of a label.""",
+    states="""\
+OK        every expected node online, nothing unexpected, count in range
+WARNING   an unexpected node (--unexpected-state); online outside -w;
+          workers run different Celery versions (--versions-differ-state,
+          events source, default ok)
+CRITICAL  an expected node missing (--missing-state); online outside -c;
+          no inventory nor -w/-c and no node answered; the broker cannot
+          be reached
+UNKNOWN   stdin is empty or not celery status/inspect ping output""",
+    examples="""\
+check_celery_workers --expect 'celery@web*=4' --expect celery@beat1
+check_celery_workers --expect-file /etc/celery/workers.txt -b amqp://...
+check_celery_workers --source events -c 2: --versions-differ-state warn
+celery -A proj status --json >status.json 2>&1
+check_celery_workers --source stdin --expect 'w-[0-9]*@serverA=4' <status.json""",
+)
+
+
+def parse_args(argv=None):
+    parser = cli.make_parser(
+        "check_celery_workers",
+        "Alert when expected Celery workers are missing or unknown ones appear.",
+        thresholds=("the number of online nodes", None, None),
+        broker=True,
+        **HELP,
+    )
+    group = parser.add_argument_group("inventory")
+    group.add_argument(
+        "--expect", metavar="PATTERN[=COUNT]", action="append", type=expectation, default=[],
+        help="nodes expected: a glob on the full node name and how many "
+        "should match it (default 1); repeatable",
+    )
+    group.add_argument(
+        "--expect-file", metavar="PATH",
+        help="read PATTERN[=COUNT] lines from this file (# comments)",
+    )
+    group.add_argument(
+        "--missing-state", metavar="STATE", type=cli.state_name, default=2,
+        help="state when an expected node is missing (default: critical)",
+    )
+    group.add_argument(
+        "--unexpected-state", metavar="STATE", type=cli.state_name, default=1,
+        help="state when a node is not in the inventory (default: warning)",
+    )
+    source = parser.add_argument_group("source")
+    source.add_argument(
+        "--source", choices=SOURCES, default="ping",
+        help="where the nodes come from (default: ping)",
+    )
+    source.add_argument(
+        "--reply-timeout", metavar="SECONDS", type=cli.positive_float,
+        default=DEFAULT_REPLY_TIMEOUT,
+        help="ping: wait at most this long for replies (default: %s)" % DEFAULT_REPLY_TIMEOUT,
+    )
+    source.add_argument(
+        "--window", metavar="SECONDS", type=cli.positive_float, default=DEFAULT_WINDOW,
+        help="events: listen at most this long (default: %s)" % DEFAULT_WINDOW,
+    )
+    source.add_argument(
+        "--versions-differ-state", metavar="STATE", type=cli.state_name, default=0,
+        help="events: state when nodes run different Celery versions (default: ok)",
+    )
+    args = parser.parse_args(argv)
+    if args.expect_file:
+        try:
+            args.expect = args.expect + read_expect_file(args.expect_file)
+        except CheckError as exc:
+            parser.error(str(exc))
+    limit = args.timeout - 0.5
+    if args.source == "ping" and args.reply_timeout > limit:
+        parser.error("--reply-timeout must stay below -t (%ss) by 0.5 s" % args.timeout)
+    if args.source == "events" and args.window > limit:
+        parser.error("--window must stay below -t (%ss) by 0.5 s" % args.timeout)
+    return args
+
+
+# ----------------------------------------------------------------- inventory
+
+def expectation(spec):
+    """argparse type: ``PATTERN[=COUNT]`` -> (pattern, count)."""
+    import argparse
+
+    try:
+        return parse_expectation(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def parse_expectation(spec):
+    """``'special-*@serverA=4'`` -> ``('special-*@serverA', 4)``; ValueError."""
+    text = spec.strip()
+    pattern, sep, count = text.rpartition("=")
+    if not sep:
+        pattern, count = text, "1"
+    pattern = pattern.strip()
+    if not pattern or any(c.isspace() for c in pattern):
+        raise ValueError("invalid worker pattern %r (expected PATTERN[=COUNT])" % spec)
+    try:
+        value = int(count)
+    except ValueError:
+        raise ValueError("invalid count in %r (expected PATTERN[=COUNT])" % spec)
+    if value < 1:
+        raise ValueError("count in %r must be at least 1" % spec)
+    return pattern, value
+
+
+def read_expect_file(path):
+    """Expectations from a file: one PATTERN[=COUNT] a line, # comments."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckError("cannot read --expect-file %s: %s" % (path, getattr(exc, "strerror", None) or exc))
+    expected = []
+    for number_, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            expected.append(parse_expectation(line))
+        except ValueError as exc:
+            raise CheckError("%s line %d: %s" % (path, number_, exc))
+    return expected
+
+
+def has_glob(pattern):
+    return any(c in pattern for c in "*?[")
+
+
+class Inventory:
+    """Which nodes we expect; judges a set of online node names.
+
+    A node counts for the first pattern it matches, literal names before
+    globs, so ``--expect 'w-*@a=3' --expect w-1@a`` means w-1@a plus three
+    others.
+    """
+
+    def __init__(self, expectations):
+        merged = {}
+        for pattern, count in expectations:
+            merged[pattern] = merged.get(pattern, 0) + count
+        literal = [(p, c) for p, c in merged.items() if not has_glob(p)]
+        globs = [(p, c) for p, c in merged.items() if has_glob(p)]
+        self.patterns = literal + globs
+
+    def __bool__(self):
+        return bool(self.patterns)
+
+    @property
+    def expected(self):
+        return sum(count for _, count in self.patterns)
+
+    def assign(self, names):
+        """{pattern: [names]} and [names matching nothing]."""
+        matched = {pattern: [] for pattern, _ in self.patterns}
+        unmatched = []
+        for name in sorted(names):
+            for pattern, _ in self.patterns:
+                if fnmatch.fnmatchcase(name, pattern):
+                    matched[pattern].append(name)
+                    break
+            else:
+                unmatched.append(name)
+        return matched, unmatched
+
+    def complete(self, names):
+        matched, _ = self.assign(names)
+        return all(len(matched[p]) >= c for p, c in self.patterns)
+
+    def judge(self, names):
+        """-> Verdict: what is missing and what is unexpected."""
+        matched, unmatched = self.assign(names)
+        missing, surplus = [], []
+        for pattern, count in self.patterns:
+            found = len(matched[pattern])
+            if found < count:
+                missing.append(Shortfall(pattern, count, found))
+            elif found > count:
+                surplus.append(Shortfall(pattern, count, found))
+        return Verdict(self.expected, missing, unmatched, surplus, matched)
+
+
+class Shortfall:
+    """A pattern matched by fewer (or more) nodes than expected."""
+
+    def __init__(self, pattern, count, found):
+        self.pattern, self.count, self.found = pattern, count, found
+
+    @property
+    def gap(self):
+        return abs(self.count - self.found)
+
+    def missing_text(self):
+        if self.count == 1 and not has_glob(self.pattern):
+            return self.pattern
+        return "%s (only %d of %d)" % (self.pattern, self.found, self.count)
+
+    def surplus_text(self):
+        return "%s (%d, not %d)" % (self.pattern, self.found, self.count)
+
+
+class Verdict:
+    def __init__(self, expected, missing, unmatched, surplus, matched):
+        self.expected = expected
+        self.missing_patterns = missing
+        self.unmatched = unmatched
+        self.surplus = surplus
+        self.matched = matched
+
+    @property
+    def missing(self):
+        return sum(s.gap for s in self.missing_patterns)
+
+    @property
+    def unexpected(self):
+        return len(self.unmatched) + sum(s.gap for s in self.surplus)
+
+    def pattern_of(self, name):
+        for pattern, names in self.matched.items():
+            if name in names:
+                return pattern
+        return None
+
+
+def shorten(items, room):
+    """``a, b, +3 more`` fitting ``room`` characters (at least one item)."""
+    shown = []
+    for index, item in enumerate(items):
+        rest = len(items) - index - 1
+        candidate = ", ".join(shown + [item]) + (", +%d more" % rest if rest else "")
+        if shown and len(candidate) > room:
+            return ", ".join(shown) + ", +%d more" % (len(items) - index)
+        shown.append(item)
+    return ", ".join(shown)
+
+
+# ------------------------------------------------------------ stdin parsers
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# Celery 5 "->  node: OK", Celery 3/4 "-> node: OK", bare "node@host: OK"
+_NODE_LINE = re.compile(r"^\s*->\s+(?P<node>\S+?):\s*(?P<status>\S.*?)\s*$")
+_BARE_LINE = re.compile(r"^\s*(?P<node>[^\s:]+@[^\s:]+):\s+(?P<status>\S.*?)\s*$")
+_ONLINE = re.compile(r"^\s*(?P<count>\d+)\s+nodes?\s+online\.?\s*$")
+_NO_NODES = re.compile(r"No nodes replied", re.I)
+
+
+class Reply:
+    """One node as a source saw it."""
+
+    def __init__(self, name, ok=True, status="OK", **facts):
+        self.name = name
+        self.ok = ok  # answered as a healthy worker does
+        self.status = status
+        self.facts = facts  # rtt, active, processed, sw_ver, hb_age, freq
+
+    def describe(self):
+        parts = [self.status if not self.ok else "online"]
+        facts = self.facts
+        if "rtt" in facts:
+            parts.append("rtt %ss" % number(facts["rtt"]))
+        if "hb_age" in facts:
+            parts.append("heartbeat %ss ago" % number(facts["hb_age"], 1))
+        for key in ("active", "processed"):
+            if key in facts:
+                parts.append("%s %s" % (key, facts[key]))
+        if facts.get("sw_ver"):
+            parts.append("celery %s" % facts["sw_ver"])
+        if facts.get("pid"):
+            parts.append("pid %s" % facts["pid"])
+        return ", ".join(parts)
+
+
+def parse_status(text):
+    """Replies from ``celery status`` / ``celery inspect ping`` output.
+
+    Text (any Celery from 3 to 5, colour or not) or --json. ``No nodes
+    replied`` is a valid answer: no node online. CheckError for anything
+    that is not such output.
+    """
+    clean = _ANSI.sub("", text).replace("\r", "")
+    stripped = clean.strip()
+    if not stripped:
+        raise CheckError("no input on stdin: pipe `celery status` (or --json) into --source stdin")
+    if stripped.startswith("{"):
+        return _parse_json(stripped)
+    replies, announced, no_nodes = [], None, False
+    for line in clean.splitlines():
+        match = _NODE_LINE.match(line) or _BARE_LINE.match(line)
+        if match:
+            status = match.group("status")
+            ok = status.upper() == "OK"
+            replies.append(Reply(match.group("node"), ok=ok, status=status if not ok else "OK"))
+            continue
+        online = _ONLINE.match(line)
+        if online:
+            announced = int(online.group("count"))
+        elif _NO_NODES.search(line):
+            no_nodes = True
+    if no_nodes and not replies:
+        return []
+    if not replies:
+        raise CheckError("stdin is not `celery status` or `celery inspect ping` output: %s"
+                         % _excerpt(stripped))
+    if announced is not None and announced != len(replies):
+        raise CheckError("stdin says %d nodes online but lists %d: truncated input?"
+                         % (announced, len(replies)))
+    return replies
+
+
+def _parse_json(text):
+    try:
+        data, _ = json.JSONDecoder().raw_decode(text)
+    except ValueError as exc:
+        raise CheckError("stdin is not valid JSON: %s" % exc)
+    if not isinstance(data, dict):
+        raise CheckError("stdin JSON is not an object of node replies")
+    replies = []
+    for name, answer in data.items():
+        if not isinstance(name, str) or not name.strip():
+            raise CheckError("stdin JSON has an invalid node name %r" % (name,))
+        if isinstance(answer, dict) and answer.get("ok") == "pong":
+            replies.append(Reply(name))
+        elif isinstance(answer, dict) and "error" in answer:
+            replies.append(Reply(name, ok=False, status="error: %s" % _excerpt(str(answer["error"]))))
+        else:
+            raise CheckError("stdin JSON reply of %s is not a ping reply: %s"
+                             % (name, _excerpt(json.dumps(answer))))
+    return replies
+
+
+def _excerpt(text, limit=40):
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+# --------------------------------------------------------- broker sources
+
+PIDBOX_EXCHANGE = "celery.pidbox"
+REPLY_EXCHANGE = "reply.celery.pidbox"
+EVENT_EXCHANGE = "celeryev"
+
+
+class Broker:
+    """A kombu connection bounded by the network timeout, whose failures
+    become :class:`Unreachable` naming the redacted URL."""
+
+    def __init__(self, url, transport_options, timeout):
+        from kombu import Connection
+
+        from celery_checks.broker import transport_of
+
+        self.url = url
+        self.shown = redact_url(url)
+        self.kind = transport_of(url)
+        options = dict(transport_options)
+        options.setdefault("max_retries", 0)
+        if self.kind == "redis":
+            options.setdefault("socket_timeout", timeout)
+            options.setdefault("socket_connect_timeout", timeout)
+        self.connection = Connection(
+            url, connect_timeout=timeout, transport_options=options,
+            heartbeat=0,
+        )
+        self.errors = ()
+
+    def __enter__(self):
+        conn = self.connection
+        self.errors = tuple(conn.connection_errors) + tuple(conn.channel_errors) + (OSError,)
+        try:
+            # One attempt: connect() would retry after 2 s, past a short -t.
+            conn.ensure_connection(max_retries=0, reraise_as_library_errors=False)
+            self.channel = conn.channel()
+        except self.errors as exc:
+            self.fail(exc)
+        return self
+
+    def __exit__(self, *exc_info):
+        try:
+            self.connection.release()
+        except Exception:  # closing a broken connection: nothing to save
+            pass
+
+    def fail(self, exc):
+        from celery_checks.broker import describe_amqp_error
+
+        reason = describe_amqp_error(exc) if not isinstance(exc, socket.timeout) else "timed out"
+        raise Unreachable("cannot talk to broker %s: %s" % (self.shown, reason))
+
+    def drain(self, deadline, done):
+        """Deliver messages to the consumers until ``done()`` or the deadline."""
+        while not done():
+            remaining = deadline() - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                self.connection.drain_events(timeout=remaining)
+            except socket.timeout:
+                return
+            except self.errors as exc:
+                self.fail(exc)
+
+    def broadcast(self, command, reply_to=None, ticket=None, ttl=1.0):
+        """Publish a pidbox broadcast, the message ``celery control`` sends."""
+        from kombu import Exchange, Producer
+
+        body = {"method": command, "arguments": {}, "destination": None,
+                "pattern": None, "matcher": None}
+        if reply_to:
+            body.update(ticket=ticket, reply_to={"exchange": REPLY_EXCHANGE, "routing_key": reply_to})
+        exchange = Exchange(PIDBOX_EXCHANGE, type="fanout", durable=False,
+                            delivery_mode="transient")
+        try:
+            Producer(self.channel).publish(
+                body, exchange=exchange, declare=[exchange], serializer="json",
+                headers={"clock": 0, "expires": time.time() + ttl}, retry=False,
+            )
+        except self.errors as exc:
+            self.fail(exc)
+
+    def private_queue(self, name, exchange, routing_key):
+        """A queue only we consume: gone when we stop (auto-delete, and on
+        RabbitMQ exclusive with x-expires as a second net). On Redis no
+        expiry: kombu would then track the binding in a shared key."""
+        from kombu import Queue
+
+        amqp = self.kind == "amqp"
+        return Queue(
+            name, exchange=exchange, routing_key=routing_key, durable=False,
+            auto_delete=True, exclusive=amqp, expires=30 if amqp else None,
+            message_ttl=30 if amqp else None,
+        )
+
+    def declare(self, queue):
+        try:
+            queue(self.channel).declare()
+        except self.errors as exc:
+            self.fail(exc)
+
+    def poll(self, queue, deadline):
+        """Yield messages from ``queue`` until the deadline.
+
+        Polled with basic_get rather than consumed: kombu's Redis consumer
+        keeps a 1 s BRPOP in flight that closing has to wait for, which
+        would cost every run a second.
+        """
+        bound = queue(self.channel)
+        pause = 0.001
+        while True:
+            remaining = deadline() - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                message = bound.get(no_ack=True, accept=["json"])
+            except self.errors as exc:
+                self.fail(exc)
+            if message is not None:
+                pause = 0.001
+                yield message
+                continue
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.02)
+
+    def delete(self, queue):
+        try:
+            queue(self.channel).delete()
+        except Exception:  # already auto-deleted, or the broker went away
+            pass
+
+
+def ping_nodes(args, inventory):
+    """Replies to one broadcast ping; ends early once the inventory is complete."""
+    from kombu import Exchange
+
+    replies = {}
+    oid, ticket = uuid.uuid4().hex, uuid.uuid4().hex
+    deadline = [time.monotonic() + args.reply_timeout]
+    with Broker(args.broker_url, args.transport_options, io_timeout(args, args.reply_timeout)) as broker:
+        reply_exchange = Exchange(REPLY_EXCHANGE, type="direct", durable=False,
+                                  delivery_mode="transient")
+        queue = broker.private_queue("%s.%s" % (oid, REPLY_EXCHANGE), reply_exchange, oid)
+        try:
+            broker.declare(queue)
+            sent = time.monotonic()
+            broker.broadcast("ping", reply_to=oid, ticket=ticket, ttl=args.reply_timeout)
+            for message in broker.poll(queue, lambda: deadline[0]):
+                body = message.payload
+                if message.headers.get("ticket") != ticket or not isinstance(body, dict):
+                    continue  # a reply to someone else's ping
+                for name, answer in body.items():
+                    ok = isinstance(answer, dict) and answer.get("ok") == "pong"
+                    status = "OK" if ok else "replied %s" % _excerpt(json.dumps(answer, default=str))
+                    replies[name] = Reply(name, ok=ok, status=status, rtt=time.monotonic() - sent)
+                if inventory and inventory.complete(n for n, r in replies.items() if r.ok):
+                    deadline[0] = min(deadline[0], time.monotonic() + grace(time.monotonic() - sent))
+        finally:
+            broker.delete(queue)
+    return list(replies.values())
+
+
+def event_nodes(args, inventory):
+    """Nodes whose worker-heartbeat we receive within --window."""
+    from kombu import Consumer, Exchange
+
+    started = time.monotonic()
+    seen = {}  # name -> (received, event)
+    offline = {}
+    state = {"deadline": started + args.window}
+
+    def on_event(body, message):
+        if not isinstance(body, dict) or not isinstance(body.get("hostname"), str):
+            return
+        kind, name = body.get("type"), body["hostname"]
+        now = time.monotonic()
+        if kind in ("worker-heartbeat", "worker-online"):
+            previous = seen.get(name, (0, {}))[1]
+            # The reply to our heartbeat command carries no task counts:
+            # keep the ones a regular heartbeat gave.
+            merged = dict(previous, **body)
+            seen[name] = (now, merged)
+            offline.pop(name, None)
+        elif kind == "worker-offline":
+            offline[name] = now
+        if inventory and inventory.complete(alive()):
+            state["deadline"] = min(state["deadline"], now + grace(now - started))
+
+    def alive():
+        now = time.monotonic()
+        return [name for name, (received, event) in seen.items()
+                if name not in offline and now - received <= _freq(event) * HEARTBEAT_EXPIRE]
+
+    with Broker(args.broker_url, args.transport_options, io_timeout(args, args.window)) as broker:
+        # Celery sends events on a topic exchange, a fanout one on Redis.
+        kind = "fanout" if broker.kind == "redis" else "topic"
+        exchange = Exchange(EVENT_EXCHANGE, type=kind, durable=True, delivery_mode="transient")
+        name = "celeryev.celery-checks.%s" % uuid.uuid4().hex
+        queue = broker.private_queue(name, exchange, "worker.#")
+        try:
+            with Consumer(broker.channel, [queue], callbacks=[on_event],
+                          accept=["json"], no_ack=True):
+                broker.broadcast("heartbeat", ttl=args.window)
+                broker.drain(lambda: state["deadline"], lambda: False)
+        except broker.errors as exc:
+            broker.fail(exc)
+        finally:
+            broker.delete(queue)
+    now = time.monotonic()
+    names = set(alive())
+    replies = []
+    for name, (received, event) in seen.items():
+        facts = {"hb_age": now - received, "freq": _freq(event)}
+        for key in ("active", "processed", "pid"):
+            if isinstance(event.get(key), int):
+                facts[key] = event[key]
+        if event.get("sw_ver"):
+            facts["sw_ver"] = str(event["sw_ver"])
+        status = "OK" if name in names else ("went offline" if name in offline else "heartbeat expired")
+        replies.append(Reply(name, ok=name in names, status=status, **facts))
+    return replies
+
+
+def io_timeout(args, wait):
+    """Per-call socket timeout: what -t leaves after the wait, so a broker
+    that goes silent mid-check is CRITICAL before -t fires."""
+    return max(0.2, min(cli.network_timeout(args), (args.timeout - wait) * 0.8))
+
+
+def grace(slowest):
+    """How long to wait for unexpected nodes after the slowest expected one."""
+    return min(max(slowest * GRACE_FACTOR, GRACE_MIN), GRACE_MAX)
+
+
+def _freq(event):
+    try:
+        value = float(event.get("freq") or 2.0)
+    except (TypeError, ValueError):
+        value = 2.0
+    return max(value, 0.5)
+
+
+def stdin_nodes():
+    import sys
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise CheckError("--source stdin reads a pipe or file, not a terminal: "
+                         "feed it the output of `celery status`")
+    try:
+        text = sys.stdin.read(1 << 20)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckError("cannot read stdin: %s" % exc)
+    return parse_status(text)
+
+
+# ------------------------------------------------------------------ evaluate
+
+class Workers(nagiosplugin.Resource):
+    def __init__(self, args, inventory):
+        self.args = args
+        self.inventory = inventory
+        self.replies = []
+        self.verdict = None
+
+    @property
+    def source(self):
+        return self.args.source
+
+    def probe(self):
+        if self.source == "ping":
+            self.replies = ping_nodes(self.args, self.inventory)
+        elif self.source == "events":
+            self.replies = event_nodes(self.args, self.inventory)
+        else:
+            self.replies = stdin_nodes()
+        self.replies.sort(key=lambda r: r.name)
+        online = [r.name for r in self.replies if r.ok]
+        self.verdict = self.inventory.judge(online)
+        yield nagiosplugin.Metric("online", len(online), min=0, context="online")
+        yield nagiosplugin.Metric("expected", self.verdict.expected, min=0, context="count")
+        yield nagiosplugin.Metric("missing", self.verdict.missing, min=0, context="missing")
+        # Without an inventory nothing is unexpected: every node is just online.
+        unexpected = self.verdict.unexpected if self.inventory else 0
+        yield nagiosplugin.Metric("unexpected", unexpected, min=0, context="unexpected")
+        versions = sorted({r.facts["sw_ver"] for r in self.replies if r.ok and r.facts.get("sw_ver")})
+        if self.source == "events":
+            yield nagiosplugin.Metric("versions", versions, context="versions")
+        for reply in self.replies:
+            facts = reply.facts
+            if "rtt" in facts:
+                yield nagiosplugin.Metric("rtt_" + reply.name, facts["rtt"], "s", min=0, context="fact")
+            for key, uom in (("active", ""), ("processed", "c")):
+                if key in facts:
+                    yield nagiosplugin.Metric(key + "_" + reply.name, facts[key], uom, min=0, context="fact")
+            if "hb_age" in facts:
+                yield nagiosplugin.Metric("hb_age_" + reply.name, facts["hb_age"], "s", min=0, context="fact")
+
+    def online_names(self):
+        return [r.name for r in self.replies if r.ok]
+
+
+class OnlineContext(ThresholdContext):
+    """-w/-c on the number online; without inventory nor thresholds, zero
+    online is the outage this check exists for."""
+
+    def __init__(self, warning, critical, bare):
+        super().__init__("online", warning, critical)
+        self.bare = bare
+
+    def evaluate(self, metric, resource):
+        count = metric.value
+        for state, limit in ((nagiosplugin.Critical, self.critical), (nagiosplugin.Warn, self.warning)):
+            if not limit.match(count):
+                return self.result_cls(state, "%d online (%s)" % (count, violation(limit)), metric)
+        if self.bare and count == 0:
+            return self.result_cls(nagiosplugin.Critical, "no worker answered", metric)
+        return self.result_cls(nagiosplugin.Ok, None, metric)
+
+
+class CountContext(ThresholdContext):
+    """missing / unexpected: any is a problem of the configured state."""
+
+    def __init__(self, name, state):
+        super().__init__(name)
+        self.state = state
+
+    def evaluate(self, metric, resource):
+        if metric.value == 0 or self.state == nagiosplugin.Ok:
+            return self.result_cls(nagiosplugin.Ok, None, metric)
+        verdict = resource.verdict
+        if self.name == "missing":
+            names = [s.missing_text() for s in verdict.missing_patterns]
+            head = "%d of %d expected workers missing: " % (metric.value, verdict.expected)
+        else:
+            names = verdict.unmatched + ["%s" % s.surplus_text() for s in verdict.surplus]
+            head = "%d unexpected: " % metric.value
+        return self.result_cls(self.state, (head, names), metric)
+
+
+class VersionsContext(nagiosplugin.Context):
+    def __init__(self, state):
+        super().__init__("versions")
+        self.state = state
+
+    def evaluate(self, metric, resource):
+        if len(metric.value) > 1 and self.state != nagiosplugin.Ok:
+            hint = ("workers run celery " + ", ".join(metric.value), [])
+            return self.result_cls(self.state, hint, metric)
+        return self.result_cls(nagiosplugin.Ok, None, metric)
+
+    def performance(self, metric, resource):
+        return None
+
+
+# ------------------------------------------------------------------- present
+
+def _hint_text(hint, room):
+    if isinstance(hint, tuple):
+        head, names = hint
+        return head + shorten(names, max(room - len(head), 10)) if names else head.rstrip(": ")
+    return str(hint)
+
+
+class WorkersSummary(nagiosplugin.Summary):
+    def ok(self, results):
+        resource = results["online"].resource
+        online = len(resource.online_names())
+        text = "%d worker%s online" % (online, "" if online == 1 else "s")
+        if resource.inventory:
+            text += ", all %d expected present" % resource.verdict.expected
+        rtts = [r.facts["rtt"] for r in resource.replies if "rtt" in r.facts]
+        if rtts:
+            text += " (max rtt %ss)" % number(max(rtts))
+        return text
+
+    def problem(self, results):
+        problems = sorted((r for r in results if r.state != nagiosplugin.Ok),
+                          key=lambda r: r.state, reverse=True)
+        # "CELERY_WORKERS CRITICAL - " takes 26 characters of the line.
+        room = STATUS_WIDTH - 26
+        parts = []
+        for result in problems:
+            used = len("; ".join(parts)) + (2 if parts else 0)
+            parts.append(_hint_text(result.hint, max(room - used, 20)))
+        return "; ".join(parts)
+
+    def verbose(self, results):
+        resource = results["online"].resource
+        if resource.verdict is None:
+            return []
+        lines = []
+        verdict = resource.verdict
+        for shortfall in verdict.missing_patterns:
+            lines.append("MISSING %s: %d of %d online" % (shortfall.pattern, shortfall.found, shortfall.count))
+        for shortfall in verdict.surplus:
+            lines.append("UNEXPECTED %s: %d online, %d expected"
+                         % (shortfall.pattern, shortfall.found, shortfall.count))
+        for reply in resource.replies:
+            pattern = verdict.pattern_of(reply.name)
+            where = " [%s]" % pattern if pattern else (" [unexpected]" if resource.inventory and reply.ok else "")
+            lines.append("%s: %s%s" % (reply.name, reply.describe(), where))
+        if resource.args.verbose >= 2 and resource.source != "stdin":
+            lines.append("source %s on broker %s" % (resource.source, redact_url(resource.args.broker_url)))
+        return lines
+
+
+@cli.guarded("CELERY_WORKERS")
+def main(argv=None):
+    args = parse_args(argv)
+    inventory = Inventory(args.expect)
+    bare = not inventory and not args.warning and not args.critical
+    check = nagiosplugin.Check(
+        Workers(args, inventory),
+        OnlineContext(args.warning, args.critical, bare),
+        ThresholdContext("count"),
+        CountContext("missing", _state(args.missing_state)),
+        CountContext("unexpected", _state(args.unexpected_state)),
+        VersionsContext(_state(args.versions_differ_state)),
+        ThresholdContext("fact"),
+        WorkersSummary(),
+    )
+    check.name = "celery_workers"
+    cli.run(check, args)
+
+
+def _state(code):
+    return {0: nagiosplugin.Ok, 1: nagiosplugin.Warn, 2: nagiosplugin.Critical,
+            3: nagiosplugin.Unknown}[code]
+
+
+if __name__ == "__main__":
+    main()
