@@ -13,6 +13,7 @@ for the client library it actually uses.
 
 import contextlib
 import os
+import re
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from celery_checks.policy import CheckError, Unreachable
@@ -67,11 +68,17 @@ def transport_of(url, origin="URL"):
     )
 
 
-def _reason(exc):
+def _reason(exc, limit=100):
     """A short, single-line reason for an exception."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = " ".join(str(exc).split())
+    # redis-py repeats the address the message already names, and ssl
+    # appends its source line: keep the status line short.
+    text = re.sub(r"^Error -?\d+ connecting to \S+?\. ", "", text)
+    text = re.sub(r" \(_ssl\.c:\d+\)", "", text)
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
     return text or type(exc).__name__
 
 
