@@ -45,8 +45,9 @@ queue_declare per queue, on one connection.
 _kombu.binding.* sets, i.e. every queue a worker or producer declared,
 leaving out Celery's pidbox, reply and celeryev queues.""",
     perfdata="""\
-QUEUE            waiting messages in QUEUE (the queue's name, only ', =
-                 and | replaced), with warn/crit from -w/-c, min 0
+QUEUE            waiting messages in QUEUE, labelled with the queue's name
+                 (only characters perfdata forbids become _), with
+                 warn/crit from -w/-c, min 0
 consumers_QUEUE  RabbitMQ: consumers of QUEUE, with the --consumers-*
                  ranges, min 0
 unacked          Redis: messages reserved by workers, not yet acknowledged

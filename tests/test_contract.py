@@ -16,6 +16,7 @@ from tests.plugin import run_check
 # the only thing that can fail.
 MINIMAL_ARGS = {
     "check_celery_pulsefile": ["-f", "/nonexistent/x.pulse"],
+    "check_celery_queue": ["-b", "redis://127.0.0.1:1/0"],  # refused: no broker needed
     "check_celery_heartbeat": ["--store", "redis://127.0.0.1:1/0"],
     "check_celery_workers": ["-b", "redis://127.0.0.1:1/0"],
 }
