@@ -14,12 +14,17 @@ evaluate: contexts judge the age (-w/-c), the wait (--latency-*) and queues
 present:  HeartbeatSummary words the status line and the long output
 """
 
+import logging
+
 import nagiosplugin
 
 from celery_checks import cli
 from celery_checks import heartbeat_store as store
 from celery_checks.perfdata import ThresholdContext, label, violation
 from celery_checks.policy import CheckError
+from celery_checks.secrets import redact_url
+
+log = logging.getLogger("nagiosplugin")
 
 WARNING_AGE = "300"
 CRITICAL_AGE = "600"
@@ -164,6 +169,7 @@ class Heartbeats(nagiosplugin.Resource):
         from celery_checks.broker import redis_client, redis_errors
 
         args = self.args
+        log.info("heartbeat store %s, queues %s", redact_url(args.store_url), ", ".join(args.queues))
         with redis_errors(args.store_url, "heartbeat store"):
             client = redis_client(args.store_url, args.transport_options, cli.network_timeout(args))
             now, records = store.read(client, args.queues, args.transport_options)

@@ -40,9 +40,11 @@ Exit status:
   2  bad arguments (usage on stderr)
 
 Examples:
-  # crontab: a heartbeat through two queues every minute
-  * * * * * trigger_celery_heartbeat --broker-file /etc/celery/broker -q celery -q mail
-  trigger_celery_heartbeat -b amqp://mq.example// --store redis://cache:6379/3 -q celery
+  # crontab: a heartbeat through two queues every minute; cron mails
+  # only failures (stderr)
+  * * * * * trigger_celery_heartbeat --broker-file /etc/celery/broker \\
+      -q celery -q mail >/dev/null
+  trigger_celery_heartbeat -b amqp://mq// --store redis://cache/3 -q celery
 """
 
 
@@ -61,8 +63,8 @@ class TriggerParser(argparse.ArgumentParser):
 def parse_args(argv=None):
     parser = TriggerParser(
         prog=PROG,
-        description="Publish one celery_checks heartbeat to each queue and record "
-        "the publish time in the heartbeat store (for check_celery_heartbeat).",
+        description="Publish one celery_checks heartbeat to each queue and record\n"
+        "the publish time in the heartbeat store, for check_celery_heartbeat.",
         epilog=EPILOG,
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
             prog, width=cli.HELP_WIDTH, max_help_position=30),

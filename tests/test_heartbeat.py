@@ -90,10 +90,13 @@ def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, cel
 
     # The worker goes away, nothing is published: the age grows through -w
     # then -c, and the diagnosis is a stale trigger, not a stuck queue.
+    assert_published(trigger("-b", redis_url, "-q", "hb-a"), 1)  # a fresh start
+    wait_for(lambda: record(redis_client, "hb-a")["started_id"] == record(redis_client, "hb-a")["published_id"],
+             what="the fresh heartbeat to start")
     worker.stop()
     states = []
     while "CRITICAL" not in states:
-        result = check(redis_url, "-q", "hb-a", "-w", "2", "-c", "4")
+        result = check(redis_url, "-q", "hb-a", "-w", "2", "-c", "5")
         states.append(result.state)
         if result.state != "OK":
             assert "hb-a trigger stale" in result.first_line, result.describe("diagnosis")
@@ -101,12 +104,12 @@ def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, cel
         time.sleep(0.2)
     assert "WARNING" in states, states
     assert states == sorted(states, key=["OK", "WARNING", "CRITICAL"].index), states
-    result.assert_critical("hb-a trigger stale", "age > 4s")
-    assert result.perfdata["hb-a_age"].value > 4
+    result.assert_critical("hb-a trigger stale", "age > 5s")
+    assert result.perfdata["hb-a_age"].value > 5
 
     # Published again while no worker runs: now the queue is stuck.
     assert_published(trigger("-b", redis_url, "-q", "hb-a"), 1)
-    result = check(redis_url, "-q", "hb-a", "-w", "2", "-c", "4").assert_critical("hb-a stuck")
+    result = check(redis_url, "-q", "hb-a", "-w", "2", "-c", "5").assert_critical("hb-a stuck")
     assert "heartbeat waiting" in result.first_line
 
 
@@ -262,6 +265,12 @@ def test_trigger_silent_broker_gives_up_within_timeout(scheme, silent_port, redi
     result = trigger("-b", url, "--store", redis_url, "-t", "2")
     assert_one_line_failure(result, "127.0.0.1:%d" % silent_port)
     assert result.elapsed < 4
+
+
+def test_trigger_help_fits_80_columns():
+    result = trigger("--help")
+    assert result.rc == 0 and "Exit status:" in result.stdout
+    assert not [line for line in result.stdout.splitlines() if len(line) > 80]
 
 
 @pytest.mark.parametrize("args", [["--expires", "0"], ["-q", ""], ["-b", "ftp://x"], ["--nope"]])
