@@ -50,7 +50,8 @@ QUEUE            waiting messages in QUEUE, labelled with the queue's name
                  warn/crit from -w/-c, min 0
 consumers_QUEUE  RabbitMQ: consumers of QUEUE, with the --consumers-*
                  ranges, min 0
-unacked          Redis: messages reserved by workers, not yet acknowledged
+unacked          Redis: messages reserved by workers, not yet acknowledged,
+                 over all queues
 unacked_QUEUE    Redis, with --unacked-per-queue: the same for one QUEUE
                  (attributed by the message's routing key)""",
     states="""\

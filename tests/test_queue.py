@@ -216,6 +216,13 @@ def _reserved(url, queue):
     return result if result.perfdata["unacked"].value else None
 
 
+def test_labels_sanitised_only_where_perfdata_forbids(redis_url, redis_client):
+    redis_client.lpush("my queue=x|y", "m1", "m2")
+    result = check("-b", redis_url, "-q", "my queue=x|y", "-q", "a'b", "-w", "1")
+    result.assert_warning("queue my queue=x/y has 2 waiting messages (> 1)")
+    assert result.perfdata["my queue_x_y"].value == 2 and result.perfdata["a_b"].value == 0
+
+
 def test_key_of_another_type_is_unknown(redis_url, redis_client):
     redis_client.set("notalist", "x")
     check("-b", redis_url, "-q", "notalist").assert_unknown("other than a list")
@@ -464,7 +471,10 @@ def test_unix_socket_password_and_acl_user(own_redis, celery_apps):
     result = check("-b", url).assert_ok("has 3 waiting messages")
     assert result.perfdata["celery"].value == 3
     acl = "redis://alice:alice-pw@127.0.0.1:%d/2" % server.port
-    assert check("-b", acl).assert_ok().perfdata["celery"].value == 3
+    result = check("-b", acl, "-vv").assert_ok()
+    assert result.perfdata["celery"].value == 3
+    assert "broker: redis://alice:***@127.0.0.1:%d/2" % server.port in result.long_output
+    assert "alice-pw" not in result.stdout
     result = check("-b", "redis://alice:wrong-pw@127.0.0.1:%d/2" % server.port)
     result.assert_critical("redis://alice:***@127.0.0.1:%d/2" % server.port, "refused")
     assert "wrong-pw" not in result.stdout
