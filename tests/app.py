@@ -13,6 +13,11 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=1,
 )
+# The pulse emitter's settings, given by tests/test_pulse_emitter.py as
+# environment variables named like the Django settings (CELERY_CHECKS_...).
+for _key in ("checks_pulse_file", "checks_pulse_interval", "checks_beat_pulse_file"):
+    if os.environ.get("CELERY_" + _key.upper()):
+        app.conf[_key] = os.environ["CELERY_" + _key.upper()]
 # Tests that need a worker without celery-checks set CELERY_CHECKS_DISABLE=1.
 if not os.environ.get("CELERY_CHECKS_DISABLE"):
     celery_checks.install(app)
