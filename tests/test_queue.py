@@ -350,6 +350,7 @@ def refused_port():
     ("redis://:s3cret-pw@127.0.0.1:{silent}/0", "did not answer in time"),
     ("amqp://guest:s3cret-pw@127.0.0.1:{silent}//", "no AMQP handshake in time"),
     ("rediss://:s3cret-pw@127.0.0.1:6379/0", "did not answer in time"),
+    ("amqps://guest:s3cret-pw@127.0.0.1:5672//", "SSL"),
     ("amqp://guest:s3cret-pw@127.0.0.1:5672//", "refused authentication"),
     ("redis://nobody-here:s3cret-pw@127.0.0.1:6379/0", "refused"),
 ])
