@@ -1,0 +1,807 @@
+#!/usr/bin/env python3
+"""Benchmark every check against its budget and the tools operators use.
+
+    .venv/bin/python bench/run.py            # full run, writes docs/performance.md
+    .venv/bin/python bench/run.py -n 5 --no-write --only pulsefile
+
+What it does, in one process:
+
+- installs a *regular* (non-editable) copy of celery_checks and its console
+  scripts into a throwaway venv that borrows the dependencies of the venv
+  running this script: an editable install's import hook costs every process
+  ~15 ms that no real installation pays;
+- sets up its scenarios on the local services: Redis databases taken with
+  the tests' lock files (so a concurrent test run never shares one), a
+  RabbitMQ vhost of its own, real ``celery worker`` processes on tests/app.py
+  (solo pool, started in parallel, stopped by process group at the end, also
+  on error or Ctrl-C);
+- runs each command as a whole process: a warm-up, then N rounds in which
+  every scenario of the phase runs once (interleaved, so a burst of load from
+  elsewhere hits all of them alike); wall time, CPU time (user+sys) and peak
+  RSS (ru_maxrss) come from os.wait4() on the child;
+- reports medians, min-max and ratios against baselines measured in the same
+  phase (``python -c pass``, ``python -c "import nagiosplugin"``, the tool an
+  operator would use), checks the budgets of issue 8, and writes the tables
+  into docs/performance.md between the ``bench:begin``/``bench:end`` markers.
+
+A scenario whose executable is not declared in pyproject.toml yet is
+reported as "not built". Ratios are what to compare across runs: the
+machines are shared and noisy.
+"""
+
+import argparse
+import datetime
+import fcntl
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
+LOCK_DIR = Path(tempfile.gettempdir()) / "celery-checks-test-locks"  # shared with tests/conftest.py
+HOST = socket.gethostname()
+HEARTBEAT_INTERVAL = 2.0  # celery worker's default --heartbeat-interval
+HEAVY = ("celery", "kombu", "billiard", "redis", "pika", "amqp")
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def log(message):
+    sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), message))
+    sys.stderr.flush()
+
+
+# ------------------------------------------------------------------- install
+
+def declared_scripts():
+    text = (ROOT / "pyproject.toml").read_text()
+    section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+    return dict(re.findall(r'^(\S+)\s*=\s*"([^"]+)"', section, re.M))
+
+
+WRAPPER = """#!%s
+# -*- coding: utf-8 -*-
+import re
+import sys
+from %s import %s
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(%s())
+"""
+
+
+class Install:
+    """A throwaway venv holding a plain copy of celery_checks, with console
+    scripts written the way pip writes them, and the dev venv's packages
+    (celery, redis, pika, nagiosplugin) reachable through a .pth line."""
+
+    def __init__(self, workdir):
+        self.venv = workdir / "venv"
+        base = getattr(sys, "_base_executable", None) or sys.executable
+        subprocess.run([base, "-m", "venv", "--without-pip", str(self.venv)], check=True)
+        self.bin = self.venv / "bin"
+        self.python = str(self.bin / "python")
+        site_dir = Path(subprocess.check_output(
+            [self.python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            text=True).strip())
+        # A plain path line: the dev venv's own .pth files (the editable
+        # finder among them) are not executed from there.
+        deps = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+        (site_dir / "bench-deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
+        self.site_dir = site_dir
+        self.scripts = {}
+        self.refresh()
+        self._wrapper("celery", "celery.__main__:main")
+
+    def refresh(self):
+        """Copy the package and (re)write the scripts as declared right now."""
+        target = self.site_dir / "celery_checks"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(ROOT / "celery_checks", target,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        subprocess.run([self.python, "-m", "compileall", "-q", str(target)], check=False)
+        for name, spec in declared_scripts().items():
+            module = spec.split(":")[0]
+            if (ROOT / (module.replace(".", "/") + ".py")).exists():
+                self._wrapper(name, spec)
+
+    def _wrapper(self, name, spec):
+        module, func = spec.split(":")
+        path = self.bin / name
+        path.write_text(WRAPPER % (self.python, module, func, func))
+        path.chmod(0o755)
+        self.scripts[name] = str(path)
+
+    def has(self, name):
+        return name in self.scripts
+
+
+# ------------------------------------------------------------------- measure
+
+class Sample:
+    __slots__ = ("wall", "cpu", "rss", "rc", "output")
+
+    def __init__(self, wall, cpu, rss, rc, output):
+        self.wall, self.cpu, self.rss, self.rc, self.output = wall, cpu, rss, rc, output
+
+
+# The launcher forks and execs every measured command. It must be a small
+# process: on exec Linux folds the old address space's high-water mark into
+# the child's ru_maxrss, so a child forked from this script (celery, redis
+# and pika loaded, ~45 MiB) would report at least that much. python -S -I
+# with nothing imported is ~8.5 MiB, about `python -c pass` itself.
+LAUNCHER = r"""
+import os, sys, time
+for line in sys.stdin:
+    argv, env, out = eval(line)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            if env is None:
+                os.execv(argv[0], argv)
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    os.close(fd)
+    sys.stdout.write("%d\n" % pid)
+    sys.stdout.flush()
+    _, status, ru = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    sys.stdout.write(repr((wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss,
+                           os.waitstatus_to_exitcode(status))) + "\n")
+    sys.stdout.flush()
+"""
+
+
+class Launcher:
+    def __init__(self, python, workdir):
+        self.out = str(workdir / "last-output")
+        self.proc = subprocess.Popen([python, "-S", "-I", "-c", LAUNCHER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def measure(self, argv, env=None, limit=60.0):
+        """Run argv once; wall, CPU (user+sys) and peak RSS of exactly that child."""
+        self.proc.stdin.write(repr((list(argv), env, self.out)) + "\n")
+        self.proc.stdin.flush()
+        pid = int(self.proc.stdout.readline())
+        killer = threading.Timer(limit, _kill_group, (pid,))
+        killer.start()
+        try:
+            line = self.proc.stdout.readline()
+        finally:
+            killer.cancel()
+        wall, cpu, rss_kib, rc = eval(line)  # our own launcher's repr() of numbers
+        with open(self.out, "rb") as handle:
+            output = handle.read().decode("utf-8", "replace")
+        return Sample(wall, cpu, rss_kib / 1024.0, rc, output)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+_launcher = None
+
+
+def measure(argv, env=None, limit=60.0):
+    return _launcher.measure(argv, env, limit)
+
+
+def _kill_group(pid):
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def imported_packages(argv, env=None):
+    """Top-level packages a check imports, from ``python -X importtime``."""
+    interpreter = Path(argv[0]).read_text().split("\n", 1)[0][2:].strip()
+    proc = subprocess.run([interpreter, "-X", "importtime"] + argv, capture_output=True,
+                          text=True, env=env, timeout=60)
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)", proc.stderr, re.M)
+    return {name.split(".")[0] for name in names}
+
+
+class Scenario:
+    """One command, measured as a whole process."""
+
+    def __init__(self, key, title, argv, expect=(0,), kind="check", tool=None,
+                 slow=False, env=None):
+        self.key = key
+        self.title = title
+        self.argv = argv  # argv[0] is an executable name from the Install, or a path
+        self.expect = expect
+        self.kind = kind  # "check" or "baseline"
+        self.tool = tool  # key of the baseline an operator would use instead
+        self.slow = slow  # takes about a second or more: fewer rounds
+        self.env = env
+        self.samples = []
+        self.status = "pending"
+        self.first_line = ""
+        self.imports = None
+        self.phase = None
+        self.bases = (None, None)  # python -c pass, import nagiosplugin of its phase
+
+    def resolve(self, install):
+        exe = self.argv[0]
+        if "/" in exe:
+            return list(self.argv)
+        if exe in ("python",):
+            return [install.python] + list(self.argv[1:])
+        if install.has(exe):
+            return [install.scripts[exe]] + list(self.argv[1:])
+        found = shutil.which(exe)
+        return [found] + list(self.argv[1:]) if found else None
+
+    def stat(self, field, func=statistics.median):
+        values = [getattr(s, field) for s in self.samples]
+        return func(values) if values else None
+
+
+# ------------------------------------------------------------------- services
+
+class RedisDBs:
+    """Redis database numbers taken with the tests' lock files, flushed."""
+
+    def __init__(self):
+        self.handles = {}
+
+    def take(self):
+        import redis
+
+        LOCK_DIR.mkdir(exist_ok=True)
+        for number in range(15, 0, -1):
+            if number in self.handles:
+                continue
+            handle = open(LOCK_DIR / ("redis-db-%d.lock" % number), "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number).flushdb()
+            self.handles[number] = handle
+            return number
+        raise RuntimeError("no free Redis database number")
+
+    def url(self, number):
+        return "redis://%s:%d/%d" % (REDIS_HOST, REDIS_PORT, number)
+
+    def release_all(self):
+        import redis
+
+        for number, handle in self.handles.items():
+            try:
+                redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number).flushdb()
+            finally:
+                handle.close()
+        self.handles.clear()
+
+
+class Vhost:
+    def __init__(self):
+        self.name = "celery-checks-bench-%d" % os.getpid()
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.name], check=True, capture_output=True)
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.name, "guest", ".*", ".*", ".*"],
+                       check=True, capture_output=True)
+        self.url = "amqp://guest:guest@%s:%d/%s" % (AMQP_HOST, AMQP_PORT, self.name)
+
+    def delete(self):
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.name], capture_output=True)
+
+
+class Workers:
+    """Real celery workers on tests/app.py, stopped by process group."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.procs = []
+
+    def start(self, broker_url, names, queues=("celery",), timeout=90):
+        started = []
+        for name in names:
+            log_path = self.workdir / ("%s.log" % name.replace("@", "_"))
+            env = dict(os.environ, CELERY_BROKER_URL=broker_url)
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+            argv = [sys.executable, "-m", "celery", "-A", "tests.app", "worker", "-n", name,
+                    "-P", "solo", "-c", "1", "-Q", ",".join(queues),
+                    "--without-mingle", "--without-gossip", "-l", "INFO"]
+            with open(log_path, "w") as handle:
+                proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env,
+                                        cwd=str(self.workdir), start_new_session=True)
+            self.procs.append(proc)
+            started.append((name, proc, log_path))
+        deadline = time.monotonic() + timeout
+        for name, proc, log_path in started:
+            while "ready." not in log_path.read_text(errors="replace"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("worker %s did not start:\n%s" % (
+                        name, log_path.read_text(errors="replace")[-2000:]))
+                time.sleep(0.1)
+        return [name for name, _, _ in started]
+
+    def stop_all(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 15
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid)
+                proc.wait(5)
+        self.procs = []
+
+
+def publish(broker_url, queues, per_queue, priorities=False):
+    """Publish the way Celery does (send_task), without workers consuming."""
+    from celery import Celery
+
+    app = Celery("bench", broker=broker_url)
+    for queue in queues:
+        for i in range(per_queue):
+            options = {"priority": i % 10} if priorities else {}
+            app.send_task("tests.add", args=(i, i), queue=queue, **options)
+    app.close()
+
+
+# -------------------------------------------------------------------- phases
+
+def base_scenarios(tag):
+    return [
+        Scenario("python-%s" % tag, "`python -c pass`", ["python", "-c", "pass"], kind="baseline"),
+        Scenario("nagiosplugin-%s" % tag, "`python -c \"import nagiosplugin\"`",
+                 ["python", "-c", "import nagiosplugin"], kind="baseline"),
+    ]
+
+
+def phase_services(ctx):
+    """Pulse files, queues on Redis and on RabbitMQ; no worker running."""
+    pulse_dir = ctx.workdir / "pulse"
+    (pulse_dir / "many").mkdir(parents=True)
+    content = '{"node": "celery@%s", "pid": 1, "state": "running", "interval": 30}' % HOST
+    (pulse_dir / "worker.pulse").write_text(content)
+    for i in range(50):
+        (pulse_dir / "many" / ("w%02d.pulse" % i)).write_text(content)
+
+    db = ctx.dbs.take()
+    redis_url = ctx.dbs.url(db)
+    redis_queues = ["bench-q%03d" % i for i in range(100)]
+    publish(redis_url, redis_queues, 10, priorities=True)
+    ctx.vhost = Vhost()
+    amqp_queues = ["bench-q%02d" % i for i in range(20)]
+    publish(ctx.vhost.url, amqp_queues, 10)
+
+    def queue_args(url, queues):
+        args = ["check_celery_queue", "-b", url, "-w", "1000", "-c", "5000"]
+        for queue in queues:
+            args += ["-q", queue]
+        return args
+
+    yield base_scenarios("services") + [
+        Scenario("pulsefile-1", "pulsefile, 1 file",
+                 ["check_celery_pulsefile", "-f", str(pulse_dir / "worker.pulse")]),
+        Scenario("pulsefile-50", "pulsefile, 50 files (glob)",
+                 ["check_celery_pulsefile", "-f", str(pulse_dir / "many" / "*.pulse"),
+                  "--min-files", "50"]),
+        Scenario("redis-cli", "`redis-cli llen` (1 list)",
+                 ["redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT), "-n", str(db),
+                  "llen", redis_queues[0]], kind="baseline"),
+        Scenario("queue-redis-1", "queue, Redis, 1 queue (10 msgs, priorities 0-9)",
+                 queue_args(redis_url, redis_queues[:1]), tool="redis-cli"),
+        Scenario("queue-redis-100", "queue, Redis, 100 queues",
+                 queue_args(redis_url, redis_queues), tool="redis-cli"),
+        Scenario("rabbitmqctl", "`rabbitmqctl list_queues`",
+                 ["rabbitmqctl", "-q", "list_queues", "-p", ctx.vhost.name, "name", "messages"],
+                 kind="baseline", slow=True),
+        Scenario("queue-amqp-1", "queue, RabbitMQ, 1 queue",
+                 queue_args(ctx.vhost.url, amqp_queues[:1]), tool="rabbitmqctl"),
+        Scenario("queue-amqp-20", "queue, RabbitMQ, 20 queues",
+                 queue_args(ctx.vhost.url, amqp_queues), tool="rabbitmqctl"),
+    ]
+
+
+def worker_scenarios(tag, url, names, missing):
+    expect = []
+    for name in names:
+        expect += ["--expect", name]
+    gone = expect + ["--expect", missing]
+    return [
+        Scenario("celery-status-%s" % tag, "`celery status` (%s workers)" % tag,
+                 ["celery", "-b", url, "status"], kind="baseline", slow=True),
+        Scenario("inspect-ping-%s" % tag, "`celery inspect ping` (%s workers)" % tag,
+                 ["celery", "-b", url, "inspect", "ping"], kind="baseline", slow=True),
+        Scenario("workers-ping-%s" % tag, "workers, ping, %s of %s present" % (tag, tag),
+                 ["check_celery_workers", "-b", url, "--source", "ping"] + expect,
+                 tool="celery-status-%s" % tag),
+        Scenario("workers-ping-%s-missing" % tag, "workers, ping, 1 of %d missing" % (len(names) + 1),
+                 ["check_celery_workers", "-b", url, "--source", "ping"] + gone,
+                 expect=(2,), tool="celery-status-%s" % tag, slow=True),
+        Scenario("workers-events-%s" % tag, "workers, events, %s of %s present" % (tag, tag),
+                 ["check_celery_workers", "-b", url, "--source", "events"] + expect,
+                 tool="celery-status-%s" % tag, slow=True),
+        Scenario("workers-events-%s-missing" % tag, "workers, events, 1 of %d missing" % (len(names) + 1),
+                 ["check_celery_workers", "-b", url, "--source", "events"] + gone,
+                 expect=(2,), tool="celery-status-%s" % tag, slow=True),
+    ]
+
+
+def phase_workers(ctx):
+    """2 workers (and a heartbeat worker on its own DB), then 10 workers."""
+    hb_db = ctx.dbs.take()
+    hb_url = ctx.dbs.url(hb_db)
+    hb_queues = ["bench-hb%03d" % i for i in range(100)]
+    scenarios = []
+    if ctx.install.has("check_celery_heartbeat") or ctx.install.has("trigger_celery_heartbeat"):
+        ctx.workers.start(hb_url, ["bench-hb@%s" % HOST], queues=hb_queues)
+        scenarios += heartbeat_scenarios(ctx, hb_url, hb_queues)
+
+    db = ctx.dbs.take()
+    url = ctx.dbs.url(db)
+    names = ["bench-w%02d@%s" % (i, HOST) for i in range(1, 11)]
+    missing = "bench-gone@%s" % HOST
+    ctx.workers.start(url, names[:2])
+    yield base_scenarios("2w") + scenarios + worker_scenarios("2", url, names[:2], missing)
+    ctx.workers.start(url, names[2:])
+    yield base_scenarios("10w") + worker_scenarios("10", url, names, missing)
+
+
+def heartbeat_scenarios(ctx, store_url, queues):
+    """Trigger heartbeats through all queues, wait until the worker ran them."""
+    trigger = ["trigger_celery_heartbeat", "-b", store_url]
+    for queue in queues:
+        trigger += ["-q", queue]
+    check = ["check_celery_heartbeat", "--store", store_url]
+    result = []
+    if ctx.install.has("trigger_celery_heartbeat"):
+        sample = measure(Scenario("", "", trigger).resolve(ctx.install))
+        if sample.rc != 0:
+            log("trigger failed: %s" % sample.output.strip()[:300])
+        trigger10 = ["trigger_celery_heartbeat", "-b", store_url]
+        for queue in queues[:10]:
+            trigger10 += ["-q", queue]
+        result.append(Scenario("trigger-10", "trigger, 10 queues", trigger10))
+    if ctx.install.has("check_celery_heartbeat"):
+        one = Scenario("heartbeat-1", "heartbeat, 1 queue", check + ["-q", queues[0]])
+        many = Scenario("heartbeat-100", "heartbeat, 100 queues",
+                        check + [arg for q in queues for arg in ("-q", q)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if measure(many.resolve(ctx.install)).rc == 0:
+                break
+            time.sleep(0.5)
+        result += [one, many]
+    return result
+
+
+PHASES = [("services", "No worker running", phase_services),
+          ("workers", "Real workers (solo pool)", phase_workers)]
+
+
+# --------------------------------------------------------------------- runner
+
+class Context:
+    def __init__(self, workdir, install):
+        self.workdir = workdir
+        self.install = install
+        self.dbs = RedisDBs()
+        self.vhost = None
+        self.workers = Workers(workdir)
+
+    def cleanup(self):
+        errors = []
+        for step in (self.workers.stop_all, self.dbs.release_all,
+                     lambda: self.vhost and self.vhost.delete()):
+            try:
+                step()
+            except Exception as exc:  # keep cleaning up
+                errors.append(exc)
+        if errors:
+            log("cleanup errors: %s" % errors)
+
+
+def run_phase(ctx, title, scenarios, runs, warmup, only):
+    selected = [s for s in scenarios if not only or re.search(only, s.key) or s.kind == "baseline"]
+    if only and not any(s.kind == "check" for s in selected):
+        return []
+    bases = tuple(next((s for s in selected if s.key.startswith(prefix)), None)
+                  for prefix in ("python-", "nagiosplugin-"))
+    active = []
+    for scenario in selected:
+        scenario.phase = title
+        scenario.bases = bases
+        argv = scenario.resolve(ctx.install)
+        if argv is None:
+            scenario.status = "not built"
+            continue
+        scenario.resolved = argv
+        for _ in range(warmup):
+            sample = measure(argv, scenario.env)
+        scenario.first_line = sample.output.split("\n", 1)[0].strip()
+        if sample.rc not in scenario.expect:
+            scenario.status = "unexpected exit %d: %s" % (sample.rc, scenario.first_line[:120])
+            log("%s: %s" % (scenario.key, scenario.status))
+            continue
+        scenario.status = "ok"
+        if scenario.kind == "check":
+            try:
+                scenario.imports = imported_packages(argv, scenario.env)
+            except Exception as exc:
+                log("%s: importtime failed: %s" % (scenario.key, exc))
+        active.append(scenario)
+    slow_runs = max(5, (runs + 1) // 2)
+    for round_no in range(runs):
+        for scenario in active:
+            if scenario.slow and round_no >= slow_runs:
+                continue
+            sample = measure(scenario.resolved, scenario.env)
+            if sample.rc not in scenario.expect:
+                log("%s: round %d exit %d: %s" % (scenario.key, round_no, sample.rc,
+                                                   sample.output.split("\n", 1)[0][:120]))
+            scenario.samples.append(sample)
+        log("%s: round %d/%d done" % (title, round_no + 1, runs))
+    return selected
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--runs", type=int, default=15,
+                        help="measured rounds (slow scenarios: half, at least 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured runs first")
+    parser.add_argument("--only", metavar="REGEX", help="only scenarios whose key matches")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    started = datetime.datetime.now().astimezone()
+    load_before = os.getloadavg()
+    workdir = Path(tempfile.mkdtemp(prefix="celery-checks-bench-"))
+    results = []
+    ctx = None
+    try:
+        install = Install(workdir)
+        global _launcher
+        _launcher = Launcher(install.python, workdir)
+        ctx = Context(workdir, install)
+        for key, title, phase in PHASES:
+            if args.only and key == "workers" and not re.search(
+                    args.only, "heartbeat trigger workers-ping workers-events"):
+                continue
+            log("phase: %s" % title)
+            generator = phase(ctx)
+            for number, scenarios in enumerate(generator):
+                label = title if number == 0 else "%s, continued" % title
+                results += run_phase(ctx, label, scenarios, args.runs, args.warmup, args.only)
+    finally:
+        if ctx is not None:
+            ctx.cleanup()
+        if _launcher is not None:
+            _launcher.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    load_after = os.getloadavg()
+    report = render(results, args, started, load_before, load_after)
+    print(report)
+    if not args.no_write:
+        write_doc(Path(args.output), report)
+        log("wrote %s" % args.output)
+
+
+# --------------------------------------------------------------------- report
+
+def fmt_s(value):
+    return "–" if value is None else "%.3f" % value
+
+
+def machine_description(started, load_before, load_after, args):
+    def version(name):
+        try:
+            from importlib.metadata import version as v
+
+            return v(name)
+        except Exception:
+            return "?"
+
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = "?"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                memory = "%.1f GiB" % (int(line.split()[1]) / 1024.0 / 1024.0)
+    except OSError:
+        pass
+    redis_version = rabbit_version = "?"
+    try:
+        import redis
+
+        redis_version = redis.Redis(host=REDIS_HOST, port=REDIS_PORT).info("server")["redis_version"]
+    except Exception:
+        pass
+    try:
+        out = subprocess.run(["rabbitmqctl", "version"], capture_output=True, text=True, timeout=30)
+        rabbit_version = out.stdout.strip() or "?"
+    except Exception:
+        pass
+    libs = ", ".join("%s %s" % (n, version(n)) for n in
+                     ("nagiosplugin", "celery", "kombu", "redis", "pika"))
+    return [
+        "- date: %s" % started.strftime("%Y-%m-%d %H:%M %Z"),
+        "- machine: %d CPUs (nproc), %s, %s RAM, %s %s" % (
+            os.cpu_count() or 0, model, memory, platform.system(), platform.release()),
+        "- load average (1 min) at start / end: %.2f / %.2f" % (load_before[0], load_after[0]),
+        "- Python %s (%s); %s" % (platform.python_version(), sys.executable, libs),
+        "- services: Redis %s, RabbitMQ %s; workers: celery solo pool on tests/app.py" % (
+            redis_version, rabbit_version),
+        "- runs: %d measured rounds after %d warm-up runs (slow scenarios: %d rounds)" % (
+            args.runs, args.warmup, max(5, (args.runs + 1) // 2)),
+    ]
+
+
+def render(results, args, started, load_before, load_after):
+    by_key = {s.key: s for s in results}
+    lines = [BEGIN, "", "### Run", ""]
+    lines += machine_description(started, load_before, load_after, args)
+    lines += ["", "### Results", "",
+              "Medians, min–max in brackets. Ratios are wall-time medians divided by "
+              "the baseline's median in the same phase.", ""]
+    phase = None
+    header = ("| scenario | state | wall s | CPU s | peak RSS MiB | × `python -c pass` "
+              "| × `import nagiosplugin` | × tool | imports |")
+    for s in results:
+        if s.phase != phase:
+            phase = s.phase
+            lines += ["", "#### %s" % phase, "", header, "|" + "---|" * 9]
+        py, np = s.bases
+        if s.status != "ok":
+            lines.append("| %s | %s | | | | | | | |" % (s.title, s.status))
+            continue
+        tool = by_key.get(s.tool) if s.tool else None
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            s.title,
+            state_of(s),
+            "%s (%s–%s)" % (fmt_s(s.stat("wall")), fmt_s(s.stat("wall", min)), fmt_s(s.stat("wall", max))),
+            fmt_s(s.stat("cpu")),
+            "%.1f (max %.1f)" % (s.stat("rss"), s.stat("rss", max)),
+            ratio(s, py), ratio(s, np),
+            ("%s %s" % (ratio(s, tool), tool.title)) if tool else "",
+            "" if s.imports is None else (", ".join(sorted(set(HEAVY) & s.imports)) or "none"),
+        ))
+    lines += ["", "### Budgets", "", "| budget | measured | verdict |", "|---|---|---|"]
+    for text, measured, verdict in budgets(by_key):
+        lines.append("| %s | %s | %s |" % (text, measured, verdict))
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def state_of(s):
+    rcs = {sample.rc for sample in s.samples}
+    names = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+    if s.kind == "baseline":
+        return "exit " + "/".join(str(rc) for rc in sorted(rcs))
+    return "/".join(names.get(rc, str(rc)) for rc in sorted(rcs))
+
+
+def ratio(s, base):
+    if base is None or base.status != "ok" or not base.samples:
+        return "–"
+    return "%.2f" % (s.stat("wall") / base.stat("wall"))
+
+
+def budgets(by_key):
+    """(budget, measured, verdict) rows; verdict met / MISSED / not built."""
+    rows = []
+
+    def get(key):
+        s = by_key.get(key)
+        return s if s is not None and s.status == "ok" and s.samples else None
+
+    def missing(key):
+        s = by_key.get(key)
+        if s is None:
+            return "not measured (--only)"
+        return "not measured" if s.status == "pending" else s.status
+
+    def verdict(ok):
+        return "met" if ok else "**MISSED**"
+
+    def limit(key, field, bound, unit, text):
+        s = get(key)
+        if s is None:
+            rows.append((text, "", missing(key)))
+            return
+        value = s.stat(field)
+        rows.append((text, "%.3f %s" % (value, unit) if unit == "s" else "%.1f %s" % (value, unit),
+                     verdict(value <= bound)))
+
+    def relative(key, base_key, bound, text):
+        s, base = get(key), get(base_key)
+        if s is None or base is None:
+            rows.append((text, "", missing(key if s is None else base_key)))
+            return
+        value = s.stat("wall") / base.stat("wall")
+        rows.append((text, "%.2f× (%.3f s / %.3f s)" % (value, s.stat("wall"), base.stat("wall")),
+                     verdict(value <= bound)))
+
+    for key in ("pulsefile-1", "pulsefile-50"):
+        limit(key, "wall", 0.06, "s", "%s ≤ 0.06 s" % key)
+        limit(key, "rss", 20, "MiB", "%s ≤ 20 MiB" % key)
+    s = get("pulsefile-1")
+    if s is None or s.imports is None:
+        rows.append(("pulsefile imports none of celery/redis/pika", "", missing("pulsefile-1")))
+    else:
+        heavy = sorted(set(HEAVY) & s.imports)
+        rows.append(("pulsefile imports none of celery/redis/pika",
+                     ", ".join(heavy) or "none", verdict(not heavy)))
+    for key in ("queue-redis-1", "queue-redis-100", "queue-amqp-1", "queue-amqp-20"):
+        limit(key, "wall", 0.25, "s", "%s ≤ 0.25 s" % key)
+    relative("queue-redis-100", "queue-redis-1", 1.1, "queue Redis: 100 queues ≤ 1.1× 1 queue")
+    relative("queue-amqp-20", "queue-amqp-1", 1.2, "queue RabbitMQ: 20 queues ≤ 1.2× 1 queue")
+    limit("heartbeat-100", "wall", 0.25, "s", "heartbeat-100 ≤ 0.25 s")
+    limit("trigger-10", "wall", 0.5, "s", "trigger-10 ≤ 0.5 s (issue 4)")
+    for tag in ("2", "10"):
+        relative("workers-ping-%s" % tag, "celery-status-%s" % tag, 0.2,
+                 "workers-ping-%s ≥ 5× faster than `celery status` (≤ 0.20×)" % tag)
+        limit("workers-events-%s" % tag, "wall", HEARTBEAT_INTERVAL, "s",
+              "workers-events-%s ≤ 1 heartbeat interval (%.0f s)" % (tag, HEARTBEAT_INTERVAL))
+    checks = [s for s in by_key.values() if s.kind == "check" and get(s.key)]
+    if checks:
+        worst = max(checks, key=lambda s: s.stat("rss", max))
+        rows.append(("any check ≤ 50 MiB peak RSS",
+                     "largest: %s %.1f MiB (max of runs)" % (worst.key, worst.stat("rss", max)),
+                     verdict(worst.stat("rss", max) <= 50)))
+    return rows
+
+
+def write_doc(path, report):
+    path.parent.mkdir(exist_ok=True)
+    if path.exists() and BEGIN in path.read_text() and END in path.read_text():
+        text = path.read_text()
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        path.write_text(head + report + tail)
+    else:
+        path.write_text(
+            "# Performance\n\nMeasured by `.venv/bin/python bench/run.py` "
+            "(see bench/run.py for the method).\n\n" + report + "\n")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        log("interrupted; cleaned up")
+        sys.exit(130)
