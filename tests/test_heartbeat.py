@@ -135,17 +135,28 @@ def test_heartbeat_not_started_before_its_expiry_is_discarded(redis_url, redis_c
 
 
 def test_beat_schedule_entries_send_heartbeats_the_check_accepts(redis_url, redis_client, celery_worker):
-    celery_worker.start(redis_url, queues=["hb-b1", "hb-b2"])
-    celery_worker.start(redis_url, command="beat", app="tests.heartbeat_app", env={
-        "TEST_HEARTBEAT_BEAT_QUEUES": "hb-b1,hb-b2", "TEST_HEARTBEAT_BEAT_EVERY": "0.5"})
-    started(redis_client, "hb-b1", "hb-b2")
+    """Real celery beat and a threads-pool worker, both on an app with a
+    global_keyprefix: the heartbeat keys carry it, the check follows -O."""
+    env = {"TEST_HEARTBEAT_KEYPREFIX": "app1:"}
+    celery_worker.start(redis_url, queues=["hb-b1", "hb-b2"], pool="threads", concurrency=2,
+                        app="tests.heartbeat_app", env=env)
+    celery_worker.start(redis_url, command="beat", app="tests.heartbeat_app", env=dict(
+        env, TEST_HEARTBEAT_BEAT_QUEUES="hb-b1,hb-b2", TEST_HEARTBEAT_BEAT_EVERY="0.5"))
+    options = {"global_keyprefix": "app1:"}
+
+    def fields(queue):
+        raw = redis_client.hgetall(store.key_for(queue, options))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    wait_for(lambda: all("started" in fields(q) for q in ("hb-b1", "hb-b2")), what="beat heartbeats")
     for queue in ("hb-b1", "hb-b2"):
-        fields = record(redis_client, queue)
         # beat's publish was stamped with the store time: a real wait
-        assert fields["publisher"].startswith("celery@")
-        assert 0 <= float(fields["latency"]) < 5
-    result = check(redis_url, "-q", "hb-b1", "-q", "hb-b2", "-w", "5").assert_ok("2 queues healthy")
+        assert fields(queue)["publisher"].startswith("celery@")
+        assert 0 <= float(fields(queue)["latency"]) < 5
+    result = check(redis_url, "-O", "global_keyprefix=app1:", "-q", "hb-b1", "-q", "hb-b2", "-w", "5")
+    result.assert_ok("2 queues healthy")
     assert 0 <= result.perfdata["hb-b1_latency"].value < 5
+    check(redis_url, "-q", "hb-b1").assert_critical("no heartbeat ever recorded")  # no prefix
 
 
 def test_worker_without_install_is_named_as_the_likely_cause(redis_url, redis_client, celery_worker):
@@ -161,7 +172,7 @@ def test_worker_without_install_is_named_as_the_likely_cause(redis_url, redis_cl
 
 def test_rabbitmq_broker_with_redis_store(rabbitmq, redis_url, redis_client, celery_worker):
     queue = rabbitmq.queue_name("hb")
-    celery_worker.start(rabbitmq.url, queues=[queue], app="tests.heartbeat_app",
+    celery_worker.start(rabbitmq.url, queues=[queue], app="tests.heartbeat_app", pool="prefork",
                         env={"TEST_HEARTBEAT_STORE": redis_url})
     assert_published(trigger("-b", rabbitmq.url, "--store", redis_url, "-q", queue), 1)
     started(redis_client, queue)
@@ -308,6 +319,18 @@ def test_store_url_precedence(tmp_path):
         store.resolve_store_url(None, None, "amqp://b//", {})
     with pytest.raises(CheckError, match="must be Redis"):
         store.resolve_store_url("amqp://x//", None, "redis://b/0", {})
+
+
+def test_django_settings_reach_the_worker_store_through_the_celery_namespace():
+    from celery import Celery
+
+    class Settings:
+        CELERY_BROKER_URL = "amqp://mq//"
+        CELERY_CHECKS_STORE_URL = "redis://cache:6379/3"
+
+    app = Celery("django_like", set_as_current=False)
+    app.config_from_object(Settings, namespace="CELERY")
+    assert store.worker_store(app.conf, {})[0] == "redis://cache:6379/3"
 
 
 def test_worker_store_from_app_conf():
