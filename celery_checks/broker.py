@@ -174,7 +174,9 @@ def _sentinel_master(url, options, common):
             db = _db_number(p.path.strip("/"))
     sentinel = Sentinel(
         hosts,
-        sentinel_kwargs=dict(options.get("sentinel_kwargs") or {}, socket_timeout=common["socket_timeout"]),
+        sentinel_kwargs=dict(
+            options.get("sentinel_kwargs") or {}, socket_timeout=common["socket_timeout"],
+            socket_connect_timeout=common["socket_connect_timeout"], retry=common["retry"]),
         socket_timeout=common["socket_timeout"],
         socket_connect_timeout=common["socket_connect_timeout"],
         retry=common["retry"],
@@ -188,10 +190,14 @@ def _sentinel_master(url, options, common):
 def redis_errors(url, what="broker"):
     """Translate redis-py failures into the status policy (CRITICAL)."""
     import redis
+    from redis.sentinel import MasterNotFoundError
 
     shown = redact_url(url)
     try:
         yield
+    except MasterNotFoundError:  # its text repeats every sentinel client's repr
+        raise Unreachable("cannot reach %s %s: no sentinel answered with the master's "
+                          "address (sentinels down, or master_name unknown to them)" % (what, shown))
     except redis.AuthenticationError as exc:
         raise Unreachable("%s %s refused authentication: %s" % (what, shown, _reason(exc)))
     except redis.TimeoutError as exc:
