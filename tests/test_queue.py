@@ -531,6 +531,10 @@ def test_sentinel_master_name(own_redis, tmp_path, celery_apps):
         check("-b", url, "-O", "master_name=nosuch", "-t", "3").assert_critical(
             "sentinel://127.0.0.1:%d/3" % sentinel_port)
         check("-b", url).assert_unknown("master_name")
+        down = "sentinel://127.0.0.1:%d/3" % refused_port()
+        result = check("-b", down, "-O", "master_name=themaster", "-t", "2")
+        result.assert_critical(down, "no sentinel answered")
+        assert result.elapsed < 2.8
     finally:
         process.terminate()
         process.wait(5)
