@@ -73,6 +73,8 @@ def _reason(exc, limit=100):
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = " ".join(str(exc).split())
+    if text.startswith("Command # ") and " caused error: " in text:  # redis-py pipelines
+        text = text.split(" caused error: ", 1)[1]
     # redis-py repeats the address the message already names, and ssl
     # appends its source line: keep the status line short.
     text = re.sub(r"^Error -?\d+ connecting to \S+?\. ", "", text)
@@ -208,8 +210,10 @@ def redis_errors(url, what="broker"):
         text = str(exc)
         if text.startswith(("NOAUTH", "WRONGPASS")):  # redis-py < 5 words it so
             raise Unreachable("%s %s refused authentication: %s" % (what, shown, _reason(exc)))
-        if text.startswith("NOPERM") or "invalid DB index" in text \
-                or "DB index is out of range" in text:
+        # redis-py strips the NOPERM code into NoPermissionError (ACL denies
+        # a command): the server refuses us, like a wrong password does.
+        if isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in text[:60] \
+                or "invalid DB index" in text or "DB index is out of range" in text:
             raise Unreachable("%s %s refused us: %s" % (what, shown, _reason(exc)))
         raise
     except OSError as exc:  # e.g. an SSL handshake against a plaintext port
@@ -271,14 +275,28 @@ def describe_amqp_error(exc):
     seen = exc
     for _ in range(5):
         if isinstance(seen, OSError):
-            return _reason(seen)
+            break
         inner = [a for a in getattr(seen, "args", ()) if isinstance(a, BaseException)]
         # pika's connection workflow keeps the cause in .exception(s), not args
         inner += [getattr(seen, "exception", None)] + list(getattr(seen, "exceptions", ()))[-1:]
+        # kombu re-raises a socket error as its own OperationalError: follow
+        # the chain to it (only to an OSError: other context is noise)
+        context = seen.__context__ if isinstance(seen.__context__, OSError) else None
+        inner += [seen.__cause__ or context]
         inner = [a for a in inner if isinstance(a, BaseException)]
         if not inner:
             break
         seen = inner[0]
+    code, words = getattr(seen, "reply_code", None), getattr(seen, "reply_text", None)
+    if code and words:  # py-amqp (kombu): the broker's own words, first sentence
+        if code == 403 and "Login was refused" in str(words):
+            return "refused authentication (wrong user or password)"
+        return "%s %s" % (code, str(words).split(". ")[0])
+    if isinstance(seen, OSError):
+        if seen.errno == 22:
+            # py-amqp sets socket options on a connection the peer already reset
+            return "connection reset as it opened (Invalid argument)"
+        return _reason(seen)
     if type(seen).__name__ in ("StreamLostError", "IncompatibleProtocolError"):
         # pika's words for "the peer hung up before the AMQP handshake"
         return "connection closed by the peer before the AMQP handshake"

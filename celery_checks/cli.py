@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import textwrap
+import time
 import traceback
 
 from celery_checks import __version__
@@ -278,8 +279,13 @@ def add_broker_options(parser):
 
 def network_timeout(args):
     """Per-call socket timeout: below -t, so a silent peer is reported as an
-    outage (CRITICAL) by us before the -t alarm (UNKNOWN) has to fire."""
-    return max(0.2, args.timeout * 0.8)
+    outage (CRITICAL) by us before the -t alarm (UNKNOWN) has to fire.
+
+    What the run already spent counts, and at least 1 s of -t is kept for
+    our own work (client import, TLS set-up, output), which a loaded host
+    slows down: with 20% alone, -t 3 still ran into the alarm."""
+    budget = args.timeout - (time.monotonic() - getattr(args, "started", time.monotonic()))
+    return max(0.2, min(args.timeout * 0.8, budget - 1.0))
 
 
 class _RedactingStream:
@@ -311,6 +317,7 @@ def run(check, args):
     status_name = check.name.upper()
     runtime = nagiosplugin.Runtime()
     runtime.stdout = _RedactingStream(sys.stdout)
+    args.started = time.monotonic()  # the -t alarm starts now: network_timeout()
     try:
         check.main(verbose=args.verbose, timeout=args.timeout)
     except nagiosplugin.Timeout:

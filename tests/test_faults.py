@@ -1,0 +1,237 @@
+"""Faults: every broker-using executable against every way a broker or store
+fails, on loopback, with real Redis and RabbitMQ.
+
+Each answer must be the documented one (celery_checks/policy.py, README
+"Reliability"): a check says CRITICAL on one line naming the redacted URL
+and the reason, within -t + 1 s, without a traceback or the password; the
+trigger says the same on one stderr line and exits 1.
+
+The matrix is parametrised over the executables pyproject.toml declares
+(those whose --help offers --broker or --store), so a new one is held to it
+at once; VARIANTS says how to aim one at the URL under test. All runs of the
+matrix go a few at a time in one module fixture, the tests then judge one
+answer each.
+
+Worker faults (SIGKILL, SIGSTOP, cut from its broker while the broker stays
+up) and broker restarts during a run follow below the matrix.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from celery_checks.secrets import redact_url
+from tests.faultkit import (
+    BROKER_SCRIPTS,
+    Listener,
+    RedisServer,
+    TcpProxy,
+    closed_port,
+    run_parallel,
+    wait_for,
+)
+from tests.plugin import run_check
+
+T = 3  # -t for every run here: the answer must come within T + 1 s
+SECRET = "Fault-s3cret-pw"
+RIGHT = "Right-s3cret-pw"
+PID = os.getpid()
+ACL_USER = "cc-faults-%d" % PID
+NOPERM_USER = "cc-faults-noperm-%d" % PID
+
+
+# How to aim each executable at the URL under test: (variant, argv builder).
+# The builder gets the transport ("redis"/"amqp"), the URL and a working
+# Redis URL (for the heartbeat store where the broker is the fault); None =
+# this executable never talks to such a URL. Unknown executables get -b URL.
+def _queue_name():
+    return "cc-fault-%s" % uuid.uuid4().hex[:6]
+
+
+VARIANTS = {
+    "check_celery_heartbeat": [
+        # it reads only its Redis store, never an AMQP broker
+        ("store", lambda kind, url, good: ["--store", url] if kind == "redis" else None),
+    ],
+    "check_celery_workers": [
+        ("ping", lambda kind, url, good: ["-b", url]),
+        ("events", lambda kind, url, good: ["-b", url, "--source", "events", "--window", "1"]),
+    ],
+    "trigger_celery_heartbeat": [
+        # the store is the broker: the store write fails first
+        ("store", lambda kind, url, good: ["-b", url, "-q", _queue_name()] if kind == "redis" else None),
+        # a working store, a failing broker: the publish fails
+        ("publish", lambda kind, url, good: ["-b", url, "--store", good, "-q", _queue_name()]),
+    ],
+}
+DEFAULT_VARIANTS = [("", lambda kind, url, good: ["-b", url])]
+
+
+def variants(name):
+    return VARIANTS.get(name, DEFAULT_VARIANTS)
+
+
+# (fault, transport, URL template, what the reason must say)
+FAULTS = [
+    ("refused", "redis", "redis://:{pw}@127.0.0.1:{closed}/0", r"[Rr]efused"),
+    ("unreachable-host", "redis", "redis://:{pw}@127.0.0.2:{closed}/0", r"[Rr]efused|[Uu]nreachable"),
+    ("silent", "redis", "redis://:{pw}@127.0.0.1:{silent}/0", r"did not answer|[Tt]ime"),
+    ("hangup", "redis", "redis://:{pw}@127.0.0.1:{hangup}/0", r"[Cc]losed|reset|lost"),
+    ("wrong-password", "redis", "redis://{acl}:{pw}@127.0.0.1:6379/0", r"authentication|password"),
+    ("unknown-acl-user", "redis", "redis://nobody-{pid}:{pw}@127.0.0.1:6379/0", r"authentication|password"),
+    ("no-permission", "redis", "redis://{noperm}:{right}@127.0.0.1:6379/0", r"NOPERM|permission"),
+    ("wrong-db", "redis", "redis://:{pw}@127.0.0.1:6379/99", r"DB index"),
+    ("tls-to-plaintext", "redis", "rediss://:{pw}@127.0.0.1:6379/0?ssl_cert_reqs=none",
+     r"did not answer|[Tt]imeout|SSL|TLS|handshake"),
+    ("refused", "amqp", "amqp://guest:{pw}@127.0.0.1:{closed}//", r"[Rr]efused"),
+    ("unreachable-host", "amqp", "amqp://guest:{pw}@127.0.0.2:{closed}//", r"[Rr]efused|[Uu]nreachable"),
+    ("silent", "amqp", "amqp://guest:{pw}@127.0.0.1:{silent}//", r"did not answer|in time|[Tt]ime"),
+    ("hangup", "amqp", "amqp://guest:{pw}@127.0.0.1:{hangup}//", r"[Cc]losed|reset|lost"),
+    ("wrong-password", "amqp", "amqp://guest:{pw}@127.0.0.1:5672/{vhost}",
+     r"authentication|ACCESS_REFUSED"),
+    ("wrong-vhost", "amqp", "amqp://guest:guest@127.0.0.1:5672/no-such-vhost-{pid}", r"vhost"),
+    ("tls-to-plaintext", "amqp", "amqps://guest:{pw}@127.0.0.1:5672//", r"SSL|TLS|handshake"),
+]
+
+CASES = [
+    pytest.param(fault, kind, template, reason, name, variant, builder,
+                 id="%s-%s-%s%s" % (kind, fault, name, "-" + variant if variant else ""))
+    for fault, kind, template, reason in FAULTS
+    for name in BROKER_SCRIPTS
+    for variant, builder in variants(name)
+    if builder(kind, "x://", "x://") is not None
+]
+
+
+@pytest.fixture(scope="module")
+def acl_users():
+    """Throwaway ACL users on the shared Redis, deleted afterwards. Only
+    ACL SETUSER/DELUSER: the shared server's config is never touched."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    client.execute_command("ACL", "SETUSER", ACL_USER, "on", ">" + RIGHT, "~*", "&*", "+@all")
+    client.execute_command("ACL", "SETUSER", NOPERM_USER, "on", ">" + RIGHT, "-@all")
+    yield
+    client.execute_command("ACL", "DELUSER", ACL_USER, NOPERM_USER)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def store_db():
+    """A Redis DB for the trigger's working store, locked like conftest's."""
+    import fcntl
+
+    import redis
+
+    from tests.conftest import LOCK_DIR
+
+    LOCK_DIR.mkdir(exist_ok=True)
+    for number in range(15, 0, -1):
+        handle = open(LOCK_DIR / ("redis-db-%d.lock" % number), "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        client = redis.Redis(host="127.0.0.1", port=6379, db=number)
+        client.flushdb()
+        yield number
+        client.flushdb()
+        client.close()
+        handle.close()
+        return
+    pytest.fail("no free Redis database number")
+
+
+@pytest.fixture(scope="module")
+def matrix(acl_users, store_db, rabbitmq_vhost):
+    """Every case of CASES run once, a few at a time: {case id: (url, Result)}."""
+    silent, hangup = Listener("silent"), Listener("hangup")
+    values = dict(pw=SECRET, right=RIGHT, closed=closed_port(), silent=silent.port,
+                  hangup=hangup.port, acl=ACL_USER, noperm=NOPERM_USER, pid=PID,
+                  vhost=rabbitmq_vhost)
+    good_store = "redis://127.0.0.1:6379/%d" % store_db
+    jobs, keys = [], []
+    for case in CASES:
+        fault, kind, template, reason, name, variant, builder = case.values
+        url = template.format(**values)
+        jobs.append((name, builder(kind, url, good_store) + ["-t", str(T)], {}))
+        keys.append((case.id, url))
+    try:
+        results = run_parallel(jobs, parallel=4)
+    finally:
+        silent.close()
+        hangup.close()
+    return {key: (url, result) for (key, url), result in zip(keys, results)}
+
+
+def shown_forms(url):
+    """How the URL may appear: password masked (and the user too when it
+    equals a registered secret, e.g. guest:guest)."""
+    shown = redact_url(url)
+    forms = {shown}
+    if "://" in shown and "@" in shown:
+        scheme, rest = shown.split("://", 1)
+        forms.add("%s://***:***@%s" % (scheme, rest.split("@", 1)[1]))
+    return forms
+
+
+def assert_one_line_answer(result, url, reason):
+    """The fault's answer: CRITICAL from a check, exit 1 from the trigger."""
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, result.describe("traceback")
+    assert SECRET not in output and RIGHT not in output, result.describe("password leaked")
+    assert result.elapsed <= T + 1, result.describe("took longer than -t + 1 s")
+    if os.path.basename(result.args[0]).startswith("check_"):
+        result.assert_critical()
+        lines = result.stdout.splitlines()
+        assert len(lines) == 1 and result.stderr == "", result.describe("one line")
+        line = result.first_line
+        assert not result.perfdata
+    else:
+        assert result.rc == 1, result.describe("the trigger exits 1 on failure")
+        lines = result.stderr.splitlines()
+        assert result.stdout == "" and len(lines) == 1, result.describe("one line on stderr")
+        line = lines[0]
+    assert any(form in line for form in shown_forms(url)), result.describe("redacted URL")
+    assert re.search(reason, line), result.describe("reason %r" % reason)
+
+
+@pytest.mark.parametrize("fault,kind,template,reason,name,variant,builder", CASES)
+def test_broker_fault_is_the_documented_answer(matrix, request, fault, kind, template, reason,
+                                               name, variant, builder):
+    case_id = request.node.callspec.id
+    url, result = matrix[case_id]
+    assert_one_line_answer(result, url, reason)
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("name", BROKER_SCRIPTS)
+@pytest.mark.parametrize("url", ["ftp://host/x", "redis://127.0.0.1:6379/abc", "no-scheme"])
+def test_bad_broker_url_is_usage_not_outage(name, url):
+    """A URL we cannot use is our configuration error: UNKNOWN (the trigger:
+    its documented usage exit 2), never CRITICAL, never a traceback."""
+    args = ["--store", url] if name == "check_celery_heartbeat" else ["-b", url]
+    result = run_check(name, *args, "-t", str(T))
+    assert "Traceback" not in result.stdout + result.stderr, result.describe("traceback")
+    assert "Traceback" not in result.stdout + result.stderr, result.describe("traceback")
+    if name.startswith("check_"):
+        result.assert_unknown()
+        assert result.elapsed < T, result.describe("judged before connecting")
+    else:  # trigger: usage (exit 2) or a one-line failure (exit 1), on stderr
+        assert result.rc in (1, 2) and result.stdout == "", result.describe("trigger")
+        assert result.stderr.strip(), result.describe("says why")
+
+
+# ------------------------------------------------ worker faults across checks
+
+def _pulse_env(path):
+    return {"CELERY_CHECKS_PULSE_FILE": str(path), "CELERY_CHECKS_PULSE_INTERVAL": "0.3"}
