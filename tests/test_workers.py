@@ -1,0 +1,444 @@
+"""check_celery_workers against real workers on Redis and RabbitMQ.
+
+A module-scoped pair of workers per broker (special-1@serverA on the prefork
+pool, special-2@serverA on solo) is shared by the tests, so the suite pays
+for worker start-up once; tests that need a worker to die start their own.
+Tests that SIGSTOP a shared worker resume it in a finally block.
+
+The pure parts (inventory, `celery status` parsers) have unit tests at the
+end; the stdin fixtures under tests/data/workers are real command output.
+"""
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from celery_checks import workers as W
+from celery_checks.policy import CheckError
+from tests.conftest import AMQP_HOST, AMQP_PORT, LOCK_DIR, REDIS_HOST, REDIS_PORT, ROOT, WorkerFactory
+from tests.plugin import run_check
+
+DATA = Path(__file__).resolve().parent / "data" / "workers"
+CHECK = "check_celery_workers"
+PAIR = ["--expect", "special-1@serverA", "--expect", "special-2@serverA"]
+
+pytestmark = pytest.mark.slow
+
+
+# ----------------------------------------------------------------- brokers
+
+@pytest.fixture(scope="module")
+def module_redis():
+    """A Redis DB number for this module's workers (same locks as redis_db)."""
+    import redis
+
+    LOCK_DIR.mkdir(exist_ok=True)
+    for number in range(15, 0, -1):
+        handle = open(LOCK_DIR / ("redis-db-%d.lock" % number), "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
+        client.flushdb()
+        try:
+            yield "redis://%s:%d/%d" % (REDIS_HOST, REDIS_PORT, number), client
+        finally:
+            client.flushdb()
+            client.close()
+            handle.close()
+        return
+    pytest.fail("no free Redis database number")
+
+
+@pytest.fixture(scope="module")
+def module_vhost():
+    """A vhost of our own: broadcasts must not reach other tests' workers."""
+    vhost = "cc-workers-%d-%s" % (os.getpid(), uuid.uuid4().hex[:6])
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+    yield "amqp://guest:guest@%s:%d/%s" % (AMQP_HOST, AMQP_PORT, vhost), vhost
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory, module_redis, module_vhost):
+    """Two workers on each broker, started in parallel, stopped at the end."""
+    factory = WorkerFactory(tmp_path_factory.mktemp("workers"))
+    started = {}
+    try:
+        for kind, url in (("redis", module_redis[0]), ("amqp", module_vhost[0])):
+            started[kind] = [
+                factory.start(url, name="special-1@serverA", pool="prefork", wait=False,
+                              queues=("w-%s" % kind,)),
+                factory.start(url, name="special-2@serverA", pool="solo", wait=False,
+                              queues=("w-%s" % kind,)),
+            ]
+        for group in started.values():
+            for worker in group:
+                factory.wait_ready(worker, 60, "ready.")
+        yield factory, started
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(params=["redis", "amqp"])
+def broker(request, pool, module_redis, module_vhost):
+    """(url, [special-1, special-2]) on one broker; workers resumed after."""
+    factory, started = pool
+    url = module_redis[0] if request.param == "redis" else module_vhost[0]
+    yield Broker(request.param, url, started[request.param], factory)
+
+
+class Broker:
+    def __init__(self, kind, url, workers, factory):
+        self.kind, self.url, self.workers, self.factory = kind, url, workers, factory
+
+    def check(self, *args, **kw):
+        return run_check(CHECK, "-b", self.url, *args, **kw)
+
+
+def fresh_heartbeats(broker):
+    """Give a resumed worker a moment to work through its backlog."""
+    time.sleep(0.5)
+
+
+# ------------------------------------------------------------- all present
+
+@pytest.mark.parametrize("source", ["ping", "events"])
+def test_all_expected_present_is_ok(broker, source):
+    result = broker.check("--source", source, "--expect", "special-*@serverA=2", "-v")
+    result.assert_ok("2 workers online, all 2 expected present")
+    perf = result.perfdata
+    assert (perf["online"].value, perf["expected"].value, perf["missing"].value,
+            perf["unexpected"].value) == (2, 2, 0, 0)
+    for node in ("special-1@serverA", "special-2@serverA"):
+        assert any(line.startswith(node + ": online") for line in result.long_output), result.stdout
+        if source == "ping":
+            rtt = perf["rtt_" + node]
+            assert rtt.uom == "s" and 0 <= rtt.value < 1
+        else:
+            age = perf["hb_age_" + node]
+            assert age.uom == "s" and 0 <= age.value <= 3
+    if source == "events":
+        assert "celery 5." in result.stdout  # sw_ver from the heartbeat
+
+
+def test_ping_returns_early_once_inventory_is_complete(broker):
+    # --reply-timeout 5 would be the wait without an inventory; complete
+    # answers end the run after the short grace instead.
+    result = broker.check("--expect", "special-*@serverA=2", "--reply-timeout", "5")
+    result.assert_ok()
+    assert result.elapsed < 4, result.describe("did not return early")
+
+
+def test_without_inventory_or_thresholds_counts_nodes(broker):
+    result = broker.check("--reply-timeout", "0.5")
+    result.assert_ok("2 workers online")
+    assert result.perfdata["unexpected"].value == 0
+    assert result.perfdata["expected"].value == 0
+
+
+# ------------------------------------------------------- patterns and counts
+
+def test_patterns_with_counts(broker):
+    # a literal name is claimed before a glob: special-1 plus one other
+    broker.check("--expect", "special-*@serverA=1", "--expect", "special-1@serverA").assert_ok()
+    result = broker.check("--expect", "special-*@serverA=3")
+    result.assert_critical("1 of 3 expected workers missing: special-*@serverA (only 2 of 3)")
+    assert result.perfdata["missing"].value == 1
+    result = broker.check("--expect", "special-*@serverA=1", "-v")
+    result.assert_warning("1 unexpected: special-*@serverA (2, not 1)")
+    assert result.perfdata["unexpected"].value == 1
+
+
+def test_unexpected_node_warns_and_states_are_configurable(broker):
+    result = broker.check("--expect", "special-1@serverA")
+    result.assert_warning("1 unexpected: special-2@serverA")
+    assert result.perfdata["unexpected"].value == 1
+    broker.check("--expect", "special-1@serverA", "--unexpected-state", "ok").assert_ok()
+    result = broker.check("--expect", "special-1@serverA", "--expect", "nobody@nowhere",
+                          "--missing-state", "warning", "--unexpected-state", "critical")
+    result.assert_critical("1 of 2 expected workers missing: nobody@nowhere",
+                           "1 unexpected: special-2@serverA")
+
+
+def test_thresholds_on_the_online_count(broker):
+    result = broker.check("-w", "3:", "-c", "1:", "--reply-timeout", "0.5")
+    result.assert_warning("2 online (< 3)")
+    assert result.perfdata["online"].warn == "3:" and result.perfdata["online"].crit == "1:"
+    broker.check("-c", "3:", "--reply-timeout", "0.5").assert_critical("2 online (< 3)")
+
+
+def test_expect_file(broker, tmp_path):
+    path = tmp_path / "workers.txt"
+    path.write_text("# inventory\nspecial-1@serverA   # prefork\n\nspecial-[0-9]*@serverA=1\n")
+    broker.check("--expect-file", str(path)).assert_ok("all 2 expected present")
+
+
+# --------------------------------------------------------------- stopped
+
+@pytest.mark.parametrize("source, index", [("ping", 0), ("events", 1), ("ping", 1)])
+def test_sigstopped_worker_is_missing(broker, source, index):
+    stopped = broker.workers[index]  # 0: prefork pool, 1: solo
+    stopped.signal(signal.SIGSTOP)
+    try:
+        result = broker.check("--source", source, *PAIR, "--reply-timeout", "1", "--window", "2.5")
+    finally:
+        stopped.signal(signal.SIGCONT)
+    result.assert_critical("1 of 2 expected workers missing: %s" % stopped.name)
+    assert result.perfdata["online"].value == 1 and result.perfdata["missing"].value == 1
+    fresh_heartbeats(broker)
+
+
+def test_extra_worker_warns_then_killed_worker_is_critical_on_every_source(broker):
+    extra = broker.factory.start(broker.url, name="extra-1@serverB", pool="solo",
+                                 queues=("x-%s" % broker.kind,))
+    try:
+        result = broker.check(*PAIR, "-v")
+        result.assert_warning("1 unexpected: extra-1@serverB")
+        assert "extra-1@serverB: online" in result.stdout
+        inventory = PAIR + ["--expect", "extra-*@serverB"]
+        broker.check(*inventory).assert_ok("3 workers online, all 3 expected present")
+        broker.check("--source", "events", *inventory).assert_ok("all 3 expected present")
+
+        extra.kill()  # SIGKILL: no worker-offline event, its pidbox queue stays
+        for source in ("ping", "events"):
+            result = broker.check("--source", source, *inventory, "--window", "2.5")
+            result.assert_critical("1 of 3 expected workers missing: extra-*@serverB (only 0 of 1)")
+        # stdin: what `celery status` says now, piped in
+        status = celery_status(broker.url)
+        result = run_check(CHECK, "--source", "stdin", *PAIR, "--expect", "extra-1@serverB",
+                           stdin=status)
+        result.assert_critical("1 of 3 expected workers missing: extra-1@serverB")
+        assert result.perfdata["online"].value == 2
+    finally:
+        extra.stop()
+
+
+def celery_status(url, *args):
+    env = dict(os.environ, CELERY_BROKER_URL=url, CELERY_CHECKS_DISABLE="1",
+               PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "celery", "-A", "tests.app", "status", *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+    return proc.stdout + proc.stderr
+
+
+def test_live_celery_status_json_on_stdin(broker):
+    result = run_check(CHECK, "--source", "stdin", *PAIR, stdin=celery_status(broker.url, "--json"))
+    result.assert_ok("2 workers online, all 2 expected present")
+
+
+# ------------------------------------------------------------ leftovers
+
+def broker_state(broker, module_redis, module_vhost):
+    if broker.kind == "redis":
+        return sorted(module_redis[1].keys("*"))
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", module_vhost[1], "name"],
+                         capture_output=True, text=True, check=True).stdout
+    return sorted(line for line in out.splitlines()[1:] if line.strip())
+
+
+def test_no_reply_queue_or_key_left_behind(broker, module_redis, module_vhost):
+    before = broker_state(broker, module_redis, module_vhost)
+    for index in range(20):
+        source = "events" if index % 4 == 3 else "ping"
+        extra = [] if index % 5 else ["--reply-timeout", "0.3"]  # no inventory: full wait
+        broker.check("--source", source, "--expect", "special-*@serverA=2", *extra).assert_ok()
+    # a run that gives up early (missing node) must clean up too
+    broker.check("--expect", "ghost@nowhere", "--reply-timeout", "0.3", "--unexpected-state", "ok") \
+        .assert_critical("ghost@nowhere")
+    after = broker_state(broker, module_redis, module_vhost)
+    assert after == before
+
+
+# ---------------------------------------------------------- unreachable
+
+@pytest.mark.parametrize("source", ["ping", "events"])
+@pytest.mark.parametrize("url", ["redis://:s3cret-pw@127.0.0.1:1/0", "amqp://guest:s3cret-pw@127.0.0.1:1//"])
+def test_unreachable_broker_is_critical_and_redacted(url, source):
+    result = run_check(CHECK, "-b", url, "--source", source, "-t", "5", "-vvv")
+    result.assert_critical("cannot talk to broker", "127.0.0.1:1")
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    assert result.elapsed < 5
+
+
+def test_wrong_amqp_password_is_critical(module_vhost):
+    url = module_vhost[0].replace("guest:guest", "guest:wrong-pw")
+    result = run_check(CHECK, "-b", url)
+    result.assert_critical("cannot talk to broker")
+    assert "wrong-pw" not in result.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--expect", "x@y=0"], "at least 1"),
+    (["--expect", "x@y=many"], "invalid count"),
+    (["--expect", ""], "invalid worker pattern"),
+    (["--expect-file", "/nonexistent/workers.txt"], "cannot read --expect-file"),
+    (["--reply-timeout", "12"], "--reply-timeout must stay below -t"),
+    (["--source", "events", "--window", "10", "-t", "10"], "--window must stay below -t"),
+    (["--source", "carrier-pigeon"], "invalid choice"),
+    (["--missing-state", "purple"], "invalid state"),
+])
+def test_bad_arguments_are_unknown(args, fragment):
+    result = run_check(CHECK, "-b", "redis://127.0.0.1:1/0", *args)
+    result.assert_unknown(fragment)
+
+
+def test_bad_line_in_expect_file_is_unknown(tmp_path):
+    path = tmp_path / "workers.txt"
+    path.write_text("celery@web1\ncelery@web2=two\n")
+    run_check(CHECK, "--expect-file", str(path)).assert_unknown("line 2", "invalid count")
+
+
+# ----------------------------------------------------------------- stdin
+
+FIXTURES = {
+    "celery5-status.txt": 3,
+    "celery5-status-color.txt": 3,
+    "celery5-status.json": 3,
+    "celery5-inspect-ping.txt": 3,
+    "celery5-inspect-ping-color.txt": 3,
+    "celery5-inspect-ping.json": 3,
+    "celery5-status-none.txt": 0,
+    "celery5-status-json-none.txt": 0,
+    "celery52-status-amqp.txt": 2,
+    "celery52-inspect-ping-amqp.json": 2,
+    "celery52-inspect-ping-color-amqp.txt": 2,
+    "celery4-status.txt": 2,
+    "celery4-inspect-ping.txt": 2,
+    "celery4-inspect-ping.json": 2,
+    "celery4-status-none.txt": 0,
+    "celery3-django-status.txt": 2,
+}
+
+
+def test_every_fixture_is_listed():
+    assert sorted(FIXTURES) == sorted(p.name for p in DATA.iterdir() if p.name != "README")
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_stdin_fixture_counts_nodes(name):
+    result = run_check(CHECK, "--source", "stdin", stdin=(DATA / name).read_text())
+    assert result.perfdata["online"].value == FIXTURES[name], result.stdout
+    if FIXTURES[name]:
+        result.assert_ok("%d workers online" % FIXTURES[name])
+    else:
+        result.assert_critical("no worker answered")
+
+
+def test_stdin_with_inventory_names_missing_and_unexpected():
+    text = (DATA / "celery5-status-color.txt").read_text()
+    result = run_check(CHECK, "--source", "stdin", "--expect", "special-*@serverA=3",
+                       "--expect", "celery@web1", stdin=text)
+    # the status line is kept near 80 characters; -v has everything
+    result.assert_critical("2 of 4 expected workers missing: celery@web1, +1 more",
+                           "1 unexpected: other@serverB")
+    assert len(result.first_line) < 120  # one name per problem at least
+    result = run_check(CHECK, "--source", "stdin", "--expect", "special-*@serverA=3",
+                       "--expect", "celery@web1", "-v", stdin=text)
+    assert "MISSING special-*@serverA: 2 of 3 online" in result.long_output
+    assert "MISSING celery@web1: 0 of 1 online" in result.long_output
+    assert "other@serverB: online [unexpected]" in result.long_output
+
+
+def test_stdin_no_nodes_with_inventory_is_critical():
+    result = run_check(CHECK, "--source", "stdin", *PAIR,
+                       stdin=(DATA / "celery5-status-none.txt").read_text())
+    result.assert_critical("2 of 2 expected workers missing: special-1@serverA, +1 more")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("", "no input on stdin"),
+    ("   \n\n", "no input on stdin"),
+    ("Usage: celery [OPTIONS] COMMAND [ARGS]...\nError: No such command 'stauts'.\n", "not `celery status`"),
+    ("{\"a@b\": {\"ok\": \"pong\"", "not valid JSON"),
+    ("[\"a@b\"]", "not `celery status`"),
+    ("{\"a@b\": 5}", "not a ping reply"),
+    ("->  a@b: OK\n\n3 nodes online.\n", "says 3 nodes online but lists 1"),
+    ("\x00\x01\x02binary", "not `celery status`"),
+])
+def test_broken_stdin_is_unknown(text, fragment):
+    run_check(CHECK, "--source", "stdin", stdin=text).assert_unknown(fragment)
+
+
+# ------------------------------------------------------ pure logic (units)
+
+def test_parse_expectation():
+    assert W.parse_expectation("celery@web1") == ("celery@web1", 1)
+    assert W.parse_expectation(" special-*@serverA=4 ") == ("special-*@serverA", 4)
+    for bad in ("", "=3", "a b@c", "x@y=0", "x@y=-1", "x@y=2.5"):
+        with pytest.raises(ValueError):
+            W.parse_expectation(bad)
+
+
+def test_read_expect_file(tmp_path):
+    path = tmp_path / "inv"
+    path.write_text("a@x=2  # two of them\n# comment\n\nb@y\n")
+    assert W.read_expect_file(str(path)) == [("a@x", 2), ("b@y", 1)]
+
+
+def test_inventory_literal_names_before_globs_and_surplus():
+    inventory = W.Inventory([("w-*@a", 2), ("w-1@a", 1), ("celery@b", 1)])
+    assert inventory.expected == 4
+    verdict = inventory.judge(["w-1@a", "w-2@a", "w-3@a", "celery@b", "odd@c"])
+    assert verdict.missing == 0
+    assert verdict.unmatched == ["odd@c"]
+    assert verdict.unexpected == 1
+    verdict = inventory.judge(["w-1@a", "w-2@a", "w-3@a", "w-4@a"])
+    assert [s.missing_text() for s in verdict.missing_patterns] == ["celery@b"]
+    assert [s.surplus_text() for s in verdict.surplus] == ["w-*@a (3, not 2)"]
+    assert verdict.unexpected == 1
+    assert inventory.complete(["w-1@a", "w-2@a", "w-3@a", "celery@b"])
+    assert not inventory.complete(["w-1@a", "w-2@a", "celery@b"])
+
+
+def test_inventory_repeated_pattern_adds_counts_and_is_case_sensitive():
+    inventory = W.Inventory([("w@a", 1), ("w@a", 1)])
+    assert inventory.expected == 2
+    assert inventory.judge(["W@A"]).missing == 2
+
+
+def test_shorten_keeps_at_least_one_item():
+    assert W.shorten(["a", "b", "c"], 80) == "a, b, c"
+    assert W.shorten(["alpha@x", "beta@y", "gamma@z"], 16) == "alpha@x, +2 more"
+    assert W.shorten(["a-very-long-node-name@host"], 5) == "a-very-long-node-name@host"
+
+
+def test_grace_bounds():
+    assert W.grace(0.001) == W.GRACE_MIN
+    assert W.grace(0.04) == pytest.approx(0.12)
+    assert W.grace(5) == W.GRACE_MAX
+
+
+def test_parse_status_forms():
+    names = lambda text: [(r.name, r.ok) for r in W.parse_status(text)]
+    assert names("->  celery@a: OK\n") == [("celery@a", True)]
+    assert names("-> celery@a: OK\n        pong\n\n1 node online.\n") == [("celery@a", True)]
+    assert names("\x1b[37m\x1b[1m->\x1b[0m  \x1b[36m\x1b[1mcelery@a: \x1b[0m\x1b[32m\x1b[1mOK\x1b[0m\r\n") \
+        == [("celery@a", True)]
+    assert names("celery@a: OK\n") == [("celery@a", True)]
+    assert names("->  celery@a: ERROR: no route\n") == [("celery@a", False)]
+    assert names('{"celery@a": {"ok": "pong"}}\n\n1 node online.\n') == [("celery@a", True)]
+    assert names('{"celery@a": {"error": "boom"}}') == [("celery@a", False)]
+    assert names("Error: No nodes replied within time constraint\n") == []
+    assert names("{}") == []
+    for bad in ("hello", "", "1 node online.\n", "[]"):
+        with pytest.raises(CheckError):
+            W.parse_status(bad)
+
+
+def test_parse_status_on_every_fixture_gives_real_node_names():
+    for name, count in FIXTURES.items():
+        replies = W.parse_status((DATA / name).read_text())
+        assert len(replies) == count, name
+        assert all("@" in r.name and r.ok for r in replies), name
