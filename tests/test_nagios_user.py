@@ -220,9 +220,54 @@ def scenario_queue(request, files):
     ]
 
 
+def _wait_for(predicate, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    pytest.fail("timed out waiting for %s" % what)
+
+
+def scenario_heartbeat(request, files):
+    """The cron side too: trigger_celery_heartbeat runs as nagios (a crontab
+    of the monitoring user), a real worker runs the heartbeat."""
+    from celery_checks import heartbeat_store as store
+
+    redis_url = request.getfixturevalue("redis_url")
+    redis_client = request.getfixturevalue("redis_client")
+    worker = request.getfixturevalue("celery_worker")
+    queue = "cc-nagios-hb"
+    worker.start(redis_url, queues=[queue])
+    venv = request.getfixturevalue("nagios_install")
+    tmp_path = request.getfixturevalue("tmp_path")
+    trigger = run_as_nagios(venv / "bin" / "trigger_celery_heartbeat", "-b", redis_url,
+                            "-q", queue, tmp_path=tmp_path)
+    assert trigger.proc.returncode == 0, trigger.describe("trigger as nagios")
+    assert trigger.proc.stdout.startswith("published 1 heartbeat"), trigger.describe("trigger")
+    trigger.assert_no_writes()
+    _wait_for(lambda: redis_client.hexists(store.key_for(queue), "started"),
+              "the worker to start the heartbeat")
+    return [(["-b", redis_url, "-q", queue], "OK", [], {queue + "_age": None,
+                                                       queue + "_latency": None})]
+
+
+def scenario_workers(request, files):
+    redis_url = request.getfixturevalue("redis_url")
+    worker = request.getfixturevalue("celery_worker").start(redis_url)
+    return [
+        (["-b", redis_url, "--expect", worker.name], "OK", [],
+         {"online": 1, "missing": 0, "rtt_" + worker.name: None}),
+        (["-b", redis_url, "--expect", worker.name, "--source", "events"], "OK", [],
+         {"online": 1, "missing": 0}),
+    ]
+
+
 SCENARIOS = {
+    "check_celery_heartbeat": scenario_heartbeat,
     "check_celery_pulsefile": scenario_pulsefile,
     "check_celery_queue": scenario_queue,
+    "check_celery_workers": scenario_workers,
 }
 
 
