@@ -15,6 +15,7 @@ present:  HeartbeatSummary words the status line and the long output
 """
 
 import logging
+import textwrap
 
 import nagiosplugin
 
@@ -54,7 +55,8 @@ OK        every queue's heartbeat is younger than -w, waited less than
           --latency-warning
 WARNING   a queue's age is outside -w or its latency outside
           --latency-warning; the line says why: "trigger stale" (nothing
-          published since the last heartbeat) or "stuck" (a heartbeat is
+          published since the last heartbeat), "trigger failing" (the
+          trigger could not publish: its reason), "stuck" (a heartbeat is
           published but no worker started it)
 CRITICAL  the same outside -c / --latency-critical; a queue never seen
           (--missing-state); the store cannot be reached""",
@@ -115,6 +117,11 @@ class QueueHeartbeat:
         self.started = "started" in record
         self.pending = "pending_since" in record
         self.worker = record.get("worker", "")
+        # The trigger's last attempt failed after a success (or before any).
+        failed = record.get("failed")
+        self.failure = None
+        if failed is not None and failed > record.get("started", 0):
+            self.failure = textwrap.shorten(record.get("failure") or "?", 90, placeholder="...")
         self.wait = max(0.0, now - record["pending_since"]) if self.pending else None
         self.published_ago = max(0.0, now - record["published"]) if "published" in record else None
         if self.started:
@@ -132,12 +139,15 @@ class QueueHeartbeat:
         if self.pending:
             return "%s stuck: heartbeat waiting %s, last started %s ago" % (
                 self.name, seconds(self.wait), seconds(self.age))
+        if self.failure:
+            return "%s trigger failing: last heartbeat %s ago; %s" % (
+                self.name, seconds(self.age), self.failure)
         return "%s trigger stale: last heartbeat %s ago, none published since" % (
             self.name, seconds(self.age))
 
     def describe(self):
         if not self.seen:
-            return "%s: never seen" % self.name
+            return "%s: never seen%s" % (self.name, ", trigger failing" if self.failure else "")
         facts = []
         if self.started:
             facts.append("started %s ago by %s" % (seconds(self.age), self.worker or "?"))
@@ -145,6 +155,8 @@ class QueueHeartbeat:
             facts.append("waited %s" % seconds(self.record["latency"]))
         if self.pending:
             facts.append("one waiting %s" % seconds(self.wait))
+        if self.failure:
+            facts.append("trigger failing: %s" % self.failure)
         if self.published_ago is not None:
             facts.append("last published %s ago by %s" % (
                 seconds(self.published_ago), self.record.get("publisher", "?")))
@@ -222,6 +234,9 @@ class MissingContext(nagiosplugin.Context):
 
     def evaluate(self, metric, resource):
         queue = resource.by_metric[metric.name]
+        if queue.failure:
+            return self.result_cls(self.state, "%s: no heartbeat yet, trigger failing: %s" % (
+                queue.name, queue.failure), metric)
         hint = ("%s: no heartbeat ever recorded: trigger not scheduled for it? "
                 "worker app lacks celery_checks.install(app)?" % queue.name)
         return self.result_cls(self.state, hint, metric)

@@ -13,6 +13,8 @@ One hash per monitored queue, ``[global_keyprefix]celery_checks:heartbeat:<queue
 ``started_id``     that heartbeat's task id
 ``worker``         the node name of the worker that started it
 ``latency``        seconds that heartbeat waited: started - its publish time
+``failed``         when the trigger last failed to publish after recording
+                   (cleared by the next publish); ``failure``: its reason
 =================  ========================================================
 
 The clock rule: every time above is read from the store's own ``TIME``, by a
@@ -47,11 +49,27 @@ local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
 for i, key in ipairs(KEYS) do
   redis.call('HSET', key, 'published', now, 'published_id', ARGV[i + 1],
              'publisher', ARGV[1])
+  redis.call('HDEL', key, 'failed', 'failure')
   if redis.call('HEXISTS', key, 'pending_since') == 0 then
     redis.call('HSET', key, 'pending_since', now)
   end
 end
 return now
+"""
+
+# After a failed publish: KEYS as for _PUBLISH; ARGV: the publish time it
+# returned, the reason, then the task ids. Undo what that publish claimed
+# (unless a newer publish owns the record) and keep the reason instead.
+_FAILED = """
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'published_id') == ARGV[i + 2] then
+    if tonumber(redis.call('HGET', key, 'pending_since') or '') == tonumber(ARGV[1]) then
+      redis.call('HDEL', key, 'pending_since')
+    end
+    redis.call('HSET', key, 'failed', ARGV[1], 'failure', ARGV[2])
+  end
+end
+return 1
 """
 
 # KEYS: the queue's hash; ARGV: publish time from the message ('' when the
@@ -156,6 +174,13 @@ def record_publish(client, queues, task_ids, publisher, transport_options=None):
     return float(_text(client.eval(_PUBLISH, len(keys), *(keys + [publisher] + list(task_ids)))))
 
 
+def record_failed_publish(client, queues, task_ids, published, reason, transport_options=None):
+    """The publish recorded by :func:`record_publish` did not happen: it
+    must not look like a stuck queue; keep ``reason`` for the check."""
+    keys = [key_for(q, transport_options) for q in queues]
+    client.eval(_FAILED, len(keys), *(keys + ["%.6f" % published, reason[:300]] + list(task_ids)))
+
+
 def record_start(client, queue, published, task_id, worker, transport_options=None):
     """Record that ``worker`` started heartbeat ``task_id`` of ``queue``,
     published at store time ``published`` (None if unknown)."""
@@ -179,7 +204,7 @@ def read(client, queues, transport_options=None):
     return now, {q: _decode(raw) for q, raw in zip(queues, replies[1:])}
 
 
-_FLOATS = ("published", "pending_since", "started", "latency")
+_FLOATS = ("published", "pending_since", "started", "latency", "failed")
 
 
 def _decode(raw):

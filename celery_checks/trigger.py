@@ -112,6 +112,19 @@ def record(args, task_ids, timeout):
             args.transport_options)
 
 
+def forget(args, task_ids, published, exc, timeout):
+    """The publish failed after it was recorded: say so in the store, so
+    the check reports a failing trigger rather than a stuck queue."""
+    from celery_checks.broker import redis_client
+
+    try:
+        client = redis_client(args.store_url, args.transport_options, timeout)
+        store.record_failed_publish(client, args.queues, task_ids, published,
+                                    secrets.redact(str(exc)), args.transport_options)
+    except (Exception, _Expired):  # the failure itself is what we report
+        pass
+
+
 def publish(args, task_ids, published, timeout):
     """send_task to each queue over one connection; no retries, every
     socket operation bounded by ``timeout``."""
@@ -172,7 +185,11 @@ def main(argv=None):
     task_ids = [str(uuid.uuid4()) for _ in args.queues]
     try:
         published = record(args, task_ids, step)
-        publish(args, task_ids, published, step)
+        try:
+            publish(args, task_ids, published, step)
+        except Unreachable as exc:
+            forget(args, task_ids, published, exc, step)
+            raise
     except _Expired:
         _fail("gave up after %ds (-t)" % args.timeout, args)
     except (Unreachable, CheckError) as exc:

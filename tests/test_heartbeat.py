@@ -254,13 +254,29 @@ def test_ages_use_the_store_clock_and_a_waiting_heartbeat_counts(redis_url, redi
     assert float(record(redis_client, "q")["latency"]) == 0
     result = check(redis_url, "-q", "q").assert_ok("q healthy")
     assert result.perfdata["q_latency"].value == 0
+    # A publish the trigger had to withdraw leaves the queue's last start
+    # alone and names the reason once the age alerts.
+    at = store.record_publish(redis_client, ["q"], ["id4"], "test")
+    store.record_failed_publish(redis_client, ["q"], ["id4"], at, "broker said no")
+    assert "pending_since" not in record(redis_client, "q")
+    time.sleep(0.2)
+    check(redis_url, "-q", "q", "-w", "0.1").assert_warning("q trigger failing", "broker said no")
+    store.record_publish(redis_client, ["q"], ["id5"], "test")  # a good publish clears it
+    assert "failure" not in record(redis_client, "q")
 
 
 # ------------------------------------------------------------ trigger failures
 
-def test_trigger_broker_down_is_one_line_exit_1(redis_url):
+def test_trigger_broker_down_is_one_line_exit_1(redis_url, redis_client):
     result = trigger("-b", "redis://:secret@127.0.0.1:1/0", "--store", redis_url, "-q", "x")
     assert_one_line_failure(result, "cannot publish to broker redis://:***@127.0.0.1:1/0")
+    # The recorded publish is withdrawn: the queue is not "stuck", the
+    # trigger is failing, and the check says why.
+    fields = record(redis_client, "x")
+    assert "pending_since" not in fields and "secret" not in fields["failure"]
+    result = check(redis_url, "-q", "x").assert_critical(
+        "x: no heartbeat yet, trigger failing: cannot publish to broker redis://:***@127.0.0.1:1/0")
+    assert "secret" not in result.stdout
     result = trigger("-b", "amqp://guest:secret@127.0.0.1:1//", "--store", redis_url)
     assert_one_line_failure(result, "cannot publish to broker amqp://guest:***@127.0.0.1:1//")
 
