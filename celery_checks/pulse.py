@@ -19,7 +19,7 @@ Configuration, read when the worker or beat starts (so ``install(app)`` may
 come before ``config_from_object``); nothing happens unless a path is set:
 
     checks_pulse_file       worker path, with Celery's node-name placeholders
-                            (%n %h %d %p %i %I, as for -n, --logfile)
+                            (%n %h %d %p, as for -n and --logfile)
     checks_beat_pulse_file  beat's path (%n is "beat", %h the host name)
     checks_pulse_interval   seconds between writes (default 10)
 
