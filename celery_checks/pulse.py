@@ -97,7 +97,7 @@ class PulseFile:
         content = json.dumps({
             "node": self.node, "pid": os.getpid(), "time": round(time.time(), 3),
             "state": state, "celery": celery.__version__,
-        })
+        }) + "\n"
         self.last = time.monotonic()  # a failing write is retried next interval
         try:
             self._replace(content)
