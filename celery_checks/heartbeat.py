@@ -131,14 +131,19 @@ class QueueHeartbeat:
         latencies = [v for v in (record.get("latency"), self.wait) if v is not None]
         self.latency = max(0.0, max(latencies)) if latencies else None
 
-    def diagnosis(self):
-        """Why this queue's heartbeat is late, in words."""
+    def diagnosis(self, limit=None):
+        """Why this queue's heartbeat is late, in words. A heartbeat waiting
+        within ``limit`` (the warning range) is not why: it was published
+        after a gap, so the trigger was stale."""
         if not self.started:
             return "%s never started a heartbeat, one waiting %s: %s" % (
                 self.name, seconds(self.wait), INSTALL_HINT)
-        if self.pending:
+        if self.pending and (limit is None or not limit.match(self.wait)):
             return "%s stuck: heartbeat waiting %s, last started %s ago" % (
                 self.name, seconds(self.wait), seconds(self.age))
+        if self.pending:
+            return "%s trigger stale: last heartbeat %s ago, next published only %s ago" % (
+                self.name, seconds(self.age), seconds(self.wait))
         if self.failure:
             return "%s trigger failing: last heartbeat %s ago; %s" % (
                 self.name, seconds(self.age), self.failure)
@@ -208,7 +213,7 @@ class AgeContext(ThresholdContext):
         queue = resource.by_metric[metric.name]
         for state, limit in ((nagiosplugin.Critical, self.critical), (nagiosplugin.Warn, self.warning)):
             if not limit.match(metric.value):
-                hint = "%s (age %s)" % (queue.diagnosis(), violation(limit, "s"))
+                hint = "%s (age %s)" % (queue.diagnosis(self.warning), violation(limit, "s"))
                 return self.result_cls(state, hint, metric)
         return self.result_cls(nagiosplugin.Ok, None, metric)
 

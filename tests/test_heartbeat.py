@@ -107,8 +107,13 @@ def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, cel
     result.assert_critical("hb-a trigger stale", "age > 5s")
     assert result.perfdata["hb-a_age"].value > 5
 
-    # Published again while no worker runs: now the queue is stuck.
+    # Published again while no worker runs: a gap in publishing first, then
+    # once the new heartbeat has waited past -w, a stuck queue.
     assert_published(trigger("-b", redis_url, "-q", "hb-a"), 1)
+    check(redis_url, "-q", "hb-a", "-w", "2", "-c", "5").assert_critical(
+        "hb-a trigger stale", "next published only")
+    wait_for(lambda: time.time() - float(record(redis_client, "hb-a")["pending_since"]) > 2.2,
+             what="the new heartbeat to wait past -w")
     result = check(redis_url, "-q", "hb-a", "-w", "2", "-c", "5").assert_critical("hb-a stuck")
     assert "heartbeat waiting" in result.first_line
 
