@@ -452,6 +452,8 @@ class Broker:
     def __exit__(self, *exc_info):
         try:
             self.connection.release()
+        except nagiosplugin.Timeout:
+            raise
         except Exception:  # closing a broken connection: nothing to save
             pass
 
@@ -461,9 +463,9 @@ class Broker:
         reason = describe_amqp_error(exc) if not isinstance(exc, socket.timeout) else "timed out"
         raise Unreachable("cannot talk to broker %s: %s" % (self.shown, reason))
 
-    def drain(self, deadline, done):
-        """Deliver messages to the consumers until ``done()`` or the deadline."""
-        while not done():
+    def drain(self, deadline):
+        """Deliver messages to the consumers until ``deadline()``."""
+        while True:
             remaining = deadline() - time.monotonic()
             if remaining <= 0:
                 return
@@ -538,6 +540,8 @@ class Broker:
     def delete(self, queue):
         try:
             queue(self.channel).delete()
+        except nagiosplugin.Timeout:
+            raise
         except Exception:  # already auto-deleted, or the broker went away
             pass
 
@@ -558,7 +562,7 @@ def ping_nodes(args, inventory):
             sent = time.monotonic()
             broker.broadcast("ping", reply_to=oid, ticket=ticket, ttl=args.reply_timeout)
             for message in broker.poll(queue, lambda: deadline[0]):
-                body = message.payload
+                body = decoded(message)
                 if message.headers.get("ticket") != ticket or not isinstance(body, dict):
                     continue  # a reply to someone else's ping
                 for name, answer in body.items():
@@ -570,6 +574,16 @@ def ping_nodes(args, inventory):
         finally:
             broker.delete(queue)
     return list(replies.values())
+
+
+def decoded(message):
+    """The message body, or None when it is not JSON (not a Celery reply)."""
+    from kombu.exceptions import ContentDisallowed, DecodeError
+
+    try:
+        return message.payload
+    except (ContentDisallowed, DecodeError, ValueError, TypeError):
+        return None
 
 
 def event_nodes(args, inventory):
@@ -611,9 +625,10 @@ def event_nodes(args, inventory):
         queue = broker.private_queue(name, exchange, "worker.#")
         try:
             with Consumer(broker.channel, [queue], callbacks=[on_event],
-                          accept=["json"], no_ack=True):
+                          accept=["json"], no_ack=True,
+                          on_decode_error=lambda message, exc: None):
                 broker.broadcast("heartbeat", ttl=args.window)
-                broker.drain(lambda: state["deadline"], lambda: False)
+                broker.drain(lambda: state["deadline"])
         except broker.errors as exc:
             broker.fail(exc)
         finally:

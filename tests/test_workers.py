@@ -442,3 +442,48 @@ def test_parse_status_on_every_fixture_gives_real_node_names():
         replies = W.parse_status((DATA / name).read_text())
         assert len(replies) == count, name
         assert all("@" in r.name and r.ok for r in replies), name
+
+
+# ------------------------------------------------------ versions (events)
+
+def other_celery_python():
+    """An interpreter whose Celery differs from ours: Debian's 5.2 when the
+    tests run on the newest release, the dev venv's when they run on Debian."""
+    import celery
+
+    for python in ("/usr/bin/python3", str(ROOT / ".venv" / "bin" / "python")):
+        proc = subprocess.run([python, "-c", "import celery; print(celery.__version__)"],
+                              capture_output=True, text=True)
+        if proc.returncode == 0 and proc.stdout.strip() != celery.__version__:
+            return python, proc.stdout.strip()
+    pytest.fail("no second Celery version installed (Debian's python3-celery or .venv)")
+
+
+def test_versions_differ_state_on_events(pool, module_redis, tmp_path):
+    url = module_redis[0]
+    python, version = other_celery_python()
+    log = open(tmp_path / "old.log", "w")
+    env = dict(os.environ, CELERY_BROKER_URL=url, PYTHONPATH=str(ROOT), CELERY_CHECKS_DISABLE="1")
+    proc = subprocess.Popen(
+        [python, "-m", "celery", "-A", "tests.app", "worker", "-n", "old@serverC", "-P", "solo",
+         "-Q", "old-q", "--without-mingle", "--without-gossip", "-l", "INFO"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "ready." not in (tmp_path / "old.log").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "old.log").read_text()
+            time.sleep(0.1)
+        inventory = ["--expect", "special-*@serverA=2", "--expect", "old@serverC", "--source", "events"]
+        result = run_check(CHECK, "-b", url, *inventory, "-v")
+        result.assert_ok("3 workers online")
+        assert "old@serverC: online" in result.stdout and "celery %s" % version in result.stdout
+        result = run_check(CHECK, "-b", url, *inventory, "--versions-differ-state", "warning")
+        result.assert_warning("workers run celery ", version)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        log.close()
