@@ -1,0 +1,611 @@
+"""contrib/ proven by the software it is for: Icinga 2, Nagios 4, NRPE.
+
+- ``icinga2 daemon -C`` loads contrib/icinga laid out the documented way
+  (CheckCommands in the global zone, apply rules and hosts in the master
+  zone) and must accept it; the example objects must come out as intended.
+- A real Icinga 2, started here from a temporary directory, runs the
+  celery_queue and celery_pulsefile CheckCommands through the example apply
+  rules against real Redis and real files; we read back what Icinga
+  recorded (PerfdataWriter lines, then icinga2.state on exit): state,
+  output, and the perfdata Icinga parsed. So the command lines Icinga builds
+  from the vars are ones the plugins accept, and the broker URL arrives
+  through the environment.
+- ``nagios4 -v`` validates contrib/nagios and contrib/nrpe/services.cfg.
+- A real ``nrpe`` on a loopback port runs contrib/nrpe's commands for
+  ``check_nrpe``: exit code and output arrive intact.
+- Drift: every CheckCommand argument is an option in the plugin's --help,
+  every option in --help has an argument, for every check in pyproject.
+
+The daemons drop to the ``nagios`` user (NRPE refuses to run as root), so
+the plugins they run come from a venv on /usr/bin/python3 with Debian's
+python3-* packages (--system-site-packages), installed from this checkout
+into a directory nagios can read: the way an operator installs on Debian.
+Needs root, like CI.
+"""
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.executables import CHECKS, ROOT
+from tests.plugin import parse_perfdata
+
+CONTRIB = ROOT / "contrib"
+NAGIOS = "nagios"
+ICINGA2 = "/usr/sbin/icinga2"
+NAGIOS4 = "/usr/sbin/nagios4"
+NRPE = "/usr/sbin/nrpe"
+CHECK_NRPE = "/usr/lib/nagios/plugins/check_nrpe"
+
+
+def _require(*paths):
+    if os.geteuid() != 0:
+        pytest.fail("the monitoring daemons drop to the %s user: run as root (CI does)" % NAGIOS)
+    for path in paths:
+        if not os.access(path, os.X_OK):
+            pytest.fail("%s is missing (.ci/system-packages installs it)" % path)
+
+
+def _nagios_ids():
+    entry = pwd.getpwnam(NAGIOS)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _readable_tmpdir(prefix):
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def plugin_dir():
+    """bin/ of a venv on /usr/bin/python3 (Debian's python3-* packages) with
+    this project installed, readable and executable by nagios."""
+    _require("/usr/bin/python3")
+    base = _readable_tmpdir("celery-checks-contrib-")
+    try:
+        source = base / "src"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, source / name)
+        shutil.copytree(ROOT / "celery_checks", source / "celery_checks",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        venv = base / "venv"
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages",
+                        "--without-pip", str(venv)], check=True)
+        subprocess.run(
+            ["/usr/bin/python3", "-m", "pip", "--python", str(venv / "bin" / "python"),
+             "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+             "--no-build-isolation", "--no-index", str(source)],
+            check=True, capture_output=True, cwd=str(base),
+        )
+        shutil.rmtree(source)
+        yield venv / "bin"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon_dir():
+    """A directory for a daemon's own files, outside pytest's tmp (mode
+    700 under /tmp/pytest-of-root, which nagios cannot enter)."""
+    path = _readable_tmpdir("celery-checks-contrib-daemon-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory the nagios user can read, for pulse and broker files."""
+    path = _readable_tmpdir("celery-checks-contrib-files-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _stop(process, timeout=10):
+    """SIGTERM our own daemon (its main process: Icinga's helpers follow
+    it), SIGKILL its process group if it lingers."""
+    if process.poll() is not None:
+        return
+    try:
+        process.terminate()
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_for(predicate, what, timeout, process=None, log=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(0.1)
+    detail = Path(log).read_text(errors="replace")[-3000:] if log and Path(log).exists() else ""
+    pytest.fail("timed out waiting for %s\n%s" % (what, detail))
+
+
+# ------------------------------------------------------------------ Icinga 2
+
+ZONES = """\
+object Endpoint NodeName { }
+object Zone ZoneName { endpoints = [ NodeName ] }
+object Zone "global-templates" { global = true }
+"""
+
+ICINGA_TOP = """\
+const PluginDir = "/usr/lib/nagios/plugins"
+const PluginContribDir = "{plugins}"
+const NodeName = "master.test"
+const ZoneName = "master"
+include <itl>
+include <plugins>
+/* What Icinga's default conf.d/templates.conf provides, here fast. */
+template Service "generic-service" {{
+  max_check_attempts = 1
+  check_interval = {interval}
+  retry_interval = {interval}
+}}
+{extra}
+"""
+
+
+class Icinga:
+    """A private Icinga 2 configuration tree: contrib/icinga laid out as
+    documented, plus our own top-level file; the nagios user owns it."""
+
+    def __init__(self, base, plugins, interval="1m", extra="", zones=True):
+        """``zones``: the documented distributed layout (commands in the
+        global zone, the rest in the master zone), for -C with the agent
+        example; else one standalone node including the files directly (a
+        zone member without an ApiListener schedules no checks)."""
+        self.base = base
+        for name in ("var", "log", "cache", "spool", "run", "perfdata",
+                     "zones.d/global-templates", "zones.d/master"):
+            (base / name).mkdir(parents=True, exist_ok=True)
+        if zones:
+            shutil.copy(CONTRIB / "icinga" / "commands.conf", base / "zones.d/global-templates")
+            for name in ("services.conf", "hosts.conf"):
+                shutil.copy(CONTRIB / "icinga" / name, base / "zones.d/master")
+            extra = ZONES + extra
+        else:
+            extra = "".join('include "%s"\n' % (CONTRIB / "icinga" / name)
+                            for name in ("commands.conf", "services.conf")) + extra
+        (base / "main.conf").write_text(ICINGA_TOP.format(
+            plugins=plugins, interval=interval, extra=extra))
+        uid, gid = _nagios_ids()
+        for folder, dirs, files in os.walk(base):
+            for name in [folder] + [os.path.join(folder, n) for n in dirs + files]:
+                os.chown(name, uid, gid)
+
+    def add(self, name, text):
+        path = self.base / name
+        path.write_text(text)
+        os.chown(path, *_nagios_ids())
+
+    def command(self, *args):
+        base = self.base
+        return [ICINGA2] + list(args) + [
+            "-c", str(base / "main.conf"), "-DConfigDir=%s" % base,
+            "-DZonesDir=%s" % (base / "zones.d"), "-DDataDir=%s" % (base / "var"),
+            "-DLogDir=%s" % (base / "log"), "-DCacheDir=%s" % (base / "cache"),
+            "-DSpoolDir=%s" % (base / "spool"), "-DInitRunDir=%s" % (base / "run"),
+        ]
+
+    def objects(self, *args):
+        """``icinga2 object list`` of what the last -C run loaded."""
+        proc = subprocess.run(
+            [ICINGA2, "object", "list", "-DCacheDir=%s" % (self.base / "cache")] + list(args),
+            capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def state(self):
+        """icinga2.state: netstrings 'LEN:JSON,' -> {(type, name): update}."""
+        import json
+
+        raw = (self.base / "var" / "icinga2.state").read_bytes()
+        objects, position = {}, 0
+        while position < len(raw):
+            colon = raw.index(b":", position)
+            length = int(raw[position:colon])
+            item = json.loads(raw[colon + 1:colon + 1 + length])
+            objects[(item["type"], item["name"])] = item.get("update") or {}
+            position = colon + 1 + length + 1
+        return objects
+
+
+def test_icinga_accepts_contrib_with_the_example_objects(daemon_dir):
+    _require(ICINGA2)
+    icinga = Icinga(daemon_dir, "/usr/lib/nagios/plugins")
+    proc = subprocess.run(icinga.command("daemon", "-C"), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = icinga.objects("--type", "Service")
+    services = set(re.findall(r"^Object '([^']+)' of type 'Service'", listed, re.M))
+    assert services == {
+        "redis.example.com!celery-queue celery", "redis.example.com!celery-queue mail",
+        "redis.example.com!celery-heartbeat", "redis.example.com!celery-workers",
+        "worker1.example.com!celery-pulse",
+    }, listed
+    pulse = listed.split("Object 'worker1.example.com!celery-pulse'")[1].split("\nObject ")[0]
+    assert re.search(r'command_endpoint = "worker1\.example\.com"', pulse), pulse
+    commands = icinga.objects("--type", "CheckCommand", "--name", "celery_*")
+    declared = {"celery_" + name[len("check_celery_"):] for name in CHECKS}
+    assert set(re.findall(r"^Object '(celery_\w+)'", commands, re.M)) == declared
+
+
+def test_icinga_rejects_a_broken_contrib_file(daemon_dir):
+    """The validation above proves something: a mistake is caught."""
+    _require(ICINGA2)
+    icinga = Icinga(daemon_dir, "/usr/lib/nagios/plugins")
+    icinga.add("zones.d/master/broken.conf",
+               'apply Service "x" { check_command = "celery_queu"; assign where true }\n')
+    proc = subprocess.run(icinga.command("daemon", "-C"), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0 and "celery_queu" in proc.stdout, proc.stdout
+
+
+ICINGA_PERFDATA = """\
+object CheckerComponent "checker" {{ }}
+object PerfdataWriter "perfdata" {{
+  service_perfdata_path = "{base}/perfdata/service-perfdata"
+  service_temp_path = "{base}/spool/service-perfdata"
+  host_perfdata_path = "{base}/perfdata/host-perfdata"
+  host_temp_path = "{base}/spool/host-perfdata"
+  rotation_interval = 1s
+}}
+"""
+
+ICINGA_HOST = """\
+object Host "broker.test" {{
+  check_command = "dummy"
+  enable_active_checks = false
+  vars.celery_broker = "{broker}"
+  vars.celery_transport_option = [ "global_keyprefix={prefix}" ]
+  vars.celery_queues["work"] = {{ celery_queue_warning = 2, celery_queue_critical = "~:10" }}
+  vars.celery_queues["idle"] = {{ celery_queue_critical = 5 }}
+  vars.celery_pulse_files = [ "{pulse}/worker.pulse", "{pulse}/beat.pulse" ]
+}}
+"""
+
+
+def _perfdata_lines(base):
+    """{service name: {field: value}} from the PerfdataWriter's files."""
+    found = {}
+    for path in sorted((base / "perfdata").glob("service-perfdata*")):
+        for line in path.read_text(errors="replace").splitlines():
+            fields = dict(part.split("::", 1) for part in line.split("\t") if "::" in part)
+            if "SERVICEDESC" in fields:
+                found[fields["SERVICEDESC"]] = fields
+    return found
+
+
+@pytest.mark.slow
+def test_icinga_runs_the_queue_and_pulsefile_commands(
+        plugin_dir, shared_dir, daemon_dir, redis_url, redis_client):
+    _require(ICINGA2)
+    prefix = "cc7:"
+    redis_client.rpush(prefix + "work", "m1", "m2", "m3")
+    (shared_dir / "worker.pulse").write_text('{"node": "w1@test", "pid": 1, "state": "running"}')
+    (shared_dir / "beat.pulse").write_text("")
+    stale = time.time() - 1000
+    os.utime(shared_dir / "beat.pulse", (stale, stale))
+    for path in shared_dir.iterdir():
+        path.chmod(0o644)
+
+    base = daemon_dir
+    host = ICINGA_HOST.format(broker=redis_url, prefix=prefix, pulse=shared_dir)
+    icinga = Icinga(base, plugin_dir, interval="1s", zones=False,
+                    extra=ICINGA_PERFDATA.format(base=base) + host)
+    log = base / "daemon.log"
+    with open(log, "w") as handle:
+        daemon = subprocess.Popen(icinga.command("daemon"), stdout=handle, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        wanted = {"celery-queue work", "celery-queue idle", "celery-pulse"}
+        lines = _wait_for(lambda: (lambda seen: seen if wanted <= set(seen) else None)(
+            _perfdata_lines(base)), "Icinga to run the three services", 30, daemon, log)
+    finally:
+        _stop(daemon)
+    assert daemon.returncode == 0, log.read_text()[-3000:]
+
+    # What the PerfdataWriter was handed: the state and the raw perfdata.
+    assert lines["celery-queue work"]["SERVICESTATE"] == "WARNING"
+    assert lines["celery-queue idle"]["SERVICESTATE"] == "OK"
+    assert lines["celery-pulse"]["SERVICESTATE"] == "CRITICAL"
+    work = parse_perfdata(lines["celery-queue work"]["SERVICEPERFDATA"])
+    assert (work["work"].value, work["work"].warn, work["work"].crit) == (3, "2", "~:10")
+    idle = parse_perfdata(lines["celery-queue idle"]["SERVICEPERFDATA"])
+    assert (idle["idle"].value, idle["idle"].crit) == (0, "5")
+    pulse = parse_perfdata(lines["celery-pulse"]["SERVICEPERFDATA"])
+    assert set(pulse) == {"worker.pulse", "beat.pulse"}
+    assert pulse["beat.pulse"].value >= 1000 and pulse["worker.pulse"].value < 60
+    assert (pulse["worker.pulse"].warn, pulse["worker.pulse"].crit) == ("60", "180")
+
+    # What Icinga kept on exit: exit status, output, parsed perfdata.
+    state = icinga.state()
+    results = {name: state[("Service", "broker.test!" + name)]["last_check_result"]
+               for name in wanted}
+    work = results["celery-queue work"]
+    assert work["exit_status"] == 1 and work["state"] == 1, work
+    assert work["output"].startswith("CELERY_QUEUE WARNING"), work
+    assert "redis://" not in work["command"][0]
+    assert work["command"] == [str(plugin_dir / "check_celery_queue"),
+                               "--critical", "~:10", "--queue", "work",
+                               "--transport-option", "global_keyprefix=" + prefix,
+                               "--warning", "2"], work["command"]
+    # Icinga keeps the perfdata it parsed, re-rendered one item per string.
+    perf = parse_perfdata(" ".join(work["performance_data"]))
+    assert (perf["work"].value, perf["work"].warn, perf["work"].crit) == (3, "2", "~:10")
+    assert perf["unacked"].value == 0
+    idle = results["celery-queue idle"]
+    assert idle["exit_status"] == 0 and idle["output"].startswith("CELERY_QUEUE OK"), idle
+    pulse = results["celery-pulse"]
+    assert pulse["exit_status"] == 2, pulse
+    assert "beat.pulse" in pulse["output"], pulse
+    perf = parse_perfdata(" ".join(pulse["performance_data"]))
+    assert set(perf) == {"worker.pulse", "beat.pulse"} and perf["beat.pulse"].uom == "s"
+    assert perf["beat.pulse"].value >= 1000 and perf["worker.pulse"].value < 60
+
+
+# ------------------------------------------------------------------ Nagios 4
+
+NAGIOS_MINIMAL = """\
+define timeperiod {
+    timeperiod_name 24x7
+    alias           always
+    monday          00:00-24:00
+    tuesday         00:00-24:00
+    wednesday       00:00-24:00
+    thursday        00:00-24:00
+    friday          00:00-24:00
+    saturday        00:00-24:00
+    sunday          00:00-24:00
+}
+define command {
+    command_name    notify-none
+    command_line    /bin/true
+}
+define contact {
+    contact_name                    admin
+    host_notification_period        24x7
+    service_notification_period     24x7
+    host_notification_options       n
+    service_notification_options    n
+    host_notification_commands      notify-none
+    service_notification_commands   notify-none
+}
+define contactgroup {
+    contactgroup_name   admins
+    members             admin
+}
+define host {
+    name                    generic-host
+    max_check_attempts      3
+    check_period            24x7
+    contact_groups          admins
+    notification_period     24x7
+    register                0
+}
+define service {
+    name                    generic-service
+    max_check_attempts      3
+    check_interval          1
+    retry_interval          1
+    check_period            24x7
+    notification_period     24x7
+    contact_groups          admins
+    register                0
+}
+"""
+
+NAGIOS_FILES = ["nagios/commands.cfg", "nagios/services.cfg", "nagios/hosts.cfg",
+                "nrpe/services.cfg"]
+
+
+def test_nagios_accepts_contrib(daemon_dir):
+    _require(NAGIOS4)
+    (daemon_dir / "minimal.cfg").write_text(NAGIOS_MINIMAL)
+    (daemon_dir / "resource.cfg").write_text("$USER1$=/usr/lib/nagios/plugins\n")
+    lines = ["cfg_file=%s" % (daemon_dir / "minimal.cfg")]
+    lines += ["cfg_file=%s" % (CONTRIB / name) for name in NAGIOS_FILES]
+    lines += ["%s=%s" % (key, daemon_dir / value) for key, value in (
+        ("log_file", "nagios.log"), ("resource_file", "resource.cfg"),
+        ("check_result_path", "results"), ("lock_file", "nagios.lock"),
+        ("temp_file", "nagios.tmp"), ("status_file", "status.dat"))]
+    lines += ["nagios_user=%s" % NAGIOS, "nagios_group=%s" % NAGIOS,
+              "illegal_macro_output_chars=`~$&|'\"<>"]
+    (daemon_dir / "results").mkdir()
+    os.chown(daemon_dir / "results", *_nagios_ids())
+    (daemon_dir / "nagios.cfg").write_text("\n".join(lines) + "\n")
+    proc = subprocess.run([NAGIOS4, "-v", str(daemon_dir / "nagios.cfg")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Total Warnings: 0" in proc.stdout and "Total Errors:   0" in proc.stdout, proc.stdout
+    # Every example service was read: 4 on the broker, 1 through NRPE.
+    assert "Checked 5 services." in proc.stdout and "Checked 2 hosts." in proc.stdout, proc.stdout
+
+
+# ---------------------------------------------------------------------- NRPE
+
+NRPE_CFG = """\
+server_address=127.0.0.1
+server_port={port}
+nrpe_user={user}
+nrpe_group={user}
+allowed_hosts=127.0.0.1
+dont_blame_nrpe=0
+command_timeout=60
+include={snippet}
+"""
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_nrpe_runs_the_contrib_commands_for_check_nrpe(
+        plugin_dir, shared_dir, daemon_dir, redis_url, redis_client):
+    """contrib/nrpe/celery-checks.cfg with the paths of this machine: the
+    plugin directory, the broker file and the pulse directory."""
+    _require(NRPE, CHECK_NRPE)
+    redis_client.rpush("celery", *["m%d" % i for i in range(150)])
+    broker_file = shared_dir / "celery-broker"
+    broker_file.write_text(redis_url + "\n")
+    for name in ("worker.pulse", "beat.pulse"):
+        (shared_dir / name).write_text("")
+    for path in shared_dir.iterdir():
+        path.chmod(0o644)
+    snippet = (CONTRIB / "nrpe" / "celery-checks.cfg").read_text()
+    for original, here in (("/usr/lib/nagios/plugins/", "%s/" % plugin_dir),
+                           ("/etc/nagios/celery-broker", str(broker_file)),
+                           ("/run/celery/", "%s/" % shared_dir)):
+        assert original in snippet
+        snippet = snippet.replace(original, here)
+    (daemon_dir / "celery-checks.cfg").write_text(snippet)
+    port = _free_port()
+    (daemon_dir / "nrpe.cfg").write_text(NRPE_CFG.format(
+        port=port, user=NAGIOS, snippet=daemon_dir / "celery-checks.cfg"))
+    log = daemon_dir / "nrpe.log"
+    with open(log, "w") as handle:
+        daemon = subprocess.Popen([NRPE, "-c", str(daemon_dir / "nrpe.cfg"), "-f"],
+                                  stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(lambda: _port_open(port), "nrpe to listen on port %d" % port, 10, daemon, log)
+
+        def ask(command):
+            # check_nrpe -t 15 as in contrib/nrpe/services.cfg
+            return subprocess.run([CHECK_NRPE, "-H", "127.0.0.1", "-p", str(port), "-t", "15",
+                                   "-c", command], capture_output=True, text=True, timeout=30)
+
+        pulse = ask("check_celery_pulse")
+        assert pulse.returncode == 0, pulse
+        assert pulse.stdout.startswith("CELERY_PULSEFILE OK - 2 pulse files fresh"), pulse
+        assert {p.label for p in parse_perfdata(pulse.stdout.split("|", 1)[1]).values()} == {
+            "worker.pulse", "beat.pulse"}
+
+        queue = ask("check_celery_queue")
+        assert queue.returncode == 1, queue
+        # Intact: exactly what the command prints when run directly.
+        command = re.search(r"^command\[check_celery_queue\]=(.*)$", snippet, re.M).group(1)
+        direct = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+        assert (queue.returncode, queue.stdout) == (direct.returncode, direct.stdout)
+        perf = parse_perfdata(queue.stdout.split("|", 1)[1])
+        assert (perf["celery"].value, perf["celery"].warn, perf["celery"].crit) == (150, "100", "1000")
+
+        stale = time.time() - 1000
+        os.utime(shared_dir / "beat.pulse", (stale, stale))
+        pulse = ask("check_celery_pulse")
+        assert pulse.returncode == 2, pulse
+        assert pulse.stdout.startswith("CELERY_PULSEFILE CRITICAL - ") and "beat.pulse" in pulse.stdout
+    finally:
+        _stop(daemon)
+
+
+# --------------------------------------------------------------------- drift
+
+BIN = Path(os.sys.executable).parent
+OPTION_LINE = re.compile(r"^  (?:-\w(?: (\S+))?, )?(--[a-z][\w-]*)(?: (\S+))?(?:\s{2,}(.*))?$")
+# Options that reach the plugin another way than an argument.
+THROUGH_ENV = {"--broker": "CELERY_BROKER_URL", "--store": "CELERY_CHECKS_STORE_URL"}
+NOT_MAPPED = {"--help", "--version"}
+
+
+def help_options(check):
+    """{--option: (takes a value, repeatable)} from the plugin's --help."""
+    text = subprocess.run([str(BIN / check), "--help"], capture_output=True, text=True).stdout
+    options, current = {}, None
+    for line in text.split("\nCheck:\n", 1)[0].splitlines():
+        match = OPTION_LINE.match(line)
+        if match:
+            current = match.group(2)
+            options[current] = [bool(match.group(1) or match.group(3)), match.group(4) or ""]
+        elif current and line.startswith("      "):
+            options[current][1] += " " + line.strip()
+        else:
+            current = None
+    return {name: (value, "repeatable" in description)
+            for name, (value, description) in options.items()}
+
+
+def check_commands():
+    """{command name: its block of text} from contrib/icinga/commands.conf."""
+    text = (CONTRIB / "icinga" / "commands.conf").read_text()
+    blocks = re.split(r'^object CheckCommand "', text, flags=re.M)[1:]
+    return {block.split('"', 1)[0]: block for block in blocks}
+
+
+def arguments(block):
+    """{key: its { ... } body} of a CheckCommand's arguments."""
+    return dict(re.findall(r'^\t\t"([^"]+)" = \{\n(.*?)^\t\t\}', block, re.M | re.S))
+
+
+def test_help_parser_sees_the_options():
+    options = help_options("check_celery_pulsefile")
+    assert options["--file"] == (True, True)
+    assert options["--min-files"] == (True, False)
+    assert options["--verbose"] == (False, False)
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_check_command_and_plugin_options_match(check):
+    name = "celery_" + check[len("check_celery_"):]
+    commands = check_commands()
+    assert name in commands, "add a CheckCommand %r for %s to contrib/icinga/commands.conf" % (
+        name, check)
+    block = commands[name]
+    assert 'command = [ PluginContribDir + "/%s" ]' % check in block
+    args = arguments(block)
+    options = help_options(check)
+    assert options, "no options parsed from %s --help" % check
+
+    for key, body in args.items():
+        option = "--verbose" if key in ("-v", "-vv", "-vvv") else key
+        assert option in options and option not in THROUGH_ENV, \
+            "%s argument %s is not an option of %s --help" % (name, key, check)
+    for option, (takes_value, repeatable) in options.items():
+        var = "$%s_%s$" % (name, option[2:].replace("-", "_"))
+        if option in NOT_MAPPED:
+            continue
+        if option in THROUGH_ENV:
+            assert 'env.%s = "%s"' % (THROUGH_ENV[option], var) in block, (name, option)
+            continue
+        if option == "--verbose":
+            for level, key in enumerate(("-v", "-vv", "-vvv"), 1):
+                assert 'set_if = {{ macro("%s") == %d }}' % (var, level) in args.get(key, ""), \
+                    (name, key)
+            continue
+        assert option in args, "%s has no argument for %s %s" % (name, check, option)
+        body = args[option]
+        assert "description = " in body or option == "--verbose", (name, option)
+        if takes_value:
+            assert 'value = "%s"' % var in body, (name, option, body)
+        else:
+            assert 'set_if = "%s"' % var in body, (name, option, body)
+        assert ("repeat_key = true" in body) == repeatable, (name, option, body)
