@@ -340,6 +340,9 @@ class Queues(nagiosplugin.Resource):
 
     def probe(self):
         args = self.args
+        # Import the client first: on a busy host that alone can take a
+        # good part of -t, which the network timeout must leave out.
+        __import__("redis" if args.transport == "redis" else "pika")
         timeout = cli.network_timeout(args)
         if args.transport == "redis":
             self.depths, self.unacked = redis_depths(
