@@ -528,6 +528,48 @@ def test_nrpe_runs_the_contrib_commands_for_check_nrpe(
         _stop(daemon)
 
 
+# ------------------------------------------------------- the trigger's schedule
+
+def _scheduled_commands():
+    """The trigger's command line from contrib/cron and contrib/systemd."""
+    cron = (CONTRIB / "cron" / "celery-checks").read_text()
+    line = [l for l in cron.splitlines() if l and not l.startswith("#") and "=" not in l[:20]]
+    assert len(line) == 1, cron
+    minute, hour, day, month, weekday, user, command = line[0].split(None, 6)
+    assert (minute, hour, day, month, weekday, user) == ("*", "*", "*", "*", "*", NAGIOS)
+    unit = (CONTRIB / "systemd" / "celery-heartbeat-trigger.service").read_text()
+    assert re.search(r"^User=%s$" % NAGIOS, unit, re.M)
+    timer = (CONTRIB / "systemd" / "celery-heartbeat-trigger.timer").read_text()
+    assert re.search(r"^OnCalendar=minutely$", timer, re.M)
+    return {"cron": command, "systemd": re.search(r"^ExecStart=(.*)$", unit, re.M).group(1)}
+
+
+@pytest.mark.parametrize("schedule", ["cron", "systemd"])
+def test_scheduled_trigger_publishes_as_nagios(
+        schedule, plugin_dir, shared_dir, redis_url, redis_client):
+    """The scheduled command line, run as the user it is scheduled for,
+    publishes a heartbeat into each queue; nothing on stderr (what cron
+    would mail), its one success line is what cron sends to /dev/null."""
+    broker_file = shared_dir / "celery-broker"
+    broker_file.write_text(redis_url + "\n")
+    broker_file.chmod(0o644)
+    command = _scheduled_commands()[schedule]
+    for original, here in (("/usr/local/bin/", "%s/" % plugin_dir),
+                           ("/etc/nagios/celery-broker", str(broker_file))):
+        assert original in command
+        command = command.replace(original, here)
+    proc = subprocess.run(
+        ["setpriv", "--reuid=%s" % NAGIOS, "--regid=%s" % NAGIOS, "--clear-groups", "--",
+         "/bin/sh", "-c", command.replace(" >/dev/null", "")],
+        capture_output=True, text=True, timeout=60, cwd="/",
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    assert proc.returncode == 0 and not proc.stderr, proc
+    assert proc.stdout.startswith("published 2 heartbeat"), proc
+    queues = re.findall(r"-q (\S+)", command)
+    assert queues == ["celery", "mail"]
+    assert [redis_client.llen(queue) for queue in queues] == [1, 1]
+
+
 # --------------------------------------------------------------------- drift
 
 BIN = Path(os.sys.executable).parent
