@@ -112,18 +112,21 @@ def shared_dir():
 
 
 def _stop(process, timeout=10):
-    """SIGTERM our own daemon (its main process: Icinga's helpers follow
-    it), SIGKILL its process group if it lingers."""
-    if process.poll() is not None:
-        return
+    """SIGTERM our own daemon's main process (Icinga's umbrella process
+    passes it on and waits for the daemon to save its state), then SIGKILL
+    whatever of its process group is left."""
     try:
-        process.terminate()
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
     except ProcessLookupError:
-        pass
+        pass  # the group is empty: everything stopped
+    if process.poll() is None:
+        process.wait(5)
 
 
 def _wait_for(predicate, what, timeout, process=None, log=None):
@@ -280,6 +283,7 @@ object Host "broker.test" {{
   vars.celery_queues["work"] = {{ celery_queue_warning = 2, celery_queue_critical = "~:10" }}
   vars.celery_queues["idle"] = {{ celery_queue_critical = 5 }}
   vars.celery_pulse_files = [ "{pulse}/worker.pulse", "{pulse}/beat.pulse" ]
+  vars.celery_pulsefile_verbose = 2
 }}
 """
 
@@ -358,6 +362,9 @@ def test_icinga_runs_the_queue_and_pulsefile_commands(
     pulse = results["celery-pulse"]
     assert pulse["exit_status"] == 2, pulse
     assert "beat.pulse" in pulse["output"], pulse
+    # celery_pulsefile_verbose = 2 became -vv: every file in the long output.
+    assert "-vv" in pulse["command"] and "-v" not in pulse["command"], pulse["command"]
+    assert "worker.pulse: " in pulse["output"] and "node w1@test" in pulse["output"], pulse
     perf = parse_perfdata(" ".join(pulse["performance_data"]))
     assert set(perf) == {"worker.pulse", "beat.pulse"} and perf["beat.pulse"].uom == "s"
     assert perf["beat.pulse"].value >= 1000 and perf["worker.pulse"].value < 60
