@@ -3,13 +3,13 @@
 - ``icinga2 daemon -C`` loads contrib/icinga laid out the documented way
   (CheckCommands in the global zone, apply rules and hosts in the master
   zone) and must accept it; the example objects must come out as intended.
-- A real Icinga 2, started here from a temporary directory, runs the
-  celery_queue and celery_pulsefile CheckCommands through the example apply
-  rules against real Redis and real files; we read back what Icinga
-  recorded (PerfdataWriter lines, then icinga2.state on exit): state,
-  output, and the perfdata Icinga parsed. So the command lines Icinga builds
-  from the vars are ones the plugins accept, and the broker URL arrives
-  through the environment.
+- A real Icinga 2, started here from a temporary directory, runs every
+  example apply rule (queues, pulse files, heartbeat, inventory) against
+  real Redis and real files; we read back what Icinga recorded
+  (PerfdataWriter lines, then icinga2.state on exit): state, output, the
+  command line and the perfdata Icinga parsed. So the command lines Icinga
+  builds from the vars are ones the plugins accept, and the broker URL
+  arrives through the environment.
 - ``nagios4 -v`` validates contrib/nagios and contrib/nrpe/services.cfg.
 - A real ``nrpe`` on a loopback port runs contrib/nrpe's commands for
   ``check_nrpe``: exit code and output arrive intact.
@@ -284,8 +284,14 @@ object Host "broker.test" {{
   vars.celery_queues["idle"] = {{ celery_queue_critical = 5 }}
   vars.celery_pulse_files = [ "{pulse}/worker.pulse", "{pulse}/beat.pulse" ]
   vars.celery_pulsefile_verbose = 2
+  vars.celery_heartbeat_queues = [ "hb-none" ]
+  vars.celery_inventory = [ "nobody@nowhere.test" ]
 }}
 """
+
+
+def perf_of(check_result):
+    return parse_perfdata(" ".join(check_result["performance_data"]))
 
 
 def _perfdata_lines(base):
@@ -300,7 +306,7 @@ def _perfdata_lines(base):
 
 
 @pytest.mark.slow
-def test_icinga_runs_the_queue_and_pulsefile_commands(
+def test_icinga_runs_the_example_services(
         plugin_dir, shared_dir, daemon_dir, redis_url, redis_client):
     _require(ICINGA2)
     prefix = "cc7:"
@@ -321,14 +327,21 @@ def test_icinga_runs_the_queue_and_pulsefile_commands(
         daemon = subprocess.Popen(icinga.command("daemon"), stdout=handle, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     try:
-        wanted = {"celery-queue work", "celery-queue idle", "celery-pulse"}
-        lines = _wait_for(lambda: (lambda seen: seen if wanted <= set(seen) else None)(
-            _perfdata_lines(base)), "Icinga to run the three services", 30, daemon, log)
+        wanted = {"celery-queue work", "celery-queue idle", "celery-pulse",
+                  "celery-heartbeat", "celery-workers"}
+
+        def all_ran():
+            seen = _perfdata_lines(base)
+            return seen if wanted <= set(seen) else None
+
+        lines = _wait_for(all_ran, "Icinga to run the five services", 30, daemon, log)
     finally:
         _stop(daemon)
     assert daemon.returncode == 0, log.read_text()[-3000:]
 
     # What the PerfdataWriter was handed: the state and the raw perfdata.
+    # WARNING for "work" also proves the broker URL arrived through the
+    # environment: without it the plugin would count an empty default DB.
     assert lines["celery-queue work"]["SERVICESTATE"] == "WARNING"
     assert lines["celery-queue idle"]["SERVICESTATE"] == "OK"
     assert lines["celery-pulse"]["SERVICESTATE"] == "CRITICAL"
@@ -341,6 +354,11 @@ def test_icinga_runs_the_queue_and_pulsefile_commands(
     assert pulse["beat.pulse"].value >= 1000 and pulse["worker.pulse"].value < 60
     assert (pulse["worker.pulse"].warn, pulse["worker.pulse"].crit) == ("60", "180")
 
+    # The other two apply rules build command lines the plugins accept too:
+    # they judge (CRITICAL: nothing recorded, nobody answers), no UNKNOWN.
+    assert lines["celery-heartbeat"]["SERVICESTATE"] == "CRITICAL"
+    assert lines["celery-workers"]["SERVICESTATE"] == "CRITICAL"
+
     # What Icinga kept on exit: exit status, output, parsed perfdata.
     state = icinga.state()
     results = {name: state[("Service", "broker.test!" + name)]["last_check_result"]
@@ -348,24 +366,32 @@ def test_icinga_runs_the_queue_and_pulsefile_commands(
     work = results["celery-queue work"]
     assert work["exit_status"] == 1 and work["state"] == 1, work
     assert work["output"].startswith("CELERY_QUEUE WARNING"), work
-    assert "redis://" not in work["command"][0]
+    # No broker URL on the command line: it went through the environment.
     assert work["command"] == [str(plugin_dir / "check_celery_queue"),
                                "--critical", "~:10", "--queue", "work",
                                "--transport-option", "global_keyprefix=" + prefix,
                                "--warning", "2"], work["command"]
     # Icinga keeps the perfdata it parsed, re-rendered one item per string.
-    perf = parse_perfdata(" ".join(work["performance_data"]))
+    perf = perf_of(work)
     assert (perf["work"].value, perf["work"].warn, perf["work"].crit) == (3, "2", "~:10")
     assert perf["unacked"].value == 0
     idle = results["celery-queue idle"]
     assert idle["exit_status"] == 0 and idle["output"].startswith("CELERY_QUEUE OK"), idle
+    heartbeat = results["celery-heartbeat"]
+    assert heartbeat["exit_status"] == 2, heartbeat
+    assert heartbeat["output"].startswith("CELERY_HEARTBEAT CRITICAL - hb-none: "), heartbeat
+    workers = results["celery-workers"]
+    assert workers["exit_status"] == 2, workers
+    assert workers["output"].startswith(
+        "CELERY_WORKERS CRITICAL - 1 of 1 expected workers missing: nobody@nowhere.test"), workers
+    assert "-v" in workers["command"] and perf_of(workers)["missing"].value == 1
     pulse = results["celery-pulse"]
     assert pulse["exit_status"] == 2, pulse
     assert "beat.pulse" in pulse["output"], pulse
     # celery_pulsefile_verbose = 2 became -vv: every file in the long output.
     assert "-vv" in pulse["command"] and "-v" not in pulse["command"], pulse["command"]
     assert "worker.pulse: " in pulse["output"] and "node w1@test" in pulse["output"], pulse
-    perf = parse_perfdata(" ".join(pulse["performance_data"]))
+    perf = perf_of(pulse)
     assert set(perf) == {"worker.pulse", "beat.pulse"} and perf["beat.pulse"].uom == "s"
     assert perf["beat.pulse"].value >= 1000 and perf["worker.pulse"].value < 60
 
