@@ -30,6 +30,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -605,7 +606,7 @@ def test_scheduled_trigger_publishes_as_nagios(
 
 # --------------------------------------------------------------------- drift
 
-BIN = Path(os.sys.executable).parent
+BIN = Path(sys.executable).parent
 OPTION_LINE = re.compile(r"^  (?:-\w(?: (\S+))?, )?(--[a-z][\w-]*)(?: (\S+))?(?:\s{2,}(.*))?$")
 # Options that reach the plugin another way than an argument.
 THROUGH_ENV = {"--broker": "CELERY_BROKER_URL", "--store": "CELERY_CHECKS_STORE_URL"}
@@ -614,7 +615,8 @@ NOT_MAPPED = {"--help", "--version"}
 
 def help_options(check):
     """{--option: (takes a value, repeatable)} from the plugin's --help."""
-    text = subprocess.run([str(BIN / check), "--help"], capture_output=True, text=True).stdout
+    text = subprocess.run([str(BIN / check), "--help"], capture_output=True, text=True,
+                          timeout=60).stdout
     options, current = {}, None
     for line in text.split("\nCheck:\n", 1)[0].splitlines():
         match = OPTION_LINE.match(line)
