@@ -64,7 +64,9 @@ class CheckArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         # argparse exits 2, which Nagios reads as CRITICAL: a usage error is
         # ours, not the monitored system's, so it is UNKNOWN.
-        first_line = " ".join(secrets.redact(message).split())
+        # The message may quote the user's input: a "|" in it would end the
+        # status text and start perfdata for the monitoring core.
+        first_line = " ".join(secrets.redact(message).split()).replace("|", "/")
         sys.stdout.write(
             "%s UNKNOWN - %s\n%s" % (self.status_name, first_line, self.format_usage())
         )

@@ -190,8 +190,15 @@ class Heartbeats(nagiosplugin.Resource):
         with redis_errors(args.store_url, "heartbeat store"):
             client = redis_client(args.store_url, args.transport_options, cli.network_timeout(args))
             now, records = store.read(client, args.queues, args.transport_options)
+        used = set()
         for name in args.queues:
             queue = QueueHeartbeat(name, records[name], now)
+            # "a=b" and "a_b" sanitise to one label: a core keeps only one
+            # of two equal labels, so the later queue's gets a suffix.
+            base, number = queue.label, 2
+            while queue.label in used:
+                queue.label, number = "%s_%d" % (base, number), number + 1
+            used.add(queue.label)
             self.queues.append(queue)
             if not queue.seen:
                 yield self._metric(queue, "missing", 1, None, "missing")
@@ -254,7 +261,8 @@ class HeartbeatSummary(nagiosplugin.Summary):
         queues = results[0].resource.queues if results else []
         if len(queues) == 1:
             return "%s healthy: %s" % (queues[0].name, _brief(queues[0]))
-        oldest = max(queues, key=lambda q: q.age)
+        # --missing-state ok: a never-seen queue has no age, and is the oldest
+        oldest = max(queues, key=lambda q: float("inf") if q.age is None else q.age)
         text = "%d queues healthy, oldest %s: %s" % (len(queues), oldest.name, _brief(oldest))
         return text
 

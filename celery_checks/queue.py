@@ -363,6 +363,14 @@ class Queues(nagiosplugin.Resource):
             yield nagiosplugin.Metric("unacked", self.unacked, min=0, context="unacked")
 
     def _metric(self, name, depth, value, context):
+        # Two queue names can sanitise to one label ("a=b", "a_b"; a queue
+        # named "unacked"): a core keeps one of two equal labels, so a later
+        # one gets a suffix, stable for a given command line.
+        used = self.__dict__.setdefault("_labels", {"unacked"})
+        base, number = name, 2
+        while label(name) in used:
+            name, number = "%s_%d" % (base, number), number + 1
+        used.add(label(name))
         self.by_metric[name] = depth
         return nagiosplugin.Metric(name, value, min=0, context=context)
 
