@@ -10,7 +10,9 @@
   command line and the perfdata Icinga parsed. So the command lines Icinga
   builds from the vars are ones the plugins accept, and the broker URL
   arrives through the environment.
-- ``nagios4 -v`` validates contrib/nagios and contrib/nrpe/services.cfg.
+- ``nagios4 -v`` validates contrib/nagios and contrib/nrpe/services.cfg,
+  and a real Nagios 4 runs contrib/nagios's services for a host of ours
+  (status.dat: state, output, perfdata).
 - A real ``nrpe`` on a loopback port runs contrib/nrpe's commands for
   ``check_nrpe``: exit code and output arrive intact.
 - Drift: every CheckCommand argument is an option in the plugin's --help,
@@ -451,28 +453,115 @@ define service {
 NAGIOS_FILES = ["nagios/commands.cfg", "nagios/services.cfg", "nagios/hosts.cfg",
                 "nrpe/services.cfg"]
 
+# A host of ours in contrib's celery-brokers hostgroup.
+NAGIOS_HOST = """\
+define host {{
+    use                     generic-host
+    host_name               broker.test
+    address                 127.0.0.1
+    hostgroups              celery-brokers
+    active_checks_enabled   0
+    _CELERY_BROKER_FILE     {broker_file}
+}}
+"""
+
+
+def nagios_config(base, plugins, files, extra_objects="", running=False):
+    """nagios.cfg in ``base`` reading ``files`` of contrib/; with ``running``
+    the settings for a daemon that checks every second, at once."""
+    (base / "minimal.cfg").write_text(NAGIOS_MINIMAL + extra_objects)
+    (base / "resource.cfg").write_text("$USER1$=%s\n" % plugins)
+    lines = ["cfg_file=%s" % (base / "minimal.cfg")]
+    lines += ["cfg_file=%s" % (CONTRIB / name) for name in files]
+    lines += ["%s=%s" % (key, base / value) for key, value in (
+        ("log_file", "nagios.log"), ("resource_file", "resource.cfg"),
+        ("check_result_path", "results"), ("lock_file", "nagios.lock"),
+        ("temp_file", "nagios.tmp"), ("temp_path", ""), ("status_file", "status.dat"),
+        ("object_cache_file", "objects.cache"), ("precached_object_file", "objects.precache"),
+        ("query_socket", "nagios.qh"))]
+    lines += ["nagios_user=%s" % NAGIOS, "nagios_group=%s" % NAGIOS,
+              "illegal_macro_output_chars=`~$&|'\"<>"]
+    if running:
+        lines += ["interval_length=1", "status_update_interval=1",
+                  "service_inter_check_delay_method=n", "host_inter_check_delay_method=n",
+                  "max_service_check_spread=1", "check_result_reaper_frequency=1",
+                  "retain_state_information=0", "check_external_commands=0",
+                  "enable_notifications=0"]
+    (base / "results").mkdir()
+    (base / "nagios.cfg").write_text("\n".join(lines) + "\n")
+    uid, gid = _nagios_ids()
+    for path in [base] + list(base.iterdir()):
+        os.chown(path, uid, gid)
+    return base / "nagios.cfg"
+
 
 def test_nagios_accepts_contrib(daemon_dir):
     _require(NAGIOS4)
-    (daemon_dir / "minimal.cfg").write_text(NAGIOS_MINIMAL)
-    (daemon_dir / "resource.cfg").write_text("$USER1$=/usr/lib/nagios/plugins\n")
-    lines = ["cfg_file=%s" % (daemon_dir / "minimal.cfg")]
-    lines += ["cfg_file=%s" % (CONTRIB / name) for name in NAGIOS_FILES]
-    lines += ["%s=%s" % (key, daemon_dir / value) for key, value in (
-        ("log_file", "nagios.log"), ("resource_file", "resource.cfg"),
-        ("check_result_path", "results"), ("lock_file", "nagios.lock"),
-        ("temp_file", "nagios.tmp"), ("status_file", "status.dat"))]
-    lines += ["nagios_user=%s" % NAGIOS, "nagios_group=%s" % NAGIOS,
-              "illegal_macro_output_chars=`~$&|'\"<>"]
-    (daemon_dir / "results").mkdir()
-    os.chown(daemon_dir / "results", *_nagios_ids())
-    (daemon_dir / "nagios.cfg").write_text("\n".join(lines) + "\n")
-    proc = subprocess.run([NAGIOS4, "-v", str(daemon_dir / "nagios.cfg")],
-                          capture_output=True, text=True, timeout=60)
+    config = nagios_config(daemon_dir, "/usr/lib/nagios/plugins", NAGIOS_FILES)
+    proc = subprocess.run([NAGIOS4, "-v", str(config)], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Total Warnings: 0" in proc.stdout and "Total Errors:   0" in proc.stdout, proc.stdout
     # Every example service was read: 4 on the broker, 1 through NRPE.
     assert "Checked 5 services." in proc.stdout and "Checked 2 hosts." in proc.stdout, proc.stdout
+
+
+def _nagios_status(path):
+    """{service description: {key: value}} from a Nagios status.dat."""
+    services = {}
+    if not path.exists():
+        return services
+    for block in re.findall(r"^servicestatus \{\n(.*?)^\t\}", path.read_text(), re.M | re.S):
+        fields = dict(line.strip().split("=", 1) for line in block.splitlines() if "=" in line)
+        services[fields["service_description"]] = fields
+    return services
+
+
+@pytest.mark.slow
+def test_nagios_runs_the_example_services(
+        plugin_dir, shared_dir, daemon_dir, redis_url, redis_client):
+    """A real Nagios 4 runs contrib/nagios/services.cfg's four services for a
+    host of ours: $USER1$, the _CELERY_BROKER_FILE host macro and $ARG1$
+    expand into command lines the plugins accept."""
+    _require(NAGIOS4)
+    redis_client.rpush("celery", *["m%d" % i for i in range(150)])
+    broker_file = shared_dir / "celery-broker"
+    broker_file.write_text(redis_url + "\n")
+    broker_file.chmod(0o644)
+    config = nagios_config(daemon_dir, plugin_dir, ["nagios/commands.cfg", "nagios/services.cfg"],
+                           NAGIOS_HOST.format(broker_file=broker_file), running=True)
+    log = daemon_dir / "daemon.log"
+    status = daemon_dir / "status.dat"
+    wanted = {"celery queue celery", "celery queue mail", "celery heartbeat", "celery workers"}
+    with open(log, "w") as handle:
+        daemon = subprocess.Popen([NAGIOS4, str(config)], stdout=handle,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def all_checked():
+            # Nagios removes status.dat on exit: read it while it runs.
+            seen = _nagios_status(status)
+            done = {name for name, fields in seen.items() if fields.get("has_been_checked") == "1"}
+            return seen if wanted <= done else None
+
+        services = _wait_for(all_checked, "Nagios to run the four services", 30, daemon, log)
+    finally:
+        _stop(daemon)
+
+    celery = services["celery queue celery"]
+    assert celery["current_state"] == "1", celery
+    assert celery["plugin_output"].startswith("CELERY_QUEUE WARNING"), celery
+    perf = parse_perfdata(celery["performance_data"])
+    assert (perf["celery"].value, perf["celery"].warn, perf["celery"].crit) == (150, "100", "1000")
+    mail = services["celery queue mail"]
+    assert mail["current_state"] == "0" and parse_perfdata(mail["performance_data"])["mail"].value == 0
+    heartbeat = services["celery heartbeat"]
+    assert heartbeat["current_state"] == "2", heartbeat
+    assert heartbeat["plugin_output"].startswith("CELERY_HEARTBEAT CRITICAL - "), heartbeat
+    workers = services["celery workers"]
+    assert workers["current_state"] == "2", workers
+    assert workers["plugin_output"].startswith(
+        "CELERY_WORKERS CRITICAL - 3 of 3 expected workers missing"), workers
+    assert "MISSING celery@worker*.example.com: 0 of 2 online" in workers["long_plugin_output"]
 
 
 # ---------------------------------------------------------------------- NRPE
