@@ -642,6 +642,15 @@ def test_nrpe_runs_the_contrib_commands_for_check_nrpe(
         perf = parse_perfdata(queue.stdout.split("|", 1)[1])
         assert (perf["celery"].value, perf["celery"].warn, perf["celery"].crit) == (150, "100", "1000")
 
+        # The other two commands run too, and judge (nothing to find here).
+        heartbeat = ask("check_celery_heartbeat")
+        assert heartbeat.returncode == 2, heartbeat
+        assert heartbeat.stdout.startswith("CELERY_HEARTBEAT CRITICAL - celery: "), heartbeat
+        workers = ask("check_celery_workers")
+        assert workers.returncode == 2, workers
+        assert workers.stdout.startswith("CELERY_WORKERS CRITICAL - 1 of 1 expected workers "
+                                         "missing: celery@worker1.example.com"), workers
+
         stale = time.time() - 1000
         os.utime(shared_dir / "beat.pulse", (stale, stale))
         pulse = ask("check_celery_pulse")
