@@ -544,6 +544,10 @@ class Context:
             log("cleanup errors: %s" % errors)
 
 
+def slow_rounds(runs):
+    return min(runs, max(5, runs // 3))
+
+
 def run_phase(ctx, title, scenarios, runs, warmup, only):
     selected = [s for s in scenarios if not only or re.search(only, s.key) or s.kind == "baseline"]
     if only and not any(s.kind == "check" for s in selected):
@@ -575,7 +579,7 @@ def run_phase(ctx, title, scenarios, runs, warmup, only):
             except Exception as exc:
                 log("%s: importtime failed: %s" % (scenario.key, exc))
         active.append(scenario)
-    slow_runs = max(5, (runs + 1) // 2)
+    slow_runs = slow_rounds(runs)
     for round_no in range(runs):
         for scenario in active:
             if scenario.slow and round_no >= slow_runs:
@@ -591,8 +595,9 @@ def run_phase(ctx, title, scenarios, runs, warmup, only):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", "--runs", type=int, default=15,
-                        help="measured rounds (slow scenarios: half, at least 5)")
+    parser.add_argument("-n", "--runs", type=int, default=21,
+                        help="measured rounds (scenarios of a second or more: a third, "
+                        "at least 5)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured runs first")
     parser.add_argument("--only", metavar="REGEX", help="only scenarios whose key matches")
     parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
@@ -678,10 +683,18 @@ def machine_description(started, load_before, load_after, args):
         rabbit_version = out.stdout.strip() or "?"
     except Exception:
         pass
+    try:
+        revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                  capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                                "celery_checks"], capture_output=True, text=True).stdout.strip()
+        revision += " (celery_checks/ with uncommitted changes)" if dirty else ""
+    except OSError:
+        revision = "?"
     libs = ", ".join("%s %s" % (n, version(n)) for n in
                      ("nagiosplugin", "celery", "kombu", "redis", "pika"))
     return [
-        "- date: %s" % started.strftime("%Y-%m-%d %H:%M %Z"),
+        "- date: %s; code: %s" % (started.strftime("%Y-%m-%d %H:%M %Z"), revision),
         "- machine: %d CPUs (nproc), %s, %s RAM, %s %s" % (
             os.cpu_count() or 0, model, memory, platform.system(), platform.release()),
         "- load average (1 min) at start / end: %.2f / %.2f" % (load_before[0], load_after[0]),
@@ -689,7 +702,7 @@ def machine_description(started, load_before, load_after, args):
         "- services: Redis %s, RabbitMQ %s; workers: celery solo pool on tests/app.py" % (
             redis_version, rabbit_version),
         "- runs: %d measured rounds after %d warm-up runs (slow scenarios: %d rounds)" % (
-            args.runs, args.warmup, max(5, (args.runs + 1) // 2)),
+            args.runs, args.warmup, slow_rounds(args.runs)),
     ]
 
 
