@@ -171,8 +171,9 @@ template Service "generic-service" {{
 
 
 class Icinga:
-    """A private Icinga 2 configuration tree: contrib/icinga laid out as
-    documented, plus our own top-level file; the nagios user owns it."""
+    """A private Icinga 2 configuration tree: copies of contrib/icinga laid
+    out as documented (the checkout may live where nagios cannot read, e.g.
+    /root), plus our own top-level file; the nagios user owns it."""
 
     def __init__(self, base, plugins, interval="1m", extra="", zones=True):
         """``zones``: the documented distributed layout (commands in the
@@ -189,8 +190,10 @@ class Icinga:
                 shutil.copy(CONTRIB / "icinga" / name, base / "zones.d/master")
             extra = ZONES + extra
         else:
-            extra = "".join('include "%s"\n' % (CONTRIB / "icinga" / name)
-                            for name in ("commands.conf", "services.conf")) + extra
+            (base / "conf.d").mkdir()
+            for name in ("commands.conf", "services.conf"):
+                shutil.copy(CONTRIB / "icinga" / name, base / "conf.d")
+            extra = 'include_recursive "conf.d"\n' + extra
         (base / "main.conf").write_text(ICINGA_TOP.format(
             plugins=plugins, interval=interval, extra=extra))
         uid, gid = _nagios_ids()
@@ -472,7 +475,11 @@ def nagios_config(base, plugins, files, extra_objects="", running=False):
     (base / "minimal.cfg").write_text(NAGIOS_MINIMAL + extra_objects)
     (base / "resource.cfg").write_text("$USER1$=%s\n" % plugins)
     lines = ["cfg_file=%s" % (base / "minimal.cfg")]
-    lines += ["cfg_file=%s" % (CONTRIB / name) for name in files]
+    for name in files:
+        # Copies: the checkout may live where nagios cannot read (/root).
+        copy = base / name.replace("/", "-")
+        shutil.copy(CONTRIB / name, copy)
+        lines.append("cfg_file=%s" % copy)
     lines += ["%s=%s" % (key, base / value) for key, value in (
         ("log_file", "nagios.log"), ("resource_file", "resource.cfg"),
         ("check_result_path", "results"), ("lock_file", "nagios.lock"),
