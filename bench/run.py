@@ -32,6 +32,7 @@ machines are shared and noisy.
 import argparse
 import datetime
 import fcntl
+import json
 import os
 import platform
 import re
@@ -41,7 +42,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -82,15 +82,35 @@ if __name__ == '__main__':
 """
 
 
+PROBE_PYTHON = """
+import json, site, sys, sysconfig
+paths = site.getsitepackages() + [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+print(json.dumps({"base": getattr(sys, "_base_executable", None) or sys.executable,
+                  "paths": list(dict.fromkeys(paths))}))
+"""
+
+VERSIONS = """
+import importlib.metadata, platform
+names = ("nagiosplugin", "celery", "kombu", "redis", "pika")
+def version(name):
+    try:
+        return importlib.metadata.version(name)
+    except Exception:
+        return "?"
+print("Python %s; " % platform.python_version() + ", ".join("%s %s" % (n, version(n)) for n in names))
+"""
+
+
 class Install:
     """A throwaway venv holding a plain copy of celery_checks, with console
-    scripts written the way pip writes them, and the dev venv's packages
-    (celery, redis, pika, nagiosplugin) reachable through a .pth line."""
+    scripts written the way pip writes them, and the packages (celery,
+    redis, pika, nagiosplugin) of ``python`` (the dev venv by default, or
+    e.g. Debian's /usr/bin/python3) reachable through a .pth file."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, python=None):
         self.venv = workdir / "venv"
-        base = getattr(sys, "_base_executable", None) or sys.executable
-        subprocess.run([base, "-m", "venv", "--without-pip", str(self.venv)], check=True)
+        probe = json.loads(subprocess.check_output([python or sys.executable, "-c", PROBE_PYTHON]))
+        subprocess.run([probe["base"], "-m", "venv", "--without-pip", str(self.venv)], check=True)
         self.bin = self.venv / "bin"
         self.python = str(self.bin / "python")
         site_dir = Path(subprocess.check_output(
@@ -98,9 +118,10 @@ class Install:
             text=True).strip())
         # A plain path line: the dev venv's own .pth files (the editable
         # finder among them) are not executed from there.
-        deps = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-        (site_dir / "bench-deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
+        deps = [path for path in probe["paths"] if os.path.isdir(path)]
+        (site_dir / "bench-deps.pth").write_text("\n".join(deps) + "\n")
         self.site_dir = site_dir
+        self.versions = subprocess.check_output([self.python, "-c", VERSIONS], text=True).strip()
         self.scripts = {}
         self.refresh()
         self._wrapper("celery", "celery.__main__:main")
@@ -602,6 +623,9 @@ def main(argv=None):
     parser.add_argument("--only", metavar="REGEX", help="only scenarios whose key matches")
     parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--python", metavar="PATH",
+                        help="run the checks with this interpreter's libraries, e.g. "
+                        "/usr/bin/python3 for Debian's packages (default: this venv's)")
     args = parser.parse_args(argv)
 
     def terminate(signum, frame):
@@ -613,8 +637,10 @@ def main(argv=None):
     workdir = Path(tempfile.mkdtemp(prefix="celery-checks-bench-"))
     results = []
     ctx = None
+    versions = "?"
     try:
-        install = Install(workdir)
+        install = Install(workdir, args.python)
+        versions = install.versions
         global _launcher
         _launcher = Launcher(install.python, workdir)
         ctx = Context(workdir, install)
@@ -634,7 +660,7 @@ def main(argv=None):
             _launcher.close()
         shutil.rmtree(workdir, ignore_errors=True)
     load_after = os.getloadavg()
-    report = render(results, args, started, load_before, load_after)
+    report = render(results, args, started, load_before, load_after, versions)
     print(report)
     if not args.no_write:
         write_doc(Path(args.output), report)
@@ -647,15 +673,7 @@ def fmt_s(value):
     return "–" if value is None else "%.3f" % value
 
 
-def machine_description(started, load_before, load_after, args):
-    def version(name):
-        try:
-            from importlib.metadata import version as v
-
-            return v(name)
-        except Exception:
-            return "?"
-
+def machine_description(started, load_before, load_after, args, versions):
     model = "?"
     try:
         for line in open("/proc/cpuinfo"):
@@ -691,14 +709,12 @@ def machine_description(started, load_before, load_after, args):
         revision += " (celery_checks/ with uncommitted changes)" if dirty else ""
     except OSError:
         revision = "?"
-    libs = ", ".join("%s %s" % (n, version(n)) for n in
-                     ("nagiosplugin", "celery", "kombu", "redis", "pika"))
     return [
         "- date: %s; code: %s" % (started.strftime("%Y-%m-%d %H:%M %Z"), revision),
         "- machine: %d CPUs (nproc), %s, %s RAM, %s %s" % (
             os.cpu_count() or 0, model, memory, platform.system(), platform.release()),
         "- load average (1 min) at start / end: %.2f / %.2f" % (load_before[0], load_after[0]),
-        "- Python %s (%s); %s" % (platform.python_version(), sys.executable, libs),
+        "- checks run on %s: %s" % (args.python or sys.executable, versions),
         "- services: Redis %s, RabbitMQ %s; workers: celery solo pool on tests/app.py" % (
             redis_version, rabbit_version),
         "- runs: %d measured rounds after %d warm-up runs (slow scenarios: %d rounds)" % (
@@ -706,10 +722,10 @@ def machine_description(started, load_before, load_after, args):
     ]
 
 
-def render(results, args, started, load_before, load_after):
+def render(results, args, started, load_before, load_after, versions):
     by_key = {s.key: s for s in results}
     lines = [BEGIN, "", "### Run", ""]
-    lines += machine_description(started, load_before, load_after, args)
+    lines += machine_description(started, load_before, load_after, args, versions)
     lines += ["", "### Results", "",
               "Medians, min–max in brackets. Ratios are wall-time medians divided by "
               "the baseline's median in the same phase; × floor compares with importing "
