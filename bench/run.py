@@ -753,6 +753,19 @@ def render(results, args, started, load_before, load_after, versions):
             ("%s %s" % (ratio(s, tool), tool.title)) if tool else "",
             "" if s.imports is None else (", ".join(sorted(set(HEAVY) & s.imports)) or "none"),
         ))
+    lines += ["", "### Where the time goes", "",
+              "CPU medians of each check against its floor (importing the libraries it "
+              "cannot do without, measured in the same phase); what is left is the "
+              "check's own work. Waiting = wall − CPU (round trips, replies, grace).", "",
+              "| check | CPU s | floor | floor CPU s | own CPU ms | waiting s |",
+              "|---|---|---|---|---|---|"]
+    for s in results:
+        base = s.floor_base
+        if s.kind != "check" or s.status != "ok" or base is None or not base.samples:
+            continue
+        lines.append("| %s | %.3f | %s | %.3f | %.0f | %.3f |" % (
+            s.title, s.stat("cpu"), s.floor, base.stat("cpu"),
+            (s.stat("cpu") - base.stat("cpu")) * 1000, max(0.0, s.stat("wall") - s.stat("cpu"))))
     lines += ["", "### Budgets", "", "| budget | measured | verdict |", "|---|---|---|"]
     for text, measured, verdict in budgets(by_key):
         lines.append("| %s | %s | %s |" % (text, measured, verdict))
