@@ -36,7 +36,7 @@ DEFAULT_WINDOW = 3.0
 # Once every expected node answered, unexpected ones get a grace to answer
 # too: 3 times the slowest reply so far (they share its network path),
 # within these bounds, so a fast local broker is not slowed to a remote's pace.
-GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.05, 0.2
+GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.03, 0.2
 HEARTBEAT_EXPIRE = 2.0  # alive while received < freq * this ago (celery's rule)
 STATUS_WIDTH = 80
 
@@ -45,7 +45,7 @@ HELP = dict(
 Which Celery workers (nodes) are online, compared with an inventory.
 --source ping (default): one broadcast ping, like `celery inspect ping`,
   ended as soon as every expected node answered plus a grace for
-  unexpected ones (3 x the slowest reply, 0.05 to 0.2 s); without an
+  unexpected ones (3 x the slowest reply, 0.03 to 0.2 s); without an
   inventory it waits --reply-timeout.
 --source events: listens to worker-heartbeat events on the celeryev
   exchange, asks every worker for an immediate heartbeat, ends as soon as
