@@ -13,7 +13,9 @@ def install(app):
     Registers the ``celery_checks.heartbeat`` task and, when configured, the
     pulse file emitter. Call it once in the module that creates the app.
     """
-    from celery_checks.install import install as _install  # celery only here
+    # celery only here. The module is not named "install": importing it
+    # would rebind celery_checks.install from this function to the module.
+    from celery_checks.installer import install as _install
 
     return _install(app)
 

@@ -364,3 +364,32 @@ def test_worker_store_from_app_conf():
     assert store.worker_store({"broker_url": "redis://b/0;redis://c/0"}, {}) == ("redis://b/0", {})
     assert store.worker_store({"broker_url": "amqp://b//"}, {}) == (None, {})
     assert store.key_for("mail", options) == "p:celery_checks:heartbeat:mail"
+
+
+def test_publish_through_an_installed_app_is_stamped_and_survives_a_store_outage(redis_url, redis_client):
+    """What beat does, in this process: publish celery_checks.heartbeat
+    through an app that called install(app); the before_task_publish handler
+    records the publish and stamps the message; with the store down the
+    heartbeat still goes out, unstamped."""
+    import json
+
+    from celery import Celery
+    from celery.signals import before_task_publish
+
+    import celery_checks
+
+    for store_url in (redis_url, "redis://:secret@127.0.0.1:1/0"):
+        app = Celery("publisher", broker=redis_url, set_as_current=False)
+        app.conf.checks_store_url = store_url
+        celery_checks.install(app)
+        try:
+            app.send_task(store.TASK_NAME, kwargs={"queue": "hb-p"}, queue="hb-p")
+        finally:  # the handler is process-wide: leave none behind
+            before_task_publish.disconnect(sender=store.TASK_NAME,
+                                           dispatch_uid="celery_checks.heartbeat.%d" % id(app))
+    messages = [json.loads(raw) for raw in redis_client.lrange("hb-p", 0, -1)]
+    stamped = [m["headers"].get(store.PUBLISHED_HEADER) for m in messages]
+    assert len(messages) == 2 and stamped.count(None) == 1, stamped
+    fields = record(redis_client, "hb-p")
+    assert float(fields["published"]) == next(s for s in stamped if s is not None)
+    assert fields["publisher"].startswith("celery@") and "pending_since" in fields
