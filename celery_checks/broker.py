@@ -119,6 +119,7 @@ def redis_client(url, transport_options=None, timeout=5.0):
     common.update(_without_client_setinfo(redis))
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
+    username = _redis_username(username, password)
     if scheme in ("redis+socket", "unix"):
         db = _db_number(query.get("virtual_host") or query.get("db") or "0")
         return redis.Redis(
@@ -140,6 +141,53 @@ def redis_client(url, transport_options=None, timeout=5.0):
             if query.get(key):
                 kwargs[key] = query[key]
     return redis.Redis(**kwargs)
+
+
+def _redis_username(username, password):
+    """A password without a user name authenticates the ``default`` user.
+
+    redis-py >= 6 says so (HELLO 3 AUTH default PW) and Redis accepts it even
+    when no password is set; redis-py 4 (Debian 12) sends the legacy
+    ``AUTH PW``, which Redis >= 6 refuses without a password configured.
+    Naming ``default`` gives every version the same answer; a Redis < 6
+    rejects the two-argument form and redis-py retries with ``AUTH PW``.
+    """
+    return "default" if password and not username else username
+
+
+def kombu_redis_compat():
+    """Make kombu's Redis transport behave alike on old and new releases;
+    call before opening a kombu Connection to Redis.
+
+    - kombu < 5.3 (Debian 12: 5.2.4) gives its asynchronous Redis connection
+      a ``disconnect(self)`` while redis-py >= 4.2 calls ``disconnect(error)``
+      when a connect attempt fails: every broker that times out or breaks the
+      handshake became a TypeError hiding the reason. Accept the argument.
+    - a password without a user name goes to the ``default`` user, as in
+      :func:`redis_client`.
+    """
+    import inspect
+
+    from kombu.transport import redis as transport
+
+    original = transport.Channel._connparams
+    if getattr(original, "celery_checks_compat", False):
+        return
+
+    def _connparams(self, asynchronous=False):
+        params = original(self, asynchronous)
+        params["username"] = _redis_username(params.get("username"), params.get("password"))
+        cls = params.get("connection_class")
+        if cls is not None and len(inspect.signature(cls.disconnect).parameters) == 1:
+            class Connection(cls):
+                def disconnect(self, *args):
+                    cls.disconnect(self)
+
+            params["connection_class"] = Connection
+        return params
+
+    _connparams.celery_checks_compat = True
+    transport.Channel._connparams = _connparams
 
 
 def _without_client_setinfo(redis):

@@ -130,6 +130,10 @@ def publish(args, task_ids, published, timeout):
     socket operation bounded by ``timeout``."""
     from celery import Celery
 
+    from celery_checks.broker import kombu_redis_compat, transport_of
+
+    if transport_of(args.broker_url) == "redis":
+        kombu_redis_compat()  # kombu 5.2 + redis-py 4.3 (Debian 12)
     options = dict(args.transport_options)
     for key in ("socket_timeout", "socket_connect_timeout", "read_timeout", "write_timeout"):
         options.setdefault(key, timeout)  # redis / py-amqp transports

@@ -430,6 +430,9 @@ class Broker:
         options = dict(transport_options)
         options.setdefault("max_retries", 0)
         if self.kind == "redis":
+            from celery_checks.broker import kombu_redis_compat
+
+            kombu_redis_compat()  # kombu 5.2 + redis-py 4.3 (Debian 12)
             options.setdefault("socket_timeout", timeout)
             options.setdefault("socket_connect_timeout", timeout)
         self.connection = Connection(
