@@ -241,11 +241,19 @@ def test_live_celery_status_json_on_stdin(broker):
 # ------------------------------------------------------------ leftovers
 
 def broker_state(broker, module_redis, module_vhost):
+    """What a leak would add: Redis keys and the members of kombu's binding
+    sets; RabbitMQ queue names."""
     if broker.kind == "redis":
-        return sorted(module_redis[1].keys("*"))
+        client = module_redis[1]
+        state = set()
+        for key in client.keys("*"):
+            state.add(key)
+            if client.type(key) == b"set":
+                state.update((key, member) for member in client.smembers(key))
+        return state
     out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", module_vhost[1], "name"],
                          capture_output=True, text=True, check=True).stdout
-    return sorted(line for line in out.splitlines()[1:] if line.strip())
+    return {line.strip() for line in out.splitlines()[1:] if line.strip()}
 
 
 def test_no_reply_queue_or_key_left_behind(broker, module_redis, module_vhost):
@@ -257,8 +265,10 @@ def test_no_reply_queue_or_key_left_behind(broker, module_redis, module_vhost):
     # a run that gives up early (missing node) must clean up too
     broker.check("--expect", "ghost@nowhere", "--reply-timeout", "0.3", "--unexpected-state", "ok") \
         .assert_critical("ghost@nowhere")
-    after = broker_state(broker, module_redis, module_vhost)
-    assert after == before
+    # Only additions are leaks: kombu's own bookkeeping (binding deadlines
+    # left by an earlier `celery status`) may be swept away meanwhile.
+    added = broker_state(broker, module_redis, module_vhost) - before
+    assert not added
 
 
 # ---------------------------------------------------------- unreachable
