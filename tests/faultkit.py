@@ -13,6 +13,7 @@
 Everything here stops only what it started, by object, never by name.
 """
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -200,6 +201,36 @@ class TcpProxy:
         self.server.close()
 
 
+@contextlib.contextmanager
+def locked_redis_db():
+    """A Redis DB number on the shared server for a module's tests, locked
+    and flushed like conftest's redis_db (same lock files)."""
+    import fcntl
+
+    import redis
+
+    from tests.conftest import LOCK_DIR
+
+    LOCK_DIR.mkdir(exist_ok=True)
+    for number in range(15, 0, -1):
+        handle = open(LOCK_DIR / ("redis-db-%d.lock" % number), "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        client = redis.Redis(host="127.0.0.1", port=6379, db=number)
+        client.flushdb()
+        try:
+            yield number
+        finally:
+            client.flushdb()
+            client.close()
+            handle.close()
+        return
+    raise AssertionError("no free Redis database number")
+
+
 def run_parallel(jobs, parallel=6):
     """Run ``jobs`` = [(name, args, kwargs)] a few at a time; Results in order."""
     def one(job):
@@ -208,6 +239,32 @@ def run_parallel(jobs, parallel=6):
 
     with ThreadPoolExecutor(parallel) as pool:
         return list(pool.map(one, jobs))
+
+
+def fork_runs(name, argvs, parallel=8):
+    """Run executable ``name`` once per argv, ``parallel`` at a time, each
+    run a process of its own forked from one that imported the check
+    already (tests/forkrun.py): hundreds of runs at a fraction of the
+    cost. Results like run_check's."""
+    import json
+    import sys
+
+    from tests.executables import ROOT
+    from tests.plugin import Result
+
+    target = SCRIPTS[name]
+    assert target.startswith("celery_checks.") and target.endswith(":main"), target
+    module = target[len("celery_checks."):-len(":main")]
+    env = dict(os.environ)
+    env.pop("CELERY_BROKER_URL", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.forkrun", module, str(parallel)], cwd=str(ROOT),
+        input=json.dumps([[str(a) for a in argv] for argv in argvs]), capture_output=True,
+        text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [Result([name] + r["argv"], r["rc"], r["stdout"], r["stderr"], r["elapsed"])
+            for r in json.loads(proc.stdout)]
 
 
 @lru_cache(maxsize=None)

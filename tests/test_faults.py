@@ -18,8 +18,6 @@ up) and broker restarts during a run follow below the matrix.
 
 import os
 import re
-import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -33,6 +31,7 @@ from tests.faultkit import (
     RedisServer,
     TcpProxy,
     closed_port,
+    locked_redis_db,
     run_parallel,
     wait_for,
 )
@@ -125,29 +124,9 @@ def acl_users():
 
 @pytest.fixture(scope="module")
 def store_db():
-    """A Redis DB for the trigger's working store, locked like conftest's."""
-    import fcntl
-
-    import redis
-
-    from tests.conftest import LOCK_DIR
-
-    LOCK_DIR.mkdir(exist_ok=True)
-    for number in range(15, 0, -1):
-        handle = open(LOCK_DIR / ("redis-db-%d.lock" % number), "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        client = redis.Redis(host="127.0.0.1", port=6379, db=number)
-        client.flushdb()
+    """A Redis DB for the trigger's working store."""
+    with locked_redis_db() as number:
         yield number
-        client.flushdb()
-        client.close()
-        handle.close()
-        return
-    pytest.fail("no free Redis database number")
 
 
 @pytest.fixture(scope="module")
