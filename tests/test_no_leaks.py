@@ -57,7 +57,9 @@ def redis_state(client, db):
         elif kind == "hash":
             value = sorted(client.hgetall(key).items())
         elif kind == "zset":
-            value = client.zrange(key, 0, -1, withscores=True)
+            # members only: kombu >= 5.5 keeps the expiry deadline of the
+            # workers' own pidbox bindings here and the workers renew it
+            value = sorted(client.zrange(key, 0, -1))
         else:
             value = client.get(key) if kind == "string" else kind
         keys[key] = (kind, value)
