@@ -55,7 +55,10 @@ LOCK_DIR = Path(tempfile.gettempdir()) / "celery-checks-test-locks"  # shared wi
 HOST = socket.gethostname()
 HEARTBEAT_INTERVAL = 2.0  # celery worker's default --heartbeat-interval
 HEAVY = ("celery", "kombu", "billiard", "redis", "pika", "amqp")
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+def markers(label=None):
+    """The comments that delimit a run's block in docs/performance.md."""
+    suffix = " " + label if label else ""
+    return "<!-- bench:begin%s -->" % suffix, "<!-- bench:end%s -->" % suffix
 
 
 def log(message):
@@ -623,6 +626,9 @@ def main(argv=None):
     parser.add_argument("--only", metavar="REGEX", help="only scenarios whose key matches")
     parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--label", metavar="NAME",
+                        help="write the block marked 'bench:begin NAME' instead of the "
+                        "unnamed one, so runs side by side (e.g. debian) keep each other")
     parser.add_argument("--python", metavar="PATH",
                         help="run the checks with this interpreter's libraries, e.g. "
                         "/usr/bin/python3 for Debian's packages (default: this venv's)")
@@ -663,7 +669,7 @@ def main(argv=None):
     report = render(results, args, started, load_before, load_after, versions)
     print(report)
     if not args.no_write:
-        write_doc(Path(args.output), report)
+        write_doc(Path(args.output), report, args.label)
         log("wrote %s" % args.output)
 
 
@@ -724,7 +730,8 @@ def machine_description(started, load_before, load_after, args, versions):
 
 def render(results, args, started, load_before, load_after, versions):
     by_key = {s.key: s for s in results}
-    lines = [BEGIN, "", "### Run", ""]
+    begin, end = markers(args.label)
+    lines = [begin, "", "### Run", ""]
     lines += machine_description(started, load_before, load_after, args, versions)
     lines += ["", "### Results", "",
               "Medians, min–max in brackets. Ratios are wall-time medians divided by "
@@ -769,7 +776,7 @@ def render(results, args, started, load_before, load_after, versions):
     lines += ["", "### Budgets", "", "| budget | measured | verdict |", "|---|---|---|"]
     for text, measured, verdict in budgets(by_key):
         lines.append("| %s | %s | %s |" % (text, measured, verdict))
-    lines += ["", END]
+    lines += ["", end]
     return "\n".join(lines)
 
 
@@ -873,13 +880,16 @@ def budgets(by_key):
     return rows
 
 
-def write_doc(path, report):
+def write_doc(path, report, label=None):
+    begin, end = markers(label)
     path.parent.mkdir(exist_ok=True)
-    if path.exists() and BEGIN in path.read_text() and END in path.read_text():
-        text = path.read_text()
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
+    text = path.read_text() if path.exists() else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         path.write_text(head + report + tail)
+    elif text:
+        path.write_text(text.rstrip("\n") + "\n\n" + report + "\n")
     else:
         path.write_text(
             "# Performance\n\nMeasured by `.venv/bin/python bench/run.py` "
