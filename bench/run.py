@@ -275,6 +275,8 @@ class Scenario:
             return [install.python] + list(self.argv[1:])
         if install.has(exe):
             return [install.scripts[exe]] + list(self.argv[1:])
+        if exe in declared_scripts() or exe.startswith(("check_", "trigger_")):
+            return None  # ours, not built yet: never another copy from $PATH
         found = shutil.which(exe)
         return [found] + list(self.argv[1:]) if found else None
 
