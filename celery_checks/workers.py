@@ -464,7 +464,7 @@ class Broker:
         from celery_checks.broker import describe_amqp_error
 
         reason = describe_amqp_error(exc) if not isinstance(exc, socket.timeout) else "timed out"
-        raise Unreachable("cannot talk to broker %s: %s" % (self.shown, reason))
+        raise Unreachable("cannot reach broker %s: %s" % (self.shown, reason))
 
     def drain(self, deadline):
         """Deliver messages to the consumers until ``deadline()``."""
@@ -551,32 +551,194 @@ class Broker:
 
 def ping_nodes(args, inventory):
     """Replies to one broadcast ping; ends early once the inventory is complete."""
-    from kombu import Exchange
+    from celery_checks.broker import transport_of
 
     replies = {}
     oid, ticket = uuid.uuid4().hex, uuid.uuid4().hex
     deadline = [time.monotonic() + args.reply_timeout]
-    with Broker(args.broker_url, args.transport_options, io_timeout(args, args.reply_timeout)) as broker:
+    # On Redis, redis-py alone: kombu would add half again to the start-up
+    # that dominates a run (see RedisPing). AMQP goes through kombu.
+    session = RedisPing if transport_of(args.broker_url) == "redis" else KombuPing
+    with session(args, oid) as pinger:
+        sent = time.monotonic()
+        pinger.broadcast(ticket)
+        for body, headers in pinger.replies(lambda: deadline[0]):
+            if headers.get("ticket") != ticket or not isinstance(body, dict):
+                continue  # a reply to someone else's ping
+            for name, answer in body.items():
+                ok = isinstance(answer, dict) and answer.get("ok") == "pong"
+                status = "OK" if ok else "replied %s" % _excerpt(json.dumps(answer, default=str))
+                replies[name] = Reply(name, ok=ok, status=status, rtt=time.monotonic() - sent)
+            if inventory and inventory.complete(n for n, r in replies.items() if r.ok):
+                now = time.monotonic()
+                deadline[0] = min(deadline[0], now + grace(now - sent))
+    return list(replies.values())
+
+
+class KombuPing:
+    """The ping's reply queue and broadcast through kombu (AMQP)."""
+
+    def __init__(self, args, oid):
+        from kombu import Exchange
+
+        self.args, self.oid = args, oid
+        self.broker = Broker(args.broker_url, args.transport_options,
+                             io_timeout(args, args.reply_timeout))
         reply_exchange = Exchange(REPLY_EXCHANGE, type="direct", durable=False,
                                   delivery_mode="transient")
-        queue = broker.private_queue("%s.%s" % (oid, REPLY_EXCHANGE), reply_exchange, oid)
+        self.queue = self.broker.private_queue("%s.%s" % (oid, REPLY_EXCHANGE), reply_exchange, oid)
+
+    def __enter__(self):
+        self.broker.__enter__()
         try:
-            broker.declare(queue)
-            sent = time.monotonic()
-            broker.broadcast("ping", reply_to=oid, ticket=ticket, ttl=args.reply_timeout)
-            for message in broker.poll(queue, lambda: deadline[0]):
-                body = decoded(message)
-                if message.headers.get("ticket") != ticket or not isinstance(body, dict):
-                    continue  # a reply to someone else's ping
-                for name, answer in body.items():
-                    ok = isinstance(answer, dict) and answer.get("ok") == "pong"
-                    status = "OK" if ok else "replied %s" % _excerpt(json.dumps(answer, default=str))
-                    replies[name] = Reply(name, ok=ok, status=status, rtt=time.monotonic() - sent)
-                if inventory and inventory.complete(n for n, r in replies.items() if r.ok):
-                    deadline[0] = min(deadline[0], time.monotonic() + grace(time.monotonic() - sent))
+            self.broker.declare(self.queue)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        try:
+            self.broker.delete(self.queue)
         finally:
-            broker.delete(queue)
-    return list(replies.values())
+            self.broker.__exit__(*exc_info)
+
+    def broadcast(self, ticket):
+        self.broker.broadcast("ping", reply_to=self.oid, ticket=ticket, ttl=self.args.reply_timeout)
+
+    def replies(self, deadline):
+        for message in self.broker.poll(self.queue, deadline):
+            yield decoded(message), message.headers or {}
+
+
+class RedisPing:
+    """The same exchange of messages as kombu's Redis transport makes, with
+    redis-py only (kombu/transport/redis.py and virtual/base.py):
+
+    - the reply queue is a list; a worker finds it through the binding set
+      ``_kombu.binding.reply.celery.pidbox`` (member ``oid<sep><sep>queue``),
+      mirrored in ``_kombu.binding_permanent.…`` as kombu >= 5.6 does so its
+      binding sweep keeps the table while we wait;
+    - the broadcast is a PUBLISH on ``/{db}.celery.pidbox`` (fanout_prefix),
+      a JSON envelope whose body is base64 JSON;
+    - ``global_keyprefix`` and ``sep`` transport options are honoured.
+    Both set members and the list are removed on the way out.
+    """
+
+    def __init__(self, args, oid):
+        from celery_checks.broker import redis_client
+
+        self.args, self.oid = args, oid
+        options = args.transport_options
+        self.prefix = str(options.get("global_keyprefix") or "")
+        sep = str(options.get("sep", "\x06\x16"))
+        self.queue = self.prefix + "%s.%s" % (oid, REPLY_EXCHANGE)
+        self.member = sep.join([oid, "", "%s.%s" % (oid, REPLY_EXCHANGE)])
+        self.tables = [self.prefix + "_kombu.binding." + REPLY_EXCHANGE,
+                       self.prefix + "_kombu.binding_permanent." + REPLY_EXCHANGE]
+        steps = options.get("priority_steps") or [0, 3, 6, 9]
+        self.lists = [self.queue] + ["%s%s%s" % (self.queue, sep, step) for step in steps if step]
+        self.client = redis_client(args.broker_url, options, io_timeout(args, args.reply_timeout))
+        fanout = options.get("fanout_prefix", True)
+        self.fanout = fanout if isinstance(fanout, str) else ("/{db}." if fanout else "")
+        self.bound = False
+
+    def __enter__(self):
+        from celery_checks.broker import redis_errors
+
+        with redis_errors(self.args.broker_url):
+            db = self.client.connection_pool.connection_kwargs.get("db", 0)
+            self.topic = self.prefix + self.fanout.format(db=db) + PIDBOX_EXCHANGE
+            pipe = self.client.pipeline(transaction=False)
+            for table in self.tables:
+                pipe.sadd(table, self.member)
+            self.bound = True
+            pipe.execute()
+        return self
+
+    def __exit__(self, *exc_info):
+        from celery_checks.broker import redis_errors
+
+        try:
+            if self.bound:
+                with redis_errors(self.args.broker_url):
+                    pipe = self.client.pipeline(transaction=False)
+                    for table in self.tables:
+                        pipe.srem(table, self.member)
+                    pipe.delete(*self.lists)
+                    pipe.execute()
+        except Unreachable:
+            if exc_info[0] is None:
+                raise
+        finally:
+            self.client.close()
+
+    def broadcast(self, ticket):
+        from celery_checks.broker import redis_errors
+
+        import base64
+
+        body = json.dumps({
+            "method": "ping", "arguments": {}, "destination": None, "pattern": None,
+            "matcher": None, "ticket": ticket,
+            "reply_to": {"exchange": REPLY_EXCHANGE, "routing_key": self.oid},
+        })
+        envelope = {
+            "body": base64.b64encode(body.encode("utf-8")).decode("ascii"),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {"clock": 0, "expires": time.time() + self.args.reply_timeout},
+            "properties": {
+                "delivery_mode": 1, "priority": 0, "body_encoding": "base64",
+                "delivery_tag": uuid.uuid4().hex,
+                "delivery_info": {"exchange": PIDBOX_EXCHANGE, "routing_key": ""},
+            },
+        }
+        with redis_errors(self.args.broker_url):
+            self.client.publish(self.topic, json.dumps(envelope))
+
+    def replies(self, deadline):
+        from celery_checks.broker import redis_errors
+
+        pause = 0.001
+        while True:
+            remaining = deadline() - time.monotonic()
+            if remaining <= 0:
+                return
+            with redis_errors(self.args.broker_url):
+                raw = self.client.rpop(self.queue)
+            if raw is None:
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, 0.02)
+                continue
+            pause = 0.001
+            envelope = _json(raw)
+            if isinstance(envelope, dict):
+                yield _envelope_body(envelope), envelope.get("headers") or {}
+
+
+def _json(raw):
+    try:
+        return json.loads(raw)
+    except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+def _envelope_body(envelope):
+    """The JSON body of a kombu Redis message envelope, or None."""
+    import base64
+    import binascii
+
+    if "json" not in str(envelope.get("content-type") or ""):
+        return None
+    body = envelope.get("body")
+    properties = envelope.get("properties") or {}
+    if properties.get("body_encoding") == "base64" and isinstance(body, str):
+        try:
+            body = base64.b64decode(body)
+        except (binascii.Error, ValueError):
+            return None
+    return _json(body)
 
 
 def decoded(message):

@@ -18,6 +18,12 @@ app.conf.update(
 for _key in ("checks_pulse_file", "checks_pulse_interval", "checks_beat_pulse_file"):
     if os.environ.get("CELERY_" + _key.upper()):
         app.conf[_key] = os.environ["CELERY_" + _key.upper()]
+# broker_transport_options as JSON (e.g. a global_keyprefix), for the tests
+# that check the -O transport options reach the same keys as the workers.
+if os.environ.get("CELERY_BROKER_TRANSPORT_OPTIONS"):
+    import json
+
+    app.conf.broker_transport_options = json.loads(os.environ["CELERY_BROKER_TRANSPORT_OPTIONS"])
 # Tests that need a worker without celery-checks set CELERY_CHECKS_DISABLE=1.
 if not os.environ.get("CELERY_CHECKS_DISABLE"):
     celery_checks.install(app)

@@ -10,6 +10,7 @@ end; the stdin fixtures under tests/data/workers are real command output.
 """
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -260,7 +261,7 @@ def test_no_reply_queue_or_key_left_behind(broker, module_redis, module_vhost):
     before = broker_state(broker, module_redis, module_vhost)
     for index in range(20):
         source = "events" if index % 4 == 3 else "ping"
-        extra = [] if index % 5 else ["--reply-timeout", "0.3"]  # no inventory: full wait
+        extra = [] if index % 5 else ["--reply-timeout", "1"]
         broker.check("--source", source, "--expect", "special-*@serverA=2", *extra).assert_ok()
     # a run that gives up early (missing node) must clean up too
     broker.check("--expect", "ghost@nowhere", "--reply-timeout", "0.3", "--unexpected-state", "ok") \
@@ -277,7 +278,7 @@ def test_no_reply_queue_or_key_left_behind(broker, module_redis, module_vhost):
 @pytest.mark.parametrize("url", ["redis://:s3cret-pw@127.0.0.1:1/0", "amqp://guest:s3cret-pw@127.0.0.1:1//"])
 def test_unreachable_broker_is_critical_and_redacted(url, source):
     result = run_check(CHECK, "-b", url, "--source", source, "-t", "5", "-vvv")
-    result.assert_critical("cannot talk to broker", "127.0.0.1:1")
+    result.assert_critical("cannot reach broker", "127.0.0.1:1")
     assert "s3cret-pw" not in result.stdout + result.stderr
     assert result.elapsed < 5
 
@@ -285,7 +286,7 @@ def test_unreachable_broker_is_critical_and_redacted(url, source):
 def test_wrong_amqp_password_is_critical(module_vhost):
     url = module_vhost[0].replace("guest:guest", "guest:wrong-pw")
     result = run_check(CHECK, "-b", url)
-    result.assert_critical("cannot talk to broker")
+    result.assert_critical("cannot reach broker")
     assert "wrong-pw" not in result.stdout
 
 
@@ -497,3 +498,36 @@ def test_versions_differ_state_on_events(pool, module_redis, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
         log.close()
+
+
+# --------------------------------------- transport options (Redis, -O)
+
+def test_transport_options_reach_the_workers_keys(celery_worker, redis_url, redis_client):
+    """A worker with a global_keyprefix and its own separator: found with
+    the same -O options, on both sources; without them the broadcast goes
+    to other channels and nobody answers. Nothing of ours stays behind."""
+    options = {"global_keyprefix": "app1:", "sep": ":"}
+    celery_worker.start(redis_url, name="prefixed@serverD", queues=("pq",),
+                        env={"CELERY_BROKER_TRANSPORT_OPTIONS": json.dumps(options)})
+    before = set(redis_client.keys("*"))
+    assert before and all(key.startswith(b"app1:") for key in before), before
+    given = ["-O", "global_keyprefix=app1:", "-O", "sep=:"]
+    for source in ("ping", "events"):
+        result = run_check(CHECK, "-b", redis_url, "--source", source, *given,
+                           "--expect", "prefixed@serverD", "--window", "2.5")
+        result.assert_ok("1 worker online, all 1 expected present")
+    run_check(CHECK, "-b", redis_url, "--expect", "prefixed@serverD", "--reply-timeout", "0.5") \
+        .assert_critical("prefixed@serverD")
+    assert set(redis_client.keys("*")) <= before
+
+
+def test_redis_envelope_decoding():
+    import base64
+
+    body = base64.b64encode(b'{"celery@a": {"ok": "pong"}}').decode()
+    envelope = {"body": body, "content-type": "application/json",
+                "properties": {"body_encoding": "base64"}, "headers": {"ticket": "t"}}
+    assert W._envelope_body(envelope) == {"celery@a": {"ok": "pong"}}
+    assert W._envelope_body(dict(envelope, **{"content-type": "application/x-python-serialize"})) is None
+    assert W._envelope_body(dict(envelope, body="%%% not base64")) is None
+    assert W._envelope_body({"body": "{}", "content-type": "application/json", "properties": {}}) == {}
