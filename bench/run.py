@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/run.py            # full run, writes docs/performance.md
     .venv/bin/python bench/run.py -n 5 --no-write --only pulsefile
+    .venv/bin/python bench/run.py --python /usr/bin/python3 --label debian
 
 What it does, in one process:
 
@@ -19,10 +20,14 @@ What it does, in one process:
   every scenario of the phase runs once (interleaved, so a burst of load from
   elsewhere hits all of them alike); wall time, CPU time (user+sys) and peak
   RSS (ru_maxrss) come from os.wait4() on the child;
+- measures through a tiny launcher process (see LAUNCHER: a child forked
+  from this big process would inherit its RSS high-water mark);
 - reports medians, min-max and ratios against baselines measured in the same
-  phase (``python -c pass``, ``python -c "import nagiosplugin"``, the tool an
-  operator would use), checks the budgets of issue 8, and writes the tables
-  into docs/performance.md between the ``bench:begin``/``bench:end`` markers.
+  phase (``python -c pass``, ``python -c "import nagiosplugin"``, each
+  check's floor = the imports it cannot avoid, the tool an operator would
+  use), checks the budgets of issue 8, and writes the tables into
+  docs/performance.md between the ``bench:begin``/``bench:end`` markers
+  (``--label`` names another block, e.g. for ``--python /usr/bin/python3``).
 
 A scenario whose executable is not declared in pyproject.toml yet is
 reported as "not built". Ratios are what to compare across runs: the
@@ -55,6 +60,8 @@ LOCK_DIR = Path(tempfile.gettempdir()) / "celery-checks-test-locks"  # shared wi
 HOST = socket.gethostname()
 HEARTBEAT_INTERVAL = 2.0  # celery worker's default --heartbeat-interval
 HEAVY = ("celery", "kombu", "billiard", "redis", "pika", "amqp")
+
+
 def markers(label=None):
     """The comments that delimit a run's block in docs/performance.md."""
     suffix = " " + label if label else ""
@@ -85,9 +92,11 @@ if __name__ == '__main__':
 """
 
 
+# The site directories on the target's sys.path: a venv's own, plus the
+# system's with --system-site-packages (Debian keeps its in dist-packages).
 PROBE_PYTHON = """
-import json, site, sys, sysconfig
-paths = site.getsitepackages() + [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+import json, sys
+paths = [p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages"))]
 print(json.dumps({"base": getattr(sys, "_base_executable", None) or sys.executable,
                   "paths": list(dict.fromkeys(paths))}))
 """
@@ -433,13 +442,13 @@ def phase_services(ctx):
     for i in range(50):
         (pulse_dir / "many" / ("w%02d.pulse" % i)).write_text(content)
 
-    db = ctx.dbs.take()
-    redis_url = ctx.dbs.url(db)
-    redis_queues = ["bench-q%03d" % i for i in range(100)]
-    publish(redis_url, redis_queues, 10, priorities=True)
-    ctx.vhost = Vhost()
-    amqp_queues = ["bench-q%02d" % i for i in range(20)]
-    publish(ctx.vhost.url, amqp_queues, 10)
+    scenarios = base_scenarios("services", ["redis", "pika"]) + [
+        Scenario("pulsefile-1", "pulsefile, 1 file",
+                 ["check_celery_pulsefile", "-f", str(pulse_dir / "worker.pulse")]),
+        Scenario("pulsefile-50", "pulsefile, 50 files (glob)",
+                 ["check_celery_pulsefile", "-f", str(pulse_dir / "many" / "*.pulse"),
+                  "--min-files", "50"]),
+    ]
 
     def queue_args(url, queues):
         args = ["check_celery_queue", "-b", url, "-w", "1000", "-c", "5000"]
@@ -447,27 +456,34 @@ def phase_services(ctx):
             args += ["-q", queue]
         return args
 
-    yield base_scenarios("services", ["redis", "pika"]) + [
-        Scenario("pulsefile-1", "pulsefile, 1 file",
-                 ["check_celery_pulsefile", "-f", str(pulse_dir / "worker.pulse")]),
-        Scenario("pulsefile-50", "pulsefile, 50 files (glob)",
-                 ["check_celery_pulsefile", "-f", str(pulse_dir / "many" / "*.pulse"),
-                  "--min-files", "50"]),
-        Scenario("redis-cli", "`redis-cli llen` (1 list)",
+    if ctx.wants("queue-redis-1", "queue-redis-100"):
+        db = ctx.dbs.take()
+        redis_url = ctx.dbs.url(db)
+        redis_queues = ["bench-q%03d" % i for i in range(100)]
+        publish(redis_url, redis_queues, 10, priorities=True)
+        scenarios += [
+            Scenario("redis-cli", "`redis-cli llen` (1 list)",
                  ["redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT), "-n", str(db),
                   "llen", redis_queues[0]], kind="baseline"),
-        Scenario("queue-redis-1", "queue, Redis, 1 queue (10 msgs, priorities 0-9)",
-                 queue_args(redis_url, redis_queues[:1]), tool="redis-cli", floor="redis"),
-        Scenario("queue-redis-100", "queue, Redis, 100 queues",
-                 queue_args(redis_url, redis_queues), tool="redis-cli", floor="redis"),
-        Scenario("rabbitmqctl", "`rabbitmqctl list_queues`",
-                 ["rabbitmqctl", "-q", "list_queues", "-p", ctx.vhost.name, "name", "messages"],
-                 kind="baseline", slow=True),
-        Scenario("queue-amqp-1", "queue, RabbitMQ, 1 queue",
-                 queue_args(ctx.vhost.url, amqp_queues[:1]), tool="rabbitmqctl", floor="pika"),
-        Scenario("queue-amqp-20", "queue, RabbitMQ, 20 queues",
-                 queue_args(ctx.vhost.url, amqp_queues), tool="rabbitmqctl", floor="pika"),
-    ]
+            Scenario("queue-redis-1", "queue, Redis, 1 queue (10 msgs, priorities 0-9)",
+                     queue_args(redis_url, redis_queues[:1]), tool="redis-cli", floor="redis"),
+            Scenario("queue-redis-100", "queue, Redis, 100 queues",
+                     queue_args(redis_url, redis_queues), tool="redis-cli", floor="redis"),
+        ]
+    if ctx.wants("queue-amqp-1", "queue-amqp-20"):
+        ctx.vhost = Vhost()
+        amqp_queues = ["bench-q%02d" % i for i in range(20)]
+        publish(ctx.vhost.url, amqp_queues, 10)
+        scenarios += [
+            Scenario("rabbitmqctl", "`rabbitmqctl list_queues`",
+                     ["rabbitmqctl", "-q", "list_queues", "-p", ctx.vhost.name, "name", "messages"],
+                     kind="baseline", slow=True),
+            Scenario("queue-amqp-1", "queue, RabbitMQ, 1 queue",
+                     queue_args(ctx.vhost.url, amqp_queues[:1]), tool="rabbitmqctl", floor="pika"),
+            Scenario("queue-amqp-20", "queue, RabbitMQ, 20 queues",
+                     queue_args(ctx.vhost.url, amqp_queues), tool="rabbitmqctl", floor="pika"),
+        ]
+    yield scenarios
 
 
 def worker_scenarios(tag, url, names, missing):
@@ -497,13 +513,18 @@ def worker_scenarios(tag, url, names, missing):
 
 def phase_workers(ctx):
     """2 workers (and a heartbeat worker on its own DB), then 10 workers."""
-    hb_db = ctx.dbs.take()
-    hb_url = ctx.dbs.url(hb_db)
-    hb_queues = ["bench-hb%03d" % i for i in range(100)]
     scenarios = []
-    if ctx.install.has("check_celery_heartbeat") or ctx.install.has("trigger_celery_heartbeat"):
+    built = ctx.install.has("check_celery_heartbeat") or ctx.install.has("trigger_celery_heartbeat")
+    if built and ctx.wants("heartbeat-1", "heartbeat-100", "trigger-10"):
+        hb_url = ctx.dbs.url(ctx.dbs.take())
+        hb_queues = ["bench-hb%03d" % i for i in range(100)]
         ctx.workers.start(hb_url, ["bench-hb@%s" % HOST], queues=hb_queues)
         scenarios += heartbeat_scenarios(ctx, hb_url, hb_queues)
+    if not ctx.wants(*["workers-%s-%s%s" % (source, n, suffix) for source in ("ping", "events")
+                       for n in (2, 10) for suffix in ("", "-missing")]):
+        if scenarios:
+            yield base_scenarios("2w", ["redis", "celery"]) + scenarios
+        return
 
     db = ctx.dbs.take()
     url = ctx.dbs.url(db)
@@ -551,12 +572,17 @@ PHASES = [("services", "No worker running", phase_services),
 # --------------------------------------------------------------------- runner
 
 class Context:
-    def __init__(self, workdir, install):
+    def __init__(self, workdir, install, only=None):
         self.workdir = workdir
         self.install = install
+        self.only = only
         self.dbs = RedisDBs()
         self.vhost = None
         self.workers = Workers(workdir)
+
+    def wants(self, *keys):
+        """Whether --only selects any of these scenarios (setups are skipped otherwise)."""
+        return not self.only or any(re.search(self.only, key) for key in keys)
 
     def cleanup(self):
         errors = []
@@ -651,11 +677,8 @@ def main(argv=None):
         versions = install.versions
         global _launcher
         _launcher = Launcher(install.python, workdir)
-        ctx = Context(workdir, install)
+        ctx = Context(workdir, install, args.only)
         for key, title, phase in PHASES:
-            if args.only and key == "workers" and not re.search(
-                    args.only, "heartbeat trigger workers-ping workers-events"):
-                continue
             log("phase: %s" % title)
             generator = phase(ctx)
             for number, scenarios in enumerate(generator):
