@@ -1,9 +1,10 @@
 """check_celery_workers: are the expected workers there, and only those?
 
 acquire:  one source gives a list of observed nodes with what it knows:
-          ping   - one broadcast ``ping`` on the celery.pidbox exchange
-                   (kombu, the same wire protocol as ``celery inspect
-                   ping``), stopping as soon as the inventory is complete;
+          ping   - one broadcast ``ping`` on the celery.pidbox exchange,
+                   the messages ``celery inspect ping`` exchanges (kombu on
+                   AMQP, redis-py alone on Redis), stopping as soon as the
+                   inventory is complete;
           events - worker-heartbeat events on the celeryev exchange, after
                    asking every worker for one at once;
           stdin  - the text or JSON of ``celery status`` / ``celery inspect
@@ -12,8 +13,8 @@ evaluate: the inventory (--expect) decides which nodes are missing and which
           are unexpected; -w/-c judge the number online
 present:  WorkersSummary names what is wrong; -v lists every node
 
-Never imports celery nor the user's app: kombu speaks the protocol, and the
-pure parts (inventory, parsers) are plain functions tested on their own.
+Never imports celery nor the user's app. The pure parts (inventory, parsers)
+are plain functions tested on their own.
 """
 
 import fnmatch
@@ -26,7 +27,7 @@ import uuid
 import nagiosplugin
 
 from celery_checks import cli
-from celery_checks.perfdata import ThresholdContext, label, number, violation
+from celery_checks.perfdata import ThresholdContext, number, violation
 from celery_checks.policy import CheckError, Unreachable
 from celery_checks.secrets import redact_url
 
