@@ -312,7 +312,7 @@ RESTART_RUNS = {
 }
 
 
-def _restart_jobs(url, kinds=("redis",)):
+def _restart_jobs(url):
     jobs = []
     for name in BROKER_SCRIPTS:
         for extra in RESTART_RUNS.get(name, [[]]):

@@ -204,11 +204,19 @@ def test_pulsefile_contents_binary_huge_truncated(contents):
 
 
 @PROCESS
-@given(status_text | ping_json | json_text, st.lists(st.text(max_size=20), max_size=3))
-@example("->  a|b@h'q=: OK\n1 node online.", ["a|b@h'q="])
-def test_workers_stdin_and_inventory(text, patterns):
+@given(status_text | ping_json | json_text, st.lists(st.text(max_size=20), max_size=3),
+       st.none() | st.lists(st.text(max_size=20) | names.map("{}=2".format), max_size=4))
+@example("->  a|b@h'q=: OK\n1 node online.", ["a|b@h'q="], None)
+@example("->  a@h: OK\n", [], ["# comment", "a@* = 1", "b@h=x"])
+def test_workers_stdin_and_inventory(text, patterns, expect_file):
     args = ["--source", "stdin"] + ["--expect=" + p for p in patterns if "\x00" not in p]
-    result = run_check("check_celery_workers", *args, stdin=text.replace("\x00", ""))
+    with tempfile.NamedTemporaryFile("w", suffix=".expect", encoding="utf-8",
+                                     errors="surrogateescape") as handle:
+        if expect_file is not None:
+            handle.write("\n".join(expect_file))
+            handle.flush()
+            args += ["--expect-file", handle.name]
+        result = run_check("check_celery_workers", *args, stdin=text.replace("\x00", ""))
     assert_plugin_answer(result, "check_celery_workers")
 
 
