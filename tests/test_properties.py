@@ -26,7 +26,10 @@ from hypothesis import strategies as st
 
 from celery_checks import cli, perfdata, pulsefile, secrets, workers
 from celery_checks.policy import CheckError
+from tests.executables import CHECKS
+from tests.faultkit import closed_port
 from tests.plugin import PERF_ITEM, parse_perfdata, run_check
+from tests.test_contract import MINIMAL_ARGS
 
 PURE = settings(max_examples=300, deadline=None)
 PROCESS = settings(max_examples=20, deadline=None,
@@ -176,15 +179,29 @@ def test_pulse_content_reader_never_raises(raw):
 
 # ------------------------------------------------- executables as processes
 
-@PROCESS
-@given(threshold_text, threshold_text)
-@example("10:5", "1")
-@example("", "@")
-def test_pulsefile_thresholds_from_the_command_line(warning, critical):
+# Arguments that make each check judge something without a broker round
+# trip that could dominate the run (a refused port answers at once).
+OFFLINE = {
+    "check_celery_pulsefile": (["-f", "{pulse}"], None),
+    "check_celery_workers": (["--source", "stdin"], "->  a@h: OK\n->  b@h: OK\n\n2 nodes online.\n"),
+    "check_celery_heartbeat": (["--store", "redis://127.0.0.1:{closed}/0"], None),
+    "check_celery_queue": (["-b", "redis://127.0.0.1:{closed}/0"], None),
+}
+
+
+@pytest.mark.parametrize("name", CHECKS)
+@settings(PROCESS, max_examples=12)
+@given(warning=threshold_text, critical=threshold_text)
+@example(warning="10:5", critical="1")
+@example(warning="", critical="@")
+@example(warning="~:0", critical="@1:3")
+def test_thresholds_from_the_command_line(name, warning, critical):
+    args, stdin = OFFLINE.get(name, (MINIMAL_ARGS.get(name, []), None))
     with tempfile.NamedTemporaryFile(suffix=".pulse") as handle:
-        result = run_check("check_celery_pulsefile", "-f", handle.name,
-                           "--warning=" + warning, "--critical=" + critical)
-    assert_plugin_answer(result, "check_celery_pulsefile")
+        args = [a.format(pulse=handle.name, closed=closed_port()) for a in args]
+        result = run_check(name, *args, "--warning=" + warning, "--critical=" + critical,
+                           stdin=stdin)
+    assert_plugin_answer(result, name)
     if result.rc == 3:
         assert "range" in result.first_line, result.describe("why unknown")
 
