@@ -498,10 +498,10 @@ def worker_scenarios(tag, url, names, missing):
                  ["celery", "-b", url, "inspect", "ping"], kind="baseline", slow=True),
         Scenario("workers-ping-%s" % tag, "workers, ping, %s of %s present" % (tag, tag),
                  ["check_celery_workers", "-b", url, "--source", "ping"] + expect,
-                 tool="celery-status-%s" % tag, floor="kombu"),
+                 tool="celery-status-%s" % tag, floor="redis"),
         Scenario("workers-ping-%s-missing" % tag, "workers, ping, 1 of %d missing" % (len(names) + 1),
                  ["check_celery_workers", "-b", url, "--source", "ping"] + gone,
-                 expect=(2,), tool="celery-status-%s" % tag, slow=True, floor="kombu"),
+                 expect=(2,), tool="celery-status-%s" % tag, slow=True, floor="redis"),
         Scenario("workers-events-%s" % tag, "workers, events, %s of %s present" % (tag, tag),
                  ["check_celery_workers", "-b", url, "--source", "events"] + expect,
                  tool="celery-status-%s" % tag, slow=True, floor="kombu"),
@@ -534,7 +534,7 @@ def phase_workers(ctx):
     floors = ["redis", "kombu"] + (["celery"] if scenarios else [])
     yield base_scenarios("2w", floors) + scenarios + worker_scenarios("2", url, names[:2], missing)
     ctx.workers.start(url, names[2:])
-    yield base_scenarios("10w", ["kombu"]) + worker_scenarios("10", url, names, missing)
+    yield base_scenarios("10w", ["redis", "kombu"]) + worker_scenarios("10", url, names, missing)
 
 
 def heartbeat_scenarios(ctx, store_url, queues):

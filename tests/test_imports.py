@@ -19,6 +19,7 @@ import pytest
 from tests.plugin import executable
 
 EVERY_CLIENT = ("celery", "kombu", "billiard", "redis", "pika", "amqp")
+EXIT = {"OK": 0, "CRITICAL": 2}
 
 # Runs the console script as `python SCRIPT ARGS` would, after registering
 # the hook (atexit runs after nagiosplugin's sys.exit()).
@@ -51,51 +52,70 @@ def imported(tmp_path, name, *args):
     return proc.returncode, first_line, packages
 
 
-def assert_imports(packages, forbidden, required):
-    leaked = sorted(set(forbidden) & packages)
-    assert not leaked, "imports %s" % ", ".join(leaked)
-    absent = sorted(set(required) - packages)
-    assert not absent, "expected to import %s (did the check run?)" % ", ".join(absent)
+class Setting:
+    """What a case needs, made only when asked for (fixtures on demand)."""
+
+    def __init__(self, request, tmp_path):
+        self.request, self.tmp_path = request, tmp_path
+
+    def pulse_file(self):
+        path = self.tmp_path / "worker.pulse"
+        path.write_text('{"state": "running"}')
+        return str(path)
+
+    def redis_url(self):
+        return self.request.getfixturevalue("redis_url")
+
+    def amqp_url_and_queue(self):
+        rabbitmq = self.request.getfixturevalue("rabbitmq")
+        queue = rabbitmq.queue_name()
+        rabbitmq.channel().queue_declare(queue, durable=True)
+        return rabbitmq.url, queue
 
 
-def test_pulsefile_imports_no_client_library(tmp_path):
-    pulse = tmp_path / "worker.pulse"
-    pulse.write_text('{"state": "running"}')
-    rc, line, packages = imported(tmp_path, "check_celery_pulsefile", "-f", pulse)
-    assert (rc, line.split(" - ")[0]) == (0, "CELERY_PULSEFILE OK"), line
-    assert_imports(packages, EVERY_CLIENT, ["nagiosplugin"])
+def amqp_args(setting):
+    url, queue = setting.amqp_url_and_queue()
+    return ["-b", url, "-q", queue]
 
 
-def test_queue_on_redis_imports_redis_only(tmp_path, redis_url):
-    rc, line, packages = imported(tmp_path, "check_celery_queue", "-b", redis_url, "-q", "celery")
-    assert (rc, line.split(" - ")[0]) == (0, "CELERY_QUEUE OK"), line
-    assert_imports(packages, ["celery", "kombu", "billiard", "pika", "amqp"], ["redis"])
-
-
-def test_queue_on_rabbitmq_imports_pika_only(tmp_path, rabbitmq):
-    queue = rabbitmq.queue_name()
-    rabbitmq.channel().queue_declare(queue, durable=True)
-    rc, line, packages = imported(tmp_path, "check_celery_queue", "-b", rabbitmq.url, "-q", queue)
-    assert (rc, line.split(" - ")[0]) == (0, "CELERY_QUEUE OK"), line
-    assert_imports(packages, ["celery", "kombu", "billiard", "redis", "amqp"], ["pika"])
-
-
-def test_heartbeat_imports_redis_only(tmp_path, redis_url):
+# check, its arguments, the status it must reach, what it must not import,
+# what it must import (proof that it got as far as talking to the broker).
+CASES = [
+    pytest.param(
+        "check_celery_pulsefile", lambda s: ["-f", s.pulse_file()], "OK",
+        EVERY_CLIENT, ["nagiosplugin"], id="pulsefile"),
+    pytest.param(
+        "check_celery_queue", lambda s: ["-b", s.redis_url(), "-q", "celery"], "OK",
+        ["celery", "kombu", "billiard", "pika", "amqp"], ["redis"], id="queue-redis"),
+    pytest.param(
+        "check_celery_queue", amqp_args, "OK",
+        ["celery", "kombu", "billiard", "redis", "amqp"], ["pika"], id="queue-rabbitmq"),
     # No record yet: CRITICAL "never seen", after the same one round trip.
-    rc, line, packages = imported(tmp_path, "check_celery_heartbeat", "--store", redis_url,
-                                  "-q", "celery")
-    assert (rc, line.split(" - ")[0]) == (2, "CELERY_HEARTBEAT CRITICAL"), line
-    assert_imports(packages, ["celery", "kombu", "billiard", "pika", "amqp"], ["redis"])
+    pytest.param(
+        "check_celery_heartbeat", lambda s: ["--store", s.redis_url(), "-q", "celery"],
+        "CRITICAL",
+        ["celery", "kombu", "billiard", "pika", "amqp"], ["redis"], id="heartbeat"),
+    # No worker on this database: the broadcast goes out, nobody answers.
+    pytest.param(
+        "check_celery_workers",
+        lambda s: ["-b", s.redis_url(), "--source", "ping", "--expect", "nobody@nowhere",
+                   "--reply-timeout", "0.2"], "CRITICAL",
+        ["celery", "kombu", "billiard", "pika", "amqp"], ["redis"], id="workers-ping-redis"),
+    pytest.param(
+        "check_celery_workers",
+        lambda s: ["-b", s.redis_url(), "--source", "events", "--expect", "nobody@nowhere",
+                   "--window", "0.3"], "CRITICAL",
+        ["celery", "pika"], ["kombu", "redis"], id="workers-events-redis"),
+]
 
 
-@pytest.mark.parametrize("source", ["ping", "events"])
-def test_workers_never_import_celery(tmp_path, redis_url, source):
-    # No worker on this DB: the broadcast goes out and nobody answers.
-    rc, line, packages = imported(
-        tmp_path, "check_celery_workers", "-b", redis_url, "--source", source,
-        "--expect", "nobody@nowhere", "--reply-timeout", "0.2", "--window", "0.3")
-    assert (rc, line.split(" - ")[0]) == (2, "CELERY_WORKERS CRITICAL"), line
-    if source == "ping":  # on Redis the ping speaks kombu's format through redis-py
-        assert_imports(packages, ["celery", "kombu", "billiard", "pika", "amqp"], ["redis"])
-    else:
-        assert_imports(packages, ["celery", "pika"], ["kombu", "redis"])
+@pytest.mark.parametrize("name, args, state, forbidden, required", CASES)
+def test_check_imports_only_what_it_needs(request, tmp_path, name, args, state, forbidden,
+                                          required):
+    rc, line, packages = imported(tmp_path, name, *args(Setting(request, tmp_path)))
+    status = "CELERY_%s %s" % (name.split("_", 2)[2].upper(), state)
+    assert (rc, line.split(" - ")[0]) == (EXIT[state], status), line
+    leaked = sorted(set(forbidden) & packages)
+    assert not leaked, "%s imports %s" % (name, ", ".join(leaked))
+    absent = sorted(set(required) - packages)
+    assert not absent, "%s did not import %s (did it run?)" % (name, ", ".join(absent))
