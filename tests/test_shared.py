@@ -172,3 +172,44 @@ def test_perfdata_grammar_of_the_tests_rejects_bad_items():
     for bad in ["a=1e-05", "a=True", "a'b=1", "a=1;;;;;", "=1"]:
         with pytest.raises(AssertionError):
             parse_perfdata(bad)
+
+
+def test_password_only_url_means_the_default_user_on_every_redis_py(redis_db):
+    """A URL with a password but no user authenticates Redis's default user
+    with redis-py 4 (Debian 12) as with redis-py 6+, so a server without a
+    password accepts it on both, as it does with AUTH default PW."""
+    from celery_checks.broker import redis_client
+
+    client = redis_client("redis://:any-pw@127.0.0.1:6379/%d" % redis_db, timeout=2)
+    try:
+        assert client.ping()
+    finally:
+        client.close()
+
+
+def test_kombu_redis_connection_failure_keeps_its_reason():
+    """kombu 5.2's async Redis connection took disconnect(self) while
+    redis-py 4.3 calls disconnect(error): a failed connect became a
+    TypeError. With the compat shim the real error comes through."""
+    import socket
+
+    import kombu
+    import redis
+
+    from celery_checks.broker import kombu_redis_compat
+
+    kombu_redis_compat()
+    kombu_redis_compat()  # idempotent
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts, never answers: the TLS handshake times out
+    url = "rediss://127.0.0.1:%d/0?ssl_cert_reqs=none" % listener.getsockname()[1]
+    connection = kombu.Connection(url, transport_options={
+        "socket_timeout": 0.3, "socket_connect_timeout": 0.3, "max_retries": 0})
+    try:
+        with pytest.raises((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)):
+            connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
+            connection.default_channel.client.ping()
+    finally:
+        connection.release()
+        listener.close()
