@@ -1,8 +1,10 @@
 """Every check runs as the ``nagios`` user, the way NRPE and Icinga run it.
 
-The project is installed the Debian way (``pip install --no-deps`` into a
-venv on /usr/bin/python3 that sees the python3-* packages) in a temporary
-directory the nagios user can read but not write. Each check then runs as
+The project is installed the two Debian ways the README documents, in
+temporary directories the nagios user can read but not write: with
+``pip install --no-deps`` into a venv on /usr/bin/python3 that sees the
+python3-* packages, and as copied files (celery_checks/ on the site path,
+the wrappers from checks/ in a plugin directory). Each check then runs as
 nagios (``setpriv``), with no HOME, from ``/`` and with a minimal
 environment, against real Redis, RabbitMQ, workers and files, under
 ``strace``: the answer must be the right one, and the process must not have
