@@ -125,12 +125,13 @@ def parse_args(argv=None):
     )
     source.add_argument(
         "--reply-timeout", metavar="SECONDS", type=cli.positive_float,
-        default=DEFAULT_REPLY_TIMEOUT,
-        help="ping: wait at most this long for replies (default: %s)" % DEFAULT_REPLY_TIMEOUT,
+        help="ping: wait at most this long for replies (default: %s, at most "
+        "half of -t)" % DEFAULT_REPLY_TIMEOUT,
     )
     source.add_argument(
-        "--window", metavar="SECONDS", type=cli.positive_float, default=DEFAULT_WINDOW,
-        help="events: listen at most this long (default: %s)" % DEFAULT_WINDOW,
+        "--window", metavar="SECONDS", type=cli.positive_float,
+        help="events: listen at most this long (default: %s, at most half of "
+        "-t)" % DEFAULT_WINDOW,
     )
     source.add_argument(
         "--versions-differ-state", metavar="STATE", type=cli.state_name, default=0,
@@ -142,6 +143,11 @@ def parse_args(argv=None):
             args.expect = args.expect + read_expect_file(args.expect_file)
         except CheckError as exc:
             parser.error(str(exc))
+    # Unset waits fit a short -t by themselves; given ones are checked.
+    if args.reply_timeout is None:
+        args.reply_timeout = min(DEFAULT_REPLY_TIMEOUT, args.timeout / 2)
+    if args.window is None:
+        args.window = min(DEFAULT_WINDOW, args.timeout / 2)
     limit = args.timeout - 0.5
     if args.source == "ping" and args.reply_timeout > limit:
         parser.error("--reply-timeout must stay below -t (%ss) by 0.5 s" % args.timeout)

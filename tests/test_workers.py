@@ -142,6 +142,13 @@ def test_ping_returns_early_once_inventory_is_complete(broker):
     assert result.elapsed < 4, result.describe("did not return early")
 
 
+def test_default_waits_fit_a_short_timeout(broker):
+    # -t 1 / -t 2: the reply timeout and the window shrink to half of -t
+    # instead of being refused as a usage error.
+    broker.check("-t", "1", "--expect", "special-*@serverA=2").assert_ok()
+    broker.check("-t", "2", "--source", "events", "--expect", "special-*@serverA=2").assert_ok()
+
+
 def test_without_inventory_or_thresholds_counts_nodes(broker):
     result = broker.check("--reply-timeout", "0.5")
     result.assert_ok("2 workers online")
