@@ -117,7 +117,10 @@ def threshold_range(spec):
     try:
         if not any(char.isdigit() for char in text):
             raise ValueError("a range needs a number")
-        nagiosplugin.Range(text)
+        # ".1e30" or a 24-digit decimal parse as floats that print as 1e+29:
+        # perfdata must not carry an exponent (nor should the threshold).
+        if "e" in text.lower() or "e" in str(nagiosplugin.Range(text)).lower():
+            raise ValueError("a range takes plain numbers")
     except (ValueError, TypeError):
         raise argparse.ArgumentTypeError(
             "invalid range %r (expected e.g. 10, 10:, ~:10, 10:20, @10:20)" % spec
