@@ -463,8 +463,8 @@ def phase_services(ctx):
         publish(redis_url, redis_queues, 10, priorities=True)
         scenarios += [
             Scenario("redis-cli", "`redis-cli llen` (1 list)",
-                 ["redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT), "-n", str(db),
-                  "llen", redis_queues[0]], kind="baseline"),
+                     ["redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT), "-n", str(db),
+                      "llen", redis_queues[0]], kind="baseline"),
             Scenario("queue-redis-1", "queue, Redis, 1 queue (10 msgs, priorities 0-9)",
                      queue_args(redis_url, redis_queues[:1]), tool="redis-cli", floor="redis"),
             Scenario("queue-redis-100", "queue, Redis, 100 queues",
@@ -504,7 +504,7 @@ def worker_scenarios(tag, url, names, missing):
                  expect=(2,), tool="celery-status-%s" % tag, slow=True, floor="redis"),
         Scenario("workers-events-%s" % tag, "workers, events, %s of %s present" % (tag, tag),
                  ["check_celery_workers", "-b", url, "--source", "events"] + expect,
-                 tool="celery-status-%s" % tag, slow=True, floor="kombu"),
+                 tool="celery-status-%s" % tag, floor="kombu"),
         Scenario("workers-events-%s-missing" % tag, "workers, events, 1 of %d missing" % (len(names) + 1),
                  ["check_celery_workers", "-b", url, "--source", "events"] + gone,
                  expect=(2,), tool="celery-status-%s" % tag, slow=True, floor="kombu"),
