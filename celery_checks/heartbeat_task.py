@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EVERY = 60
 DEFAULT_EXPIRES = 300
+STAMP_UID = "celery_checks.heartbeat.stamp"
 
 
 def beat_schedule(queues=("celery",), every=DEFAULT_EVERY, expires=DEFAULT_EXPIRES):
@@ -114,8 +115,10 @@ def register_heartbeat_task(app):
             # a wait, and the check's age still tells the truth.
             log.warning("%s; heartbeat to %s sent without publish time", exc, queue)
 
-    before_task_publish.connect(stamp, sender=store.TASK_NAME, weak=False,
-                                dispatch_uid="celery_checks.heartbeat.%d" % id(app))
+    # One stamping handler per process (signals are process-wide): the app
+    # installed last names the store. A process normally has a single app.
+    before_task_publish.disconnect(sender=store.TASK_NAME, dispatch_uid=STAMP_UID)
+    before_task_publish.connect(stamp, sender=store.TASK_NAME, weak=False, dispatch_uid=STAMP_UID)
     return heartbeat
 
 

@@ -317,6 +317,7 @@ def test_trigger_bad_arguments_exit_2_with_usage(args):
 
 def test_beat_schedule_entries():
     import celery_checks
+    from celery_checks import heartbeat_task
 
     entries = celery_checks.beat_schedule(["celery", "mail"], every=30, expires=120)
     assert sorted(entries) == ["celery_checks.heartbeat celery", "celery_checks.heartbeat mail"]
@@ -377,6 +378,7 @@ def test_publish_through_an_installed_app_is_stamped_and_survives_a_store_outage
     from celery.signals import before_task_publish
 
     import celery_checks
+    from celery_checks import heartbeat_task
 
     for store_url in (redis_url, "redis://:secret@127.0.0.1:1/0"):
         app = Celery("publisher", broker=redis_url, set_as_current=False)
@@ -386,7 +388,7 @@ def test_publish_through_an_installed_app_is_stamped_and_survives_a_store_outage
             app.send_task(store.TASK_NAME, kwargs={"queue": "hb-p"}, queue="hb-p")
         finally:  # the handler is process-wide: leave none behind
             before_task_publish.disconnect(sender=store.TASK_NAME,
-                                           dispatch_uid="celery_checks.heartbeat.%d" % id(app))
+                                           dispatch_uid=heartbeat_task.STAMP_UID)
     messages = [json.loads(raw) for raw in redis_client.lrange("hb-p", 0, -1)]
     stamped = [m["headers"].get(store.PUBLISHED_HEADER) for m in messages]
     assert len(messages) == 2 and stamped.count(None) == 1, stamped
