@@ -255,13 +255,19 @@ def scenario_heartbeat(request, files):
 
 
 def scenario_workers(request, files):
+    """Both sources on Redis, ping on RabbitMQ (kombu's py-amqp path)."""
     redis_url = request.getfixturevalue("redis_url")
-    worker = request.getfixturevalue("celery_worker").start(redis_url)
+    rabbitmq = request.getfixturevalue("rabbitmq")
+    workers = request.getfixturevalue("celery_worker")
+    on_redis = workers.start(redis_url)
+    on_amqp = workers.start(rabbitmq.url, queues=[rabbitmq.queue_name("nagios-w")])
     return [
-        (["-b", redis_url, "--expect", worker.name], "OK", [],
-         {"online": 1, "missing": 0, "rtt_" + worker.name: None}),
-        (["-b", redis_url, "--expect", worker.name, "--source", "events"], "OK", [],
+        (["-b", redis_url, "--expect", on_redis.name], "OK", [],
+         {"online": 1, "missing": 0, "rtt_" + on_redis.name: None}),
+        (["-b", redis_url, "--expect", on_redis.name, "--source", "events"], "OK", [],
          {"online": 1, "missing": 0}),
+        (["-b", rabbitmq.url, "--expect", on_amqp.name], "OK", [],
+         {"online": 1, "missing": 0, "rtt_" + on_amqp.name: None}),
     ]
 
 
