@@ -24,6 +24,7 @@ from celery_checks import heartbeat_store as store
 from celery_checks.perfdata import ThresholdContext, label, violation
 from celery_checks.policy import CheckError
 from celery_checks.secrets import redact_url
+from celery_checks.summary import ProblemSummary
 
 log = logging.getLogger("nagiosplugin")
 
@@ -256,7 +257,7 @@ class MissingContext(nagiosplugin.Context):
 
 # ------------------------------------------------------------------- present
 
-class HeartbeatSummary(nagiosplugin.Summary):
+class HeartbeatSummary(ProblemSummary):
     def ok(self, results):
         queues = results[0].resource.queues if results else []
         if len(queues) == 1:
@@ -266,19 +267,8 @@ class HeartbeatSummary(nagiosplugin.Summary):
         text = "%d queues healthy, oldest %s: %s" % (len(queues), oldest.name, _brief(oldest))
         return text
 
-    def problem(self, results):
-        problems = [r for r in results if r.state != nagiosplugin.Ok]
-        text = str(results.first_significant)
-        if len(problems) > 1:
-            text += " (+%d more)" % (len(problems) - 1)
-        return text
-
-    def verbose(self, results):
-        problems = ["%s: %s" % (r.state.text.upper(), r)
-                    for r in sorted(results, key=lambda r: r.state, reverse=True)
-                    if r.state != nagiosplugin.Ok]
-        queues = results[0].resource.queues if results else []
-        return problems + [q.describe() for q in queues]
+    def item_lines(self, resource):
+        return [q.describe() for q in resource.queues] if resource else []
 
 
 def _brief(queue):

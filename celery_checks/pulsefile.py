@@ -22,6 +22,7 @@ import nagiosplugin
 from celery_checks import cli
 from celery_checks.perfdata import ThresholdContext, label, violation
 from celery_checks.policy import CheckError
+from celery_checks.summary import ProblemSummary
 
 WARNING_AGE = "120"
 CRITICAL_AGE = "300"
@@ -259,7 +260,7 @@ class MatchesContext(nagiosplugin.Context):
 
 # ------------------------------------------------------------------- present
 
-class PulseSummary(nagiosplugin.Summary):
+class PulseSummary(ProblemSummary):
     def ok(self, results):
         files = results[0].resource.files if results else []
         if not files:
@@ -269,19 +270,8 @@ class PulseSummary(nagiosplugin.Summary):
         oldest = max(files, key=lambda f: f.age)
         return "%d pulse files fresh, oldest %s %ds" % (len(files), oldest.label, oldest.age)
 
-    def problem(self, results):
-        problems = [r for r in results if r.state != nagiosplugin.Ok]
-        text = str(results.first_significant)
-        if len(problems) > 1:
-            text += " (+%d more)" % (len(problems) - 1)
-        return text
-
-    def verbose(self, results):
-        problems = ["%s: %s" % (r.state.text.upper(), r)
-                    for r in sorted(results, key=lambda r: r.state, reverse=True)
-                    if r.state != nagiosplugin.Ok]
-        files = results[0].resource.files if results else []
-        return problems + [f.describe() for f in files]
+    def item_lines(self, resource):
+        return [f.describe() for f in resource.files] if resource else []
 
 
 @cli.guarded("CELERY_PULSEFILE")

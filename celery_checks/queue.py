@@ -23,6 +23,7 @@ import nagiosplugin
 from celery_checks import broker, cli
 from celery_checks.perfdata import ThresholdContext, label, violation
 from celery_checks.policy import CheckError, Unreachable
+from celery_checks.summary import ProblemSummary
 
 DEFAULT_QUEUE = "celery"
 # kombu's Redis transport defaults (kombu/transport/redis.py, Channel).
@@ -404,7 +405,7 @@ class MissingContext(nagiosplugin.Context):
 
 # ------------------------------------------------------------------- present
 
-class QueueSummary(nagiosplugin.Summary):
+class QueueSummary(ProblemSummary):
     def __init__(self, verbose=0):
         self.verbosity = verbose
 
@@ -425,19 +426,10 @@ class QueueSummary(nagiosplugin.Summary):
         return "%d queues, %d messages waiting, most in %s (%d)" % (
             len(depths), total, shown(top.name), top.waiting)
 
-    def problem(self, results):
-        problems = _problems(results)
-        text = str(problems[0])
-        if len(problems) > 1:
-            text += " (+%d more)" % (len(problems) - 1)
-        return text
-
-    def verbose(self, results):
-        lines = ["%s: %s" % (r.state.text.upper(), r) for r in _problems(results)]
-        resource = results[0].resource if results else None
+    def item_lines(self, resource):
         if resource is None:
-            return lines
-        lines += [d.describe() for d in resource.depths]
+            return []
+        lines = [d.describe() for d in resource.depths]
         if resource.unacked is not None:
             lines.append("unacked (reserved by workers): %d" % resource.unacked)
         if self.verbosity >= 2:
@@ -448,13 +440,6 @@ class QueueSummary(nagiosplugin.Summary):
                 lines.append("priority steps %s, separator %s, key prefix %r, unacked hash %s" % (
                     layout.steps, shown(layout.sep), layout.prefix, shown(layout.unacked_key)))
         return lines
-
-
-def _problems(results):
-    """Worst state first; within a state the biggest count first, so the
-    status line names the worst queue."""
-    problems = [r for r in results if r.state != nagiosplugin.Ok]
-    return sorted(problems, key=lambda r: (r.state, r.metric.value if r.metric else 0), reverse=True)
 
 
 @cli.guarded("CELERY_QUEUE")
