@@ -14,6 +14,7 @@ for the client library it actually uses.
 import contextlib
 import os
 import re
+import sys
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from celery_checks.policy import CheckError, Unreachable
@@ -236,6 +237,22 @@ def _sentinel_master(url, options, common):
     return sentinel.master_for(master_name)
 
 
+class _NoAlarm(Exception):
+    """Stands in for nagiosplugin.Timeout where no check runs (the trigger)."""
+
+
+def _alarm():
+    """The exception the -t alarm raises, when a nagiosplugin check runs."""
+    module = sys.modules.get("nagiosplugin")
+    return module.Timeout if module is not None else _NoAlarm
+
+
+def _silent(what, shown):
+    """-t expired while we waited on the broker: it is the broker that hangs,
+    an outage to report (CRITICAL), not our own failure (UNKNOWN)."""
+    return Unreachable("%s %s did not answer before the -t timeout" % (what, shown))
+
+
 @contextlib.contextmanager
 def redis_errors(url, what="broker"):
     """Translate redis-py failures into the status policy (CRITICAL)."""
@@ -245,6 +262,8 @@ def redis_errors(url, what="broker"):
     shown = redact_url(url)
     try:
         yield
+    except _alarm():
+        raise _silent(what, shown)
     except MasterNotFoundError:  # its text repeats every sentinel client's repr
         raise Unreachable("cannot reach %s %s: no sentinel answered with the master's "
                           "address (sentinels down, or master_name unknown to them)" % (what, shown))
@@ -304,6 +323,8 @@ def amqp_errors(url, what="broker"):
     shown = redact_url(url)
     try:
         yield
+    except _alarm():
+        raise _silent(what, shown)
     except AMQPConnectorException as exc:  # e.g. the handshake timed out
         raise Unreachable("cannot reach %s %s: %s" % (what, shown, describe_amqp_error(exc)))
     except pe.ProbableAuthenticationError:

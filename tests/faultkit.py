@@ -121,10 +121,13 @@ class RedisServer:
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to ``target`` until :meth:`cut`, which
     drops every connection through it; :meth:`refuse` keeps refusing new
-    ones (the listener closes them at once) until :meth:`restore`."""
+    ones (the listener closes them at once) until :meth:`restore`.
+    With ``freeze_on``, a connection whose client sends those bytes stops
+    being forwarded and stays open: a broker that hangs mid-conversation."""
 
-    def __init__(self, target_port, target_host="127.0.0.1"):
+    def __init__(self, target_port, target_host="127.0.0.1", freeze_on=None):
         self.target = (target_host, target_port)
+        self.freeze_on = freeze_on
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.server.bind(("127.0.0.1", 0))
@@ -156,16 +159,20 @@ class TcpProxy:
             self.connections += 1
             with self._lock:
                 self._pairs.append((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            frozen = threading.Event()
+            for a, b, watch in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, frozen, watch), daemon=True).start()
 
-    @staticmethod
-    def _pump(source, sink):
+    def _pump(self, source, sink, frozen, watch):
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                if watch and self.freeze_on and self.freeze_on in data:
+                    frozen.set()
+                if frozen.is_set():
+                    continue  # swallow: the peer never hears back
                 sink.sendall(data)
         except OSError:
             pass

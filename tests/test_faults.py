@@ -407,3 +407,21 @@ def test_rabbitmq_connections_dropped_during_runs(rabbitmq, redis_url):
     for name, result in results:
         _valid_answer(result, name, 4)
     assert any(r.rc in (1, 2) for _, r in results)
+
+
+def test_rabbitmq_hanging_after_the_handshake_is_critical_within_t(rabbitmq):
+    """The handshake completes, then the broker never answers the passive
+    queue.declare (AMQP method 50.10): pika has no per-call timeout there,
+    so the -t alarm ends the wait, and it is the broker's silence that is
+    reported (CRITICAL), not our own failure."""
+    queue = rabbitmq.queue_name("hang")
+    rabbitmq.channel().queue_declare(queue)
+    proxy = TcpProxy(5672, freeze_on=b"\x00\x32\x00\x0a")
+    url = "amqp://guest:guest@127.0.0.1:%d/%s" % (proxy.port, rabbitmq.vhost)
+    try:
+        result = run_check("check_celery_queue", "-q", queue, "-t", "2",
+                           extra_env={"CELERY_BROKER_URL": url})
+    finally:
+        proxy.close()
+    result.assert_critical("did not answer before the -t timeout")
+    assert result.elapsed <= 2 + 1, result.describe("took longer than -t + 1 s")
