@@ -21,7 +21,7 @@ import nagiosplugin
 
 from celery_checks import cli
 from celery_checks import heartbeat_store as store
-from celery_checks.perfdata import ThresholdContext, label, violation
+from celery_checks.perfdata import ThresholdContext, label, unique_label, violation
 from celery_checks.policy import CheckError
 from celery_checks.secrets import redact_url
 from celery_checks.summary import ProblemSummary
@@ -194,12 +194,7 @@ class Heartbeats(nagiosplugin.Resource):
         used = set()
         for name in args.queues:
             queue = QueueHeartbeat(name, records[name], now)
-            # "a=b" and "a_b" sanitise to one label: a core keeps only one
-            # of two equal labels, so the later queue's gets a suffix.
-            base, number = queue.label, 2
-            while queue.label in used:
-                queue.label, number = "%s_%d" % (base, number), number + 1
-            used.add(queue.label)
+            queue.label = unique_label(queue.label, used)
             self.queues.append(queue)
             if not queue.seen:
                 yield self._metric(queue, "missing", 1, None, "missing")

@@ -21,6 +21,20 @@ def label(name):
     return cleaned or "_"
 
 
+def unique_label(name, used):
+    """``label(name)``, with ``_2``, ``_3``... appended while it is in
+    ``used`` (a set the caller keeps per run, updated here). Two names that
+    sanitise alike ("a=b", "a_b") would otherwise share a label, and a core
+    keeps only one of two equal labels; the suffix is stable for a given
+    command line."""
+    base = candidate = label(name)
+    number = 2
+    while candidate in used:
+        candidate, number = "%s_%d" % (base, number), number + 1
+    used.add(candidate)
+    return candidate
+
+
 def number(value, places=3):
     """An int, or a float rounded to ``places`` decimals printed without an
     exponent; booleans become 0/1."""

@@ -21,7 +21,7 @@ import json
 import nagiosplugin
 
 from celery_checks import broker, cli
-from celery_checks.perfdata import ThresholdContext, label, violation
+from celery_checks.perfdata import ThresholdContext, unique_label, violation
 from celery_checks.policy import CheckError, Unreachable
 from celery_checks.summary import ProblemSummary
 
@@ -338,6 +338,7 @@ class Queues(nagiosplugin.Resource):
         self.depths = []
         self.unacked = None
         self.by_metric = {}
+        self.labels = {"unacked"}  # the total's label is taken
 
     def probe(self):
         args = self.args
@@ -364,14 +365,7 @@ class Queues(nagiosplugin.Resource):
             yield nagiosplugin.Metric("unacked", self.unacked, min=0, context="unacked")
 
     def _metric(self, name, depth, value, context):
-        # Two queue names can sanitise to one label ("a=b", "a_b"; a queue
-        # named "unacked"): a core keeps one of two equal labels, so a later
-        # one gets a suffix, stable for a given command line.
-        used = self.__dict__.setdefault("_labels", {"unacked"})
-        base, number = name, 2
-        while label(name) in used:
-            name, number = "%s_%d" % (base, number), number + 1
-        used.add(label(name))
+        name = unique_label(name, self.labels)
         self.by_metric[name] = depth
         return nagiosplugin.Metric(name, value, min=0, context=context)
 

@@ -27,7 +27,7 @@ import uuid
 import nagiosplugin
 
 from celery_checks import cli
-from celery_checks.perfdata import ThresholdContext, number, violation
+from celery_checks.perfdata import ThresholdContext, number, unique_label, violation
 from celery_checks.policy import CheckError, Unreachable
 from celery_checks.secrets import redact_url
 
@@ -894,15 +894,13 @@ class Workers(nagiosplugin.Resource):
         versions = sorted({r.facts["sw_ver"] for r in self.replies if r.ok and r.facts.get("sw_ver")})
         if self.source == "events":
             yield nagiosplugin.Metric("versions", versions, context="versions")
+        used = {"online", "expected", "missing", "unexpected", "versions"}
         for reply in self.replies:
             facts = reply.facts
-            if "rtt" in facts:
-                yield nagiosplugin.Metric("rtt_" + reply.name, facts["rtt"], "s", min=0, context="fact")
-            for key, uom in (("active", ""), ("processed", "c")):
+            for key, uom in (("rtt", "s"), ("active", ""), ("processed", "c"), ("hb_age", "s")):
                 if key in facts:
-                    yield nagiosplugin.Metric(key + "_" + reply.name, facts[key], uom, min=0, context="fact")
-            if "hb_age" in facts:
-                yield nagiosplugin.Metric("hb_age_" + reply.name, facts["hb_age"], "s", min=0, context="fact")
+                    name = unique_label("%s_%s" % (key, reply.name), used)
+                    yield nagiosplugin.Metric(name, facts[key], uom, min=0, context="fact")
 
     def online_names(self):
         return [r.name for r in self.replies if r.ok]

@@ -213,3 +213,9 @@ def test_kombu_redis_connection_failure_keeps_its_reason():
     finally:
         connection.release()
         listener.close()
+
+
+def test_unique_label_suffixes_names_that_sanitise_alike():
+    used = {"unacked"}
+    assert [perfdata.unique_label(n, used) for n in ("a=b", "a_b", "a'b", "unacked")] == \
+        ["a_b", "a_b_2", "a_b_3", "unacked_2"]
