@@ -18,7 +18,6 @@ Nothing here imports celery, redis or pika.
 import argparse
 import functools
 import json
-import logging
 import os
 import sys
 import textwrap
@@ -34,19 +33,6 @@ from celery_checks.policy import (
     CheckError,
     Unreachable,
 )
-
-log = logging.getLogger("nagiosplugin")
-
-
-def __getattr__(name):
-    # broker (and urllib.parse with it, ~3 ms) is imported only by checks
-    # that talk to a broker; these names stay reachable as cli.<name>.
-    if name in ("DEFAULT_BROKER_URL", "resolve_broker_url"):
-        from celery_checks import broker
-
-        return getattr(broker, name)
-    raise AttributeError("module %r has no attribute %r" % (__name__, name))
-
 
 HELP_WIDTH = 79
 DEFAULT_TIMEOUT = 10

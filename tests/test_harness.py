@@ -1,6 +1,5 @@
 """The fixtures later checks rely on work against the real services."""
 
-import pika
 import pytest
 
 from tests.app import app

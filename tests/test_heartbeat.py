@@ -317,7 +317,6 @@ def test_trigger_bad_arguments_exit_2_with_usage(args):
 
 def test_beat_schedule_entries():
     import celery_checks
-    from celery_checks import heartbeat_task
 
     entries = celery_checks.beat_schedule(["celery", "mail"], every=30, expires=120)
     assert sorted(entries) == ["celery_checks.heartbeat celery", "celery_checks.heartbeat mail"]
