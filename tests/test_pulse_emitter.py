@@ -158,6 +158,26 @@ def test_two_workers_one_file_each_stale_on_sigstop_stopped_on_shutdown(celery_w
 
 
 @pytest.mark.slow
+def test_gevent_worker_pulses_goes_stale_on_sigstop_and_says_stopped(celery_worker, redis_url, tmp_path):
+    """gevent runs no hub: the pulse comes from the polling loop's cycle."""
+    path = tmp_path / "gevent.pulse"
+    worker = celery_worker.start(redis_url, pool="gevent", concurrency=4, env=pulse_env(path))
+    data = wait_for(written_after(path, 0), 10, path)
+    assert data["node"] == worker.name and data["state"] == "running"
+    check("-f", path, "-w", "3", "-c", "6").assert_ok()
+    worker.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: age(path) > 3.2, 10, "a stale pulse")
+        check("-f", path, "-w", "3", "-c", "6").assert_warning("> 3s")
+    finally:
+        worker.signal(signal.SIGCONT)
+    wait_for(written_after(path, time.time()), 6, "the pulse after SIGCONT")
+    worker.stop()
+    assert content(path)["state"] == "stopped"
+    check("-f", path).assert_critical("stopped")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("pool,blocked", [("solo", True), ("threads", False)])
 def test_busy_worker_solo_blocks_the_pulse_threads_does_not(celery_worker, redis_url, tmp_path, pool, blocked):
     path = tmp_path / "worker.pulse"
