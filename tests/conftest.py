@@ -10,6 +10,7 @@
   started (by PID/process group), also when the test fails.
 """
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -47,15 +48,17 @@ def _service_up(host, port):
 
 # --------------------------------------------------------------------- Redis
 
-@pytest.fixture
-def redis_db():
-    """A Redis DB number (1-15) that no other running test uses, emptied."""
+@contextlib.contextmanager
+def locked_redis_db(numbers=range(1, 16)):
+    """A Redis DB number that no other running test (or bench run) uses: a
+    lock file per number keeps parallel runs apart; flushed before and after.
+    Module-wide users pass the numbers in reverse to stay clear of per-test ones."""
     import redis
 
     if not _service_up(REDIS_HOST, REDIS_PORT):
         pytest.fail("Redis is not running on %s:%s (.ci/run starts it)" % (REDIS_HOST, REDIS_PORT))
     LOCK_DIR.mkdir(exist_ok=True)
-    for number in range(1, 16):
+    for number in numbers:
         handle = open(LOCK_DIR / ("redis-db-%d.lock" % number), "w")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -71,7 +74,14 @@ def redis_db():
             client.close()
             handle.close()
         return
-    pytest.fail("no free Redis database number for this test")
+    pytest.fail("no free Redis database number")
+
+
+@pytest.fixture
+def redis_db():
+    """A Redis DB number (1-15) of this test's own, emptied."""
+    with locked_redis_db() as number:
+        yield number
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@
 Everything here stops only what it started, by object, never by name.
 """
 
-import contextlib
 import os
 import socket
 import subprocess
@@ -208,34 +207,12 @@ class TcpProxy:
         self.server.close()
 
 
-@contextlib.contextmanager
 def locked_redis_db():
-    """A Redis DB number on the shared server for a module's tests, locked
-    and flushed like conftest's redis_db (same lock files)."""
-    import fcntl
+    """conftest's lock-file DB allocation, for a module's tests: taken from
+    the top so per-test redis_db fixtures keep the low numbers."""
+    from tests.conftest import locked_redis_db as locked
 
-    import redis
-
-    from tests.conftest import LOCK_DIR
-
-    LOCK_DIR.mkdir(exist_ok=True)
-    for number in range(15, 0, -1):
-        handle = open(LOCK_DIR / ("redis-db-%d.lock" % number), "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        client = redis.Redis(host="127.0.0.1", port=6379, db=number)
-        client.flushdb()
-        try:
-            yield number
-        finally:
-            client.flushdb()
-            client.close()
-            handle.close()
-        return
-    raise AssertionError("no free Redis database number")
+    return locked(range(15, 0, -1))
 
 
 def run_parallel(jobs, parallel=6):

@@ -9,7 +9,6 @@ The pure parts (inventory, `celery status` parsers) have unit tests at the
 end; the stdin fixtures under tests/data/workers are real command output.
 """
 
-import fcntl
 import json
 import os
 import signal
@@ -23,7 +22,9 @@ import pytest
 
 from celery_checks import workers as W
 from celery_checks.policy import CheckError
-from tests.conftest import AMQP_HOST, AMQP_PORT, LOCK_DIR, REDIS_HOST, REDIS_PORT, ROOT, WorkerFactory
+from tests.conftest import (
+    AMQP_HOST, AMQP_PORT, REDIS_HOST, REDIS_PORT, ROOT, WorkerFactory, locked_redis_db,
+)
 from tests.plugin import run_check
 
 DATA = Path(__file__).resolve().parent / "data" / "workers"
@@ -37,27 +38,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def module_redis():
-    """A Redis DB number for this module's workers (same locks as redis_db)."""
+    """A Redis DB for this module's workers (conftest's locks, from the top)."""
     import redis
 
-    LOCK_DIR.mkdir(exist_ok=True)
-    for number in range(15, 0, -1):
-        handle = open(LOCK_DIR / ("redis-db-%d.lock" % number), "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
+    with locked_redis_db(range(15, 0, -1)) as number:
         client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
-        client.flushdb()
         try:
             yield "redis://%s:%d/%d" % (REDIS_HOST, REDIS_PORT, number), client
         finally:
-            client.flushdb()
             client.close()
-            handle.close()
-        return
-    pytest.fail("no free Redis database number")
 
 
 @pytest.fixture(scope="module")
