@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -150,25 +151,35 @@ def _as_nobody():
 
 @pytest.mark.skipif(os.geteuid() != 0 and os.access("/root", os.R_OK), reason="needs to drop privileges")
 @pytest.mark.parametrize("form", ["glob", "path"])
-def test_permission_denied_is_unknown(tmp_path, form):
-    """Root reads everything, so drop to nobody and run the module with the
-    system interpreter (the venv may live where nobody cannot read)."""
-    closed = tmp_path / "closed"
-    closed.mkdir()
-    pulse(closed / "w.pulse")
-    closed.chmod(0o000)
-    os.chmod(tmp_path, 0o755)
-    target = str(closed / ("*.pulse" if form == "glob" else "w.pulse"))
-    interpreter = sys.executable if os.access(sys.executable, os.X_OK) else "/usr/bin/python3"
-    probe = subprocess.run(_as_nobody() + [interpreter, "-c", "import nagiosplugin"], capture_output=True)
-    if probe.returncode != 0:
-        interpreter = "/usr/bin/python3"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        _as_nobody() + [interpreter, "-m", "celery_checks.pulsefile", "-f", target],
-        capture_output=True, text=True, env=env, cwd="/",
-    )
-    closed.chmod(0o755)
+def test_permission_denied_is_unknown(form):
+    """Root reads everything, so drop to nobody. The checkout (and pytest's
+    tmp_path) may sit in a directory nobody cannot enter: copy the package
+    into a world-readable temporary directory and run it from there."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="celery-checks-perm-"))
+    try:
+        base.chmod(0o755)
+        shutil.copytree(ROOT / "celery_checks", base / "lib" / "celery_checks",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        closed = base / "closed"
+        closed.mkdir()
+        pulse(closed / "w.pulse")
+        closed.chmod(0o000)
+        target = str(closed / ("*.pulse" if form == "glob" else "w.pulse"))
+        env = dict(os.environ, PYTHONPATH=str(base / "lib"), PYTHONDONTWRITEBYTECODE="1")
+        interpreter = sys.executable
+        probe = subprocess.run(_as_nobody() + [interpreter, "-c", "import nagiosplugin, celery_checks"],
+                               capture_output=True, env=env, cwd="/")
+        if probe.returncode != 0:
+            interpreter = "/usr/bin/python3"  # Debian's python3-nagiosplugin
+        proc = subprocess.run(
+            _as_nobody() + [interpreter, "-m", "celery_checks.pulsefile", "-f", target],
+            capture_output=True, text=True, env=env, cwd="/",
+        )
+    finally:
+        (base / "closed").chmod(0o755)
+        shutil.rmtree(base)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert proc.stdout.startswith("CELERY_PULSEFILE UNKNOWN - ")
     assert "Permission denied" in proc.stdout
