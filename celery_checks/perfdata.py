@@ -69,6 +69,28 @@ class ThresholdContext(nagiosplugin.ScalarContext):
         )
 
 
+def plural(count, noun, plural_noun=None):
+    """``1 message``, ``2 messages``, ``0 consumers``."""
+    return "%d %s" % (count, noun if count == 1 else (plural_noun or noun + "s"))
+
+
+def seconds(value, limit=None):
+    """A duration in words: ``0.123s``, ``3.1s``, ``310s``.
+
+    With ``limit`` (the threshold it is compared with, a number), enough
+    decimals are shown that the two never read alike: 3.04 s against a
+    limit of 3 is ``3.04s (> 3s)``, not ``3.0s (> 3s)``."""
+    value = float(value)
+    places = 0 if abs(value) >= 100 else 1 if abs(value) >= 1 else 3
+    text = "%.*f" % (places, value)
+    if limit is not None and value != float(limit):
+        while places < 6 and float(text) == float(limit) or (
+                places < 6 and (float(text) > float(limit)) != (value > float(limit))):
+            places += 1
+            text = "%.*f" % (places, value)
+    return text + "s"
+
+
 def violation(limit, unit=""):
     """How a value broke a nagiosplugin Range, in words an operator reads
     at a glance: ``> 300s``, ``< 2``, ``outside 10:20``, ``inside 10:20``."""
