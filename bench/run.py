@@ -35,8 +35,8 @@ machines are shared and noisy.
 """
 
 import argparse
+import contextlib
 import datetime
-import fcntl
 import json
 import os
 import platform
@@ -53,9 +53,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
-LOCK_DIR = Path(tempfile.gettempdir()) / "celery-checks-test-locks"  # shared with tests/conftest.py
+sys.path.insert(0, str(ROOT))  # the test kit's services: tests/kit/
+
+from tests.kit import rabbitmq as rabbitmq_kit  # noqa: E402
+from tests.kit.redis_servers import Databases, RedisServer  # noqa: E402
+from tests.kit.workers import WorkerFactory  # noqa: E402
 HOST = socket.gethostname()
 HEARTBEAT_INTERVAL = 2.0  # celery worker's default --heartbeat-interval
 HEAVY = ("celery", "kombu", "billiard", "redis", "pika", "amqp")
@@ -295,104 +297,21 @@ class Scenario:
 
 # ------------------------------------------------------------------- services
 
-class RedisDBs:
-    """Redis database numbers taken with the tests' lock files, flushed."""
-
-    def __init__(self):
-        self.handles = {}
-
-    def take(self):
-        import redis
-
-        LOCK_DIR.mkdir(exist_ok=True)
-        # From 14 down (tests take them from 1 up); 15 is tests/app.py's
-        # default, which a worker started without a broker URL would use.
-        for number in range(14, 0, -1):
-            if number in self.handles:
-                continue
-            handle = open(LOCK_DIR / ("redis-db-%d.lock" % number), "w")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                continue
-            redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number).flushdb()
-            self.handles[number] = handle
-            return number
-        raise RuntimeError("no free Redis database number")
-
-    def url(self, number):
-        return "redis://%s:%d/%d" % (REDIS_HOST, REDIS_PORT, number)
-
-    def release_all(self):
-        import redis
-
-        for number, handle in self.handles.items():
-            try:
-                redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number).flushdb()
-            finally:
-                handle.close()
-        self.handles.clear()
-
-
-class Vhost:
-    def __init__(self):
-        self.name = "celery-checks-bench-%d" % os.getpid()
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.name], check=True, capture_output=True)
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.name, "guest", ".*", ".*", ".*"],
-                       check=True, capture_output=True)
-        self.url = "amqp://guest:guest@%s:%d/%s" % (AMQP_HOST, AMQP_PORT, self.name)
-
-    def delete(self):
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.name], capture_output=True)
-
-
 class Workers:
-    """Real celery workers on tests/app.py, stopped by process group."""
+    """Real celery workers (solo pool) on tests/app.py, from the test kit."""
 
     def __init__(self, workdir):
-        self.workdir = workdir
-        self.procs = []
+        self.factory = WorkerFactory(workdir)
 
     def start(self, broker_url, names, queues=("celery",), timeout=90):
-        started = []
-        for name in names:
-            log_path = self.workdir / ("%s.log" % name.replace("@", "_"))
-            env = dict(os.environ, CELERY_BROKER_URL=broker_url)
-            env["PYTHONPATH"] = os.pathsep.join(
-                [str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-            argv = [sys.executable, "-m", "celery", "-A", "tests.app", "worker", "-n", name,
-                    "-P", "solo", "-c", "1", "-Q", ",".join(queues),
-                    "--without-mingle", "--without-gossip", "-l", "INFO"]
-            with open(log_path, "w") as handle:
-                proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                                        cwd=str(self.workdir), start_new_session=True)
-            self.procs.append(proc)
-            started.append((name, proc, log_path))
-        deadline = time.monotonic() + timeout
-        for name, proc, log_path in started:
-            while "ready." not in log_path.read_text(errors="replace"):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("worker %s did not start:\n%s" % (
-                        name, log_path.read_text(errors="replace")[-2000:]))
-                time.sleep(0.1)
-        return [name for name, _, _ in started]
+        started = [self.factory.start(broker_url, name=name, queues=queues, wait=False)
+                   for name in names]
+        for worker in started:
+            self.factory.wait_ready(worker, timeout, "ready.")
+        return names
 
     def stop_all(self):
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 15
-        for proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _kill_group(proc.pid)
-                proc.wait(5)
-        self.procs = []
+        self.factory.stop_all()
 
 
 def publish(broker_url, queues, per_queue, priorities=False):
@@ -456,13 +375,13 @@ def phase_services(ctx):
         return args
 
     if ctx.wants("queue-redis-1", "queue-redis-100"):
-        db = ctx.dbs.take()
-        redis_url = ctx.dbs.url(db)
+        db = ctx.take_db()
+        redis_url = ctx.redis.url(db)
         redis_queues = ["bench-q%03d" % i for i in range(100)]
         publish(redis_url, redis_queues, 10, priorities=True)
         scenarios += [
             Scenario("redis-cli", "`redis-cli llen` (1 list)",
-                     ["redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT), "-n", str(db),
+                     ["redis-cli", "-h", ctx.redis.host, "-p", str(ctx.redis.port), "-n", str(db),
                       "llen", redis_queues[0]], kind="baseline"),
             Scenario("queue-redis-1", "queue, Redis, 1 queue (10 msgs, priorities 0-9)",
                      queue_args(redis_url, redis_queues[:1]), tool="redis-cli", floor="redis"),
@@ -470,7 +389,7 @@ def phase_services(ctx):
                      queue_args(redis_url, redis_queues), tool="redis-cli", floor="redis"),
         ]
     if ctx.wants("queue-amqp-1", "queue-amqp-20"):
-        ctx.vhost = Vhost()
+        ctx.vhost = rabbitmq_kit.Vhost("celery-checks-bench").create()
         amqp_queues = ["bench-q%02d" % i for i in range(20)]
         publish(ctx.vhost.url, amqp_queues, 10)
         scenarios += [
@@ -515,7 +434,7 @@ def phase_workers(ctx):
     scenarios = []
     built = ctx.install.has("check_celery_heartbeat") or ctx.install.has("trigger_celery_heartbeat")
     if built and ctx.wants("heartbeat-1", "heartbeat-100", "trigger-10"):
-        hb_url = ctx.dbs.url(ctx.dbs.take())
+        hb_url = ctx.redis.url(ctx.take_db())
         hb_queues = ["bench-hb%03d" % i for i in range(100)]
         ctx.workers.start(hb_url, ["bench-hb@%s" % HOST], queues=hb_queues)
         scenarios += heartbeat_scenarios(ctx, hb_url, hb_queues)
@@ -525,8 +444,7 @@ def phase_workers(ctx):
             yield base_scenarios("2w", ["redis", "celery"]) + scenarios
         return
 
-    db = ctx.dbs.take()
-    url = ctx.dbs.url(db)
+    url = ctx.redis.url(ctx.take_db())
     names = ["bench-w%02d@%s" % (i, HOST) for i in range(1, 11)]
     missing = "bench-gone@%s" % HOST
     ctx.workers.start(url, names[:2])
@@ -575,9 +493,18 @@ class Context:
         self.workdir = workdir
         self.install = install
         self.only = only
-        self.dbs = RedisDBs()
+        # A redis-server of the benchmark's own, like the tests': it never
+        # touches a Redis it did not start.
+        self.redis = RedisServer(workdir).start()
+        log("redis-server of our own on port %d" % self.redis.port)
+        self.databases = Databases(self.redis)
+        self.held = contextlib.ExitStack()
         self.vhost = None
         self.workers = Workers(workdir)
+
+    def take_db(self):
+        """A database of our server, flushed, held until cleanup."""
+        return self.held.enter_context(self.databases.take())
 
     def wants(self, *keys):
         """Whether --only selects any of these scenarios (setups are skipped otherwise)."""
@@ -585,7 +512,7 @@ class Context:
 
     def cleanup(self):
         errors = []
-        for step in (self.workers.stop_all, self.dbs.release_all,
+        for step in (self.workers.stop_all, self.held.close, self.redis.stop,
                      lambda: self.vhost and self.vhost.delete()):
             try:
                 step()
@@ -721,9 +648,8 @@ def machine_description(started, load_before, load_after, args, versions):
         pass
     redis_version = rabbit_version = "?"
     try:
-        import redis
-
-        redis_version = redis.Redis(host=REDIS_HOST, port=REDIS_PORT).info("server")["redis_version"]
+        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=30)
+        redis_version = re.search(r"v=(\S+)", out.stdout).group(1)
     except Exception:
         pass
     try:

@@ -7,7 +7,7 @@ from celery import Celery
 
 import celery_checks
 
-app = Celery("tests", broker=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"))
+app = Celery("tests", broker=os.environ.get("CELERY_BROKER_URL", "memory://"))
 app.conf.update(
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,

@@ -9,21 +9,14 @@ import stat
 
 import pytest
 
-from tests.executables import CHECKS, ROOT, SCRIPTS
-from tests.plugin import run_check
+from tests.kit import project
+from tests.kit.project import ROOT, minimal_args
+from tests.kit.plugin import run_check
 
-# Arguments that make each check's parser happy, so the option under test is
-# the only thing that can fail.
-MINIMAL_ARGS = {
-    "check_celery_pulsefile": ["-f", "/nonexistent/x.pulse"],
-    "check_celery_queue": ["-b", "redis://127.0.0.1:1/0"],  # refused: no broker needed
-    "check_celery_heartbeat": ["--store", "redis://127.0.0.1:1/0"],
-    "check_celery_workers": ["-b", "redis://127.0.0.1:1/0"],
-}
+SCRIPTS = project.scripts()
+CHECKS = project.checks()
 
-
-def minimal(name):
-    return MINIMAL_ARGS.get(name, [])
+pytestmark = pytest.mark.quick
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
@@ -59,7 +52,7 @@ def test_version_exits_3(name):
 @pytest.mark.parametrize("option", ["-w", "-c"])
 @pytest.mark.parametrize("bad", ["abc", "10:5", "1e3", "", "@", "5::", "~"])
 def test_bad_range_is_unknown_with_usage(name, option, bad):
-    result = run_check(name, *minimal(name), option, bad)
+    result = run_check(name, *minimal_args(name), option, bad)
     result.assert_unknown("range")
     assert result.stdout.splitlines()[1].startswith("usage: ")
     assert not result.perfdata
@@ -68,7 +61,7 @@ def test_bad_range_is_unknown_with_usage(name, option, bad):
 @pytest.mark.parametrize("name", CHECKS)
 @pytest.mark.parametrize("good", ["10", "10:", "~:10", "10:20", "@10:20", "0.5"])
 def test_good_ranges_are_accepted(name, good):
-    result = run_check(name, *minimal(name), "-w", good, "-c", good)
+    result = run_check(name, *minimal_args(name), "-w", good, "-c", good)
     assert "invalid range" not in result.first_line
     assert result.rc != 3 or "range" not in result.first_line
 
@@ -76,14 +69,14 @@ def test_good_ranges_are_accepted(name, good):
 @pytest.mark.parametrize("name", CHECKS)
 @pytest.mark.parametrize("args", [["--no-such-option"], ["-t", "0"], ["-t", "abc"], ["-t", "-5"]])
 def test_usage_errors_exit_3_never_2(name, args):
-    result = run_check(name, *minimal(name), *args)
+    result = run_check(name, *minimal_args(name), *args)
     result.assert_unknown()
     assert len(result.stdout.splitlines()) >= 2  # status line + usage
 
 
 @pytest.mark.parametrize("name", CHECKS)
 def test_status_line_prefix_is_the_check_name(name):
-    result = run_check(name, *minimal(name))
+    result = run_check(name, *minimal_args(name))
     prefix = name.upper().replace("CHECK_", "", 1) + " "
     assert result.first_line.startswith(prefix), result.describe("prefix")
     result.assert_well_formed()

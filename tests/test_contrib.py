@@ -30,18 +30,20 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.executables import CHECKS, ROOT
-from tests.plugin import parse_perfdata
+from tests.kit import prerequisites, project, venvs
+from tests.kit.faults import closed_port
+from tests.kit.project import ROOT
+from tests.kit.waiting import port_open, wait_for
+from tests.kit.plugin import parse_perfdata
 
+CHECKS = project.checks()
 CONTRIB = ROOT / "contrib"
 NAGIOS = "nagios"
 ICINGA2 = "/usr/sbin/icinga2"
@@ -50,58 +52,25 @@ NRPE = "/usr/sbin/nrpe"
 CHECK_NRPE = "/usr/lib/nagios/plugins/check_nrpe"
 
 
-def _require(*paths):
-    if os.geteuid() != 0:
-        pytest.fail("the monitoring daemons drop to the %s user: run as root (CI does)" % NAGIOS)
-    for path in paths:
-        if not os.access(path, os.X_OK):
-            pytest.fail("%s is missing (.ci/system-packages installs it)" % path)
-
-
 def _nagios_ids():
     entry = pwd.getpwnam(NAGIOS)
     return entry.pw_uid, entry.pw_gid
-
-
-def _readable_tmpdir(prefix):
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
 
 
 @pytest.fixture(scope="session")
 def plugin_dir():
     """bin/ of a venv on /usr/bin/python3 (Debian's python3-* packages) with
     this project installed, readable and executable by nagios."""
-    _require("/usr/bin/python3")
-    base = _readable_tmpdir("celery-checks-contrib-")
-    try:
-        source = base / "src"
-        source.mkdir()
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy(ROOT / name, source / name)
-        shutil.copytree(ROOT / "celery_checks", source / "celery_checks",
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        venv = base / "venv"
-        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages",
-                        "--without-pip", str(venv)], check=True)
-        subprocess.run(
-            ["/usr/bin/python3", "-m", "pip", "--python", str(venv / "bin" / "python"),
-             "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-             "--no-build-isolation", "--no-index", str(source)],
-            check=True, capture_output=True, cwd=str(base),
-        )
-        shutil.rmtree(source)
+    prerequisites.require("root", "nagios-user", "debian-python")
+    with venvs.debian_venv("celery-checks-contrib-") as venv:
         yield venv / "bin"
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def daemon_dir():
     """A directory for a daemon's own files, outside pytest's tmp (mode
     700 under /tmp/pytest-of-root, which nagios cannot enter)."""
-    path = _readable_tmpdir("celery-checks-contrib-daemon-")
+    path = venvs.readable_tmpdir("celery-checks-contrib-daemon-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -109,7 +78,7 @@ def daemon_dir():
 @pytest.fixture
 def shared_dir():
     """A directory the nagios user can read, for pulse and broker files."""
-    path = _readable_tmpdir("celery-checks-contrib-files-")
+    path = venvs.readable_tmpdir("celery-checks-contrib-files-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -130,19 +99,6 @@ def _stop(process, timeout=10):
         pass  # the group is empty: everything stopped
     if process.poll() is None:
         process.wait(5)
-
-
-def _wait_for(predicate, what, timeout, process=None, log=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if process is not None and process.poll() is not None:
-            break
-        time.sleep(0.1)
-    detail = Path(log).read_text(errors="replace")[-3000:] if log and Path(log).exists() else ""
-    pytest.fail("timed out waiting for %s\n%s" % (what, detail))
 
 
 # ------------------------------------------------------------------ Icinga 2
@@ -239,7 +195,7 @@ class Icinga:
 
 
 def test_icinga_accepts_contrib_with_the_example_objects(daemon_dir):
-    _require(ICINGA2)
+    prerequisites.require("root", "icinga2")
     icinga = Icinga(daemon_dir, "/usr/lib/nagios/plugins")
     proc = subprocess.run(icinga.command("daemon", "-C"), capture_output=True, text=True,
                           timeout=60)
@@ -260,7 +216,7 @@ def test_icinga_accepts_contrib_with_the_example_objects(daemon_dir):
 
 def test_icinga_rejects_a_broken_contrib_file(daemon_dir):
     """The validation above proves something: a mistake is caught."""
-    _require(ICINGA2)
+    prerequisites.require("root", "icinga2")
     icinga = Icinga(daemon_dir, "/usr/lib/nagios/plugins")
     icinga.add("zones.d/master/broken.conf",
                'apply Service "x" { check_command = "celery_queu"; assign where true }\n')
@@ -314,7 +270,7 @@ def _perfdata_lines(base):
 @pytest.mark.slow
 def test_icinga_runs_the_example_services(
         plugin_dir, shared_dir, daemon_dir, redis_url, redis_client):
-    _require(ICINGA2)
+    prerequisites.require("root", "icinga2")
     prefix = "cc7:"
     redis_client.rpush(prefix + "work", "m1", "m2", "m3")
     (shared_dir / "worker.pulse").write_text('{"node": "w1@test", "pid": 1, "state": "running"}')
@@ -340,7 +296,7 @@ def test_icinga_runs_the_example_services(
             seen = _perfdata_lines(base)
             return seen if wanted <= set(seen) else None
 
-        lines = _wait_for(all_ran, "Icinga to run the five services", 30, daemon, log)
+        lines = wait_for(all_ran, 30, "Icinga to run the five services", process=daemon, log=log)
     finally:
         _stop(daemon)
     assert daemon.returncode == 0, log.read_text()[-3000:]
@@ -503,7 +459,7 @@ def nagios_config(base, plugins, files, extra_objects="", running=False):
 
 
 def test_nagios_accepts_contrib(daemon_dir):
-    _require(NAGIOS4)
+    prerequisites.require("root", "nagios4")
     config = nagios_config(daemon_dir, "/usr/lib/nagios/plugins", NAGIOS_FILES)
     proc = subprocess.run([NAGIOS4, "-v", str(config)], capture_output=True, text=True,
                           timeout=60)
@@ -530,7 +486,7 @@ def test_nagios_runs_the_example_services(
     """A real Nagios 4 runs contrib/nagios/services.cfg's four services for a
     host of ours: $USER1$, the _CELERY_BROKER_FILE host macro and $ARG1$
     expand into command lines the plugins accept."""
-    _require(NAGIOS4)
+    prerequisites.require("root", "nagios4")
     redis_client.rpush("celery", *["m%d" % i for i in range(150)])
     broker_file = shared_dir / "celery-broker"
     broker_file.write_text(redis_url + "\n")
@@ -550,7 +506,7 @@ def test_nagios_runs_the_example_services(
             done = {name for name, fields in seen.items() if fields.get("has_been_checked") == "1"}
             return seen if wanted <= done else None
 
-        services = _wait_for(all_checked, "Nagios to run the four services", 30, daemon, log)
+        services = wait_for(all_checked, 30, "Nagios to run the four services", process=daemon, log=log)
     finally:
         _stop(daemon)
 
@@ -585,26 +541,12 @@ include={snippet}
 """
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _port_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
 def test_nrpe_runs_the_contrib_commands_for_check_nrpe(
         plugin_dir, shared_dir, daemon_dir, redis_url, redis_client):
     """contrib/nrpe/celery-checks.cfg with the paths of this machine: the
     plugin directory, the broker file and the pulse directory."""
-    _require(NRPE, CHECK_NRPE)
+    prerequisites.require("root", "nrpe")
     redis_client.rpush("celery", *["m%d" % i for i in range(150)])
     broker_file = shared_dir / "celery-broker"
     broker_file.write_text(redis_url + "\n")
@@ -619,7 +561,7 @@ def test_nrpe_runs_the_contrib_commands_for_check_nrpe(
         assert original in snippet
         snippet = snippet.replace(original, here)
     (daemon_dir / "celery-checks.cfg").write_text(snippet)
-    port = _free_port()
+    port = closed_port()
     (daemon_dir / "nrpe.cfg").write_text(NRPE_CFG.format(
         port=port, user=NAGIOS, snippet=daemon_dir / "celery-checks.cfg"))
     log = daemon_dir / "nrpe.log"
@@ -627,7 +569,7 @@ def test_nrpe_runs_the_contrib_commands_for_check_nrpe(
         daemon = subprocess.Popen([NRPE, "-c", str(daemon_dir / "nrpe.cfg"), "-f"],
                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for(lambda: _port_open(port), "nrpe to listen on port %d" % port, 10, daemon, log)
+        wait_for(lambda: port_open(port), 10, "nrpe to listen on port %d" % port, process=daemon, log=log)
 
         def ask(command):
             # check_nrpe -t 15 as in contrib/nrpe/services.cfg

@@ -25,17 +25,11 @@ import uuid
 import pytest
 
 from celery_checks.secrets import redact_url
-from tests.faultkit import (
-    BROKER_SCRIPTS,
-    Listener,
-    RedisServer,
-    TcpProxy,
-    closed_port,
-    locked_redis_db,
-    run_parallel,
-    wait_for,
-)
-from tests.plugin import run_check
+from tests.kit import rabbitmq as rabbitmq_kit
+from tests.kit.faults import Listener, TcpProxy, closed_port
+from tests.kit.plugin import broker_scripts, run_check, run_parallel
+from tests.kit.redis_servers import RedisServer
+from tests.kit.waiting import wait_for
 
 T = 3  # -t for every run here: the answer must come within T + 1 s
 SECRET = "Fault-s3cret-pw"
@@ -43,6 +37,7 @@ RIGHT = "Right-s3cret-pw"
 PID = os.getpid()
 ACL_USER = "cc-faults-%d" % PID
 NOPERM_USER = "cc-faults-noperm-%d" % PID
+BROKER_SCRIPTS = broker_scripts()
 
 
 # How to aim each executable at the URL under test: (variant, argv builder).
@@ -82,20 +77,20 @@ FAULTS = [
     ("unreachable-host", "redis", "redis://:{pw}@127.0.0.2:{closed}/0", r"[Rr]efused|[Uu]nreachable"),
     ("silent", "redis", "redis://:{pw}@127.0.0.1:{silent}/0", r"did not answer|[Tt]ime"),
     ("hangup", "redis", "redis://:{pw}@127.0.0.1:{hangup}/0", r"[Cc]losed|reset|lost"),
-    ("wrong-password", "redis", "redis://{acl}:{pw}@127.0.0.1:6379/0", r"authentication|password"),
-    ("unknown-acl-user", "redis", "redis://nobody-{pid}:{pw}@127.0.0.1:6379/0", r"authentication|password"),
-    ("no-permission", "redis", "redis://{noperm}:{right}@127.0.0.1:6379/0", r"NOPERM|permission"),
-    ("wrong-db", "redis", "redis://:{pw}@127.0.0.1:6379/99", r"DB index"),
-    ("tls-to-plaintext", "redis", "rediss://:{pw}@127.0.0.1:6379/0?ssl_cert_reqs=none",
+    ("wrong-password", "redis", "redis://{acl}:{pw}@{redis}/0", r"authentication|password"),
+    ("unknown-acl-user", "redis", "redis://nobody-{pid}:{pw}@{redis}/0", r"authentication|password"),
+    ("no-permission", "redis", "redis://{noperm}:{right}@{redis}/0", r"NOPERM|permission"),
+    ("wrong-db", "redis", "redis://:{pw}@{redis}/99", r"DB index"),
+    ("tls-to-plaintext", "redis", "rediss://:{pw}@{redis}/0?ssl_cert_reqs=none",
      r"did not answer|[Tt]imeout|SSL|TLS|handshake"),
     ("refused", "amqp", "amqp://guest:{pw}@127.0.0.1:{closed}//", r"[Rr]efused"),
     ("unreachable-host", "amqp", "amqp://guest:{pw}@127.0.0.2:{closed}//", r"[Rr]efused|[Uu]nreachable"),
     ("silent", "amqp", "amqp://guest:{pw}@127.0.0.1:{silent}//", r"did not answer|in time|[Tt]ime"),
     ("hangup", "amqp", "amqp://guest:{pw}@127.0.0.1:{hangup}//", r"[Cc]losed|reset|lost"),
-    ("wrong-password", "amqp", "amqp://guest:{pw}@127.0.0.1:5672/{vhost}",
+    ("wrong-password", "amqp", "amqp://guest:{pw}@{amqp}/{vhost}",
      r"authentication|ACCESS_REFUSED"),
-    ("wrong-vhost", "amqp", "amqp://guest:guest@127.0.0.1:5672/no-such-vhost-{pid}", r"vhost"),
-    ("tls-to-plaintext", "amqp", "amqps://guest:{pw}@127.0.0.1:5672//", r"SSL|TLS|handshake"),
+    ("wrong-vhost", "amqp", "amqp://guest:guest@{amqp}/no-such-vhost-{pid}", r"vhost"),
+    ("tls-to-plaintext", "amqp", "amqps://guest:{pw}@{amqp}//", r"SSL|TLS|handshake"),
 ]
 
 CASES = [
@@ -109,12 +104,9 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def acl_users():
-    """Throwaway ACL users on the shared Redis, deleted afterwards. Only
-    ACL SETUSER/DELUSER: the shared server's config is never touched."""
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379)
+def acl_users(redis_server):
+    """Throwaway ACL users on the suite's Redis, deleted afterwards."""
+    client = redis_server.client()
     client.execute_command("ACL", "SETUSER", ACL_USER, "on", ">" + RIGHT, "~*", "&*", "+@all")
     client.execute_command("ACL", "SETUSER", NOPERM_USER, "on", ">" + RIGHT, "-@all")
     yield
@@ -123,20 +115,21 @@ def acl_users():
 
 
 @pytest.fixture(scope="module")
-def store_db():
+def store_db(redis_dbs):
     """A Redis DB for the trigger's working store."""
-    with locked_redis_db() as number:
+    with redis_dbs.take(from_top=True) as number:
         yield number
 
 
 @pytest.fixture(scope="module")
-def matrix(acl_users, store_db, rabbitmq_vhost):
+def matrix(acl_users, store_db, rabbitmq_vhost, redis_server):
     """Every case of CASES run once, a few at a time: {case id: (url, Result)}."""
     silent, hangup = Listener("silent"), Listener("hangup")
     values = dict(pw=SECRET, right=RIGHT, closed=closed_port(), silent=silent.port,
                   hangup=hangup.port, acl=ACL_USER, noperm=NOPERM_USER, pid=PID,
-                  vhost=rabbitmq_vhost)
-    good_store = "redis://127.0.0.1:6379/%d" % store_db
+                  vhost=rabbitmq_vhost, redis="%s:%d" % (redis_server.host, redis_server.port),
+                  amqp="%s:%d" % (rabbitmq_kit.HOST, rabbitmq_kit.PORT))
+    good_store = redis_server.url(store_db)
     jobs, keys = [], []
     for case in CASES:
         fault, kind, template, reason, name, variant, builder = case.values
@@ -199,7 +192,7 @@ def test_broker_fault_is_the_documented_answer(matrix, request, fault, kind, tem
 # ---------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("name", BROKER_SCRIPTS)
-@pytest.mark.parametrize("url", ["ftp://host/x", "redis://127.0.0.1:6379/abc", "no-scheme"])
+@pytest.mark.parametrize("url", ["ftp://host/x", "redis://127.0.0.1:%d/abc" % closed_port(), "no-scheme"])
 def test_bad_broker_url_is_usage_not_outage(name, url):
     """A URL we cannot use is our configuration error: UNKNOWN (the trigger:
     its documented usage exit 2), never CRITICAL, never a traceback."""
@@ -238,8 +231,9 @@ def _heartbeat_started(client, queue):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["cut-from-broker", "sigkill"])
-def test_worker_fault_seen_by_every_check(fault, redis_url, redis_client, celery_worker, tmp_path):
-    proxy = TcpProxy(6379)
+def test_worker_fault_seen_by_every_check(fault, redis_server, redis_url, redis_client, celery_worker,
+                                         tmp_path):
+    proxy = TcpProxy(redis_server.port)
     try:
         _worker_fault(fault, proxy, redis_url, redis_client, celery_worker, tmp_path)
     finally:
@@ -378,7 +372,7 @@ def test_rabbitmq_connections_dropped_during_runs(rabbitmq, redis_url):
     loopback proxy in front of the shared node drops every connection
     mid-run and refuses new ones for a moment: what a restart looks like
     from the client side."""
-    proxy = TcpProxy(5672)
+    proxy = TcpProxy(rabbitmq_kit.PORT, rabbitmq_kit.HOST)
     url = "amqp://guest:guest@127.0.0.1:%d/%s" % (proxy.port, rabbitmq.vhost)
     store = redis_url  # the trigger's store
     jobs = []
@@ -416,7 +410,7 @@ def test_rabbitmq_hanging_after_the_handshake_is_critical_within_t(rabbitmq):
     reported (CRITICAL), not our own failure."""
     queue = rabbitmq.queue_name("hang")
     rabbitmq.channel().queue_declare(queue)
-    proxy = TcpProxy(5672, freeze_on=b"\x00\x32\x00\x0a")
+    proxy = TcpProxy(rabbitmq_kit.PORT, rabbitmq_kit.HOST, freeze_on=b"\x00\x32\x00\x0a")
     url = "amqp://guest:guest@127.0.0.1:%d/%s" % (proxy.port, rabbitmq.vhost)
     try:
         result = run_check("check_celery_queue", "-q", queue, "-t", "2",

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from celery_checks import heartbeat_store as store
-from tests.plugin import run_check
+from tests.kit.plugin import run_check
+from tests.kit.waiting import wait_for
 
 
 def check(store_url, *args, **kw):
@@ -25,16 +26,6 @@ def trigger(*args, **kw):
 
 def record(client, queue):
     return {k.decode(): v.decode() for k, v in client.hgetall(store.key_for(queue)).items()}
-
-
-def wait_for(predicate, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail("timed out waiting for %s" % what)
 
 
 def started(client, *queues):
@@ -347,11 +338,11 @@ def test_django_settings_reach_the_worker_store_through_the_celery_namespace():
 
     class Settings:
         CELERY_BROKER_URL = "amqp://mq//"
-        CELERY_CHECKS_STORE_URL = "redis://cache:6379/3"
+        CELERY_CHECKS_STORE_URL = "redis://cache:6380/3"
 
     app = Celery("django_like", set_as_current=False)
     app.config_from_object(Settings, namespace="CELERY")
-    assert store.worker_store(app.conf, {})[0] == "redis://cache:6379/3"
+    assert store.worker_store(app.conf, {})[0] == "redis://cache:6380/3"
 
 
 def test_worker_store_from_app_conf():

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from tests.plugin import executable
+from tests.kit.plugin import executable
 
 EVERY_CLIENT = ("celery", "kombu", "billiard", "redis", "pika", "amqp")
 EXIT = {"OK": 0, "CRITICAL": 2}

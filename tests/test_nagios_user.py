@@ -26,16 +26,17 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.executables import CHECKS, ROOT
-from tests.plugin import Result
-from tests.test_contract import minimal
+from tests.kit import prerequisites, project, venvs
+from tests.kit.project import ROOT, minimal_args
+from tests.kit.plugin import Result
+from tests.kit.waiting import wait_for
+
+CHECKS = project.checks()
 
 NAGIOS = "nagios"
 # What NRPE/Icinga give a plugin: no HOME, a plain PATH, cwd "/".
@@ -55,54 +56,19 @@ HARMLESS_TARGETS = {"/dev/null"}
 STRACE_LINE = re.compile(r"^(?:\[pid\s+)?\d*\]?\s*(\w+)\((.*)\)\s+=\s+(.*)$")
 
 
-def _require_root():
-    if os.geteuid() != 0:
-        pytest.fail("switching to the %s user needs root (CI runs as root)" % NAGIOS)
-    try:
-        import pwd
-
-        pwd.getpwnam(NAGIOS)
-    except KeyError:
-        pytest.fail("no %s user (.ci/system-packages creates it)" % NAGIOS)
-    for tool in ("setpriv", "strace"):
-        if not shutil.which(tool):
-            pytest.fail("%s is missing (.ci/system-packages installs it)" % tool)
-
-
 @pytest.fixture(scope="session")
 def nagios_install():
     """A venv on /usr/bin/python3 seeing Debian's python3-* packages, with
     this project installed (not editable, no bytecode), readable by nagios."""
-    _require_root()
-    base = Path(tempfile.mkdtemp(prefix="celery-checks-nagios-"))
-    try:
-        base.chmod(0o755)
-        source = base / "src"
-        source.mkdir()
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy(ROOT / name, source / name)
-        shutil.copytree(ROOT / "celery_checks", source / "celery_checks",
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        venv = base / "venv"
-        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages",
-                        "--without-pip", str(venv)], check=True)
-        subprocess.run(
-            ["/usr/bin/python3", "-m", "pip", "--python", str(venv / "bin" / "python"),
-             "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-             "--no-build-isolation", "--no-index", "--no-compile", str(source)],
-            check=True, capture_output=True, cwd=str(base),
-        )
-        shutil.rmtree(source)
+    prerequisites.require("root", "nagios-user", "setpriv", "strace", "debian-python")
+    with venvs.debian_venv("celery-checks-nagios-") as venv:
         yield venv
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def shared_dir():
     """A directory nagios may read (not write), for the files checks read."""
-    path = Path(tempfile.mkdtemp(prefix="celery-checks-nagios-files-"))
-    path.chmod(0o755)
+    path = venvs.readable_tmpdir("celery-checks-nagios-files-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -222,15 +188,6 @@ def scenario_queue(request, files):
     ]
 
 
-def _wait_for(predicate, what, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail("timed out waiting for %s" % what)
-
-
 def scenario_heartbeat(request, files):
     """The cron side too: trigger_celery_heartbeat runs as nagios (a crontab
     of the monitoring user), a real worker runs the heartbeat."""
@@ -248,8 +205,8 @@ def scenario_heartbeat(request, files):
     assert trigger.proc.returncode == 0, trigger.describe("trigger as nagios")
     assert trigger.proc.stdout.startswith("published 1 heartbeat"), trigger.describe("trigger")
     trigger.assert_no_writes()
-    _wait_for(lambda: redis_client.hexists(store.key_for(queue), "started"),
-              "the worker to start the heartbeat")
+    wait_for(lambda: redis_client.hexists(store.key_for(queue), "started"), 20,
+             "the worker to start the heartbeat")
     return [(["-b", redis_url, "-q", queue], "OK", [], {queue + "_age": None,
                                                        queue + "_latency": None})]
 
@@ -302,10 +259,9 @@ def nagios_plugin_dir():
     (here on PYTHONPATH; /usr/local/lib/python3.11/dist-packages on a real
     host) and the thin wrappers from checks/ into a plugin directory, run
     by /usr/bin/python3 with Debian's python3-* packages."""
-    _require_root()
-    base = Path(tempfile.mkdtemp(prefix="celery-checks-nagios-copy-"))
+    prerequisites.require("root", "nagios-user", "setpriv", "strace", "debian-python")
+    base = venvs.readable_tmpdir("celery-checks-nagios-copy-")
     try:
-        base.chmod(0o755)
         shutil.copytree(ROOT / "celery_checks", base / "site" / "celery_checks",
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "checks", base / "plugins")
@@ -331,7 +287,7 @@ def test_minimal_arguments_and_help_as_nagios_write_nothing(
     run.assert_no_writes()
     # The refused bytecode-cache writes really happened and were harmless.
     assert any("/__pycache__" in " ".join(paths) for _, paths, _ in run.attempts)
-    run = run_as_nagios(executable, *minimal(name), tmp_path=tmp_path, extra_env=env)
+    run = run_as_nagios(executable, *minimal_args(name), tmp_path=tmp_path, extra_env=env)
     run.result.assert_well_formed()
     run.assert_no_writes()
 

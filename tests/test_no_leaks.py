@@ -25,23 +25,18 @@ import uuid
 
 import pytest
 
-from tests.faultkit import (
-    BROKER_SCRIPTS,
-    Listener,
-    closed_port,
-    fork_runs,
-    help_text,
-    locked_redis_db,
-    run_parallel,
-    wait_for,
-)
-from tests.plugin import executable, run_check
+from tests.kit import rabbitmq as rabbitmq_kit
+from tests.kit.faults import Listener, closed_port
+from tests.kit.plugin import broker_scripts, executable, fork_runs, help_text, run_check, run_parallel
+from tests.kit.waiting import wait_for
+from tests.kit.workers import WorkerFactory
 
 RUNS = 200
 PID = os.getpid()
 SECRET = "Leak-s3cret-%d" % PID
 REDIS_USER = "cc-leaks-%d" % PID
 AMQP_USER = "cc-leaks-%d" % PID
+BROKER_SCRIPTS = broker_scripts()
 
 
 # ------------------------------------------------------------ the snapshot
@@ -103,21 +98,18 @@ def queue_bodies(url, queue):
 
 
 @pytest.fixture(scope="module")
-def brokers(tmp_path_factory, rabbitmq_vhost):
+def brokers(tmp_path_factory, rabbitmq_vhost, redis_server, redis_dbs):
     """A worker on each broker, 5 messages waiting in a queue nobody
     consumes on each, a heartbeat record in the store: shared by the tests
     of this module, which change nothing."""
     import pika
-    import redis
-
-    from tests.conftest import RabbitMQ, WorkerFactory
 
     waiting = "leak-wait-%s" % uuid.uuid4().hex[:6]
     factory = WorkerFactory(tmp_path_factory.mktemp("leak-workers"))
-    rabbitmq = RabbitMQ(rabbitmq_vhost)
-    with locked_redis_db() as db:
-        redis_url = "redis://127.0.0.1:6379/%d" % db
-        client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+    rabbitmq = rabbitmq_kit.Queues(rabbitmq_vhost)
+    with redis_dbs.take(from_top=True) as db:
+        redis_url = redis_server.url(db)
+        client = redis_server.client(db)
         try:
             workers = {kind: factory.start(url, queues=["leak-work"], wait=False)
                        for kind, url in (("redis", redis_url), ("amqp", rabbitmq.url))}
@@ -250,12 +242,10 @@ def test_fifty_checks_at_once_all_answer_correctly(brokers):
 # ------------------------------------------------------------------ secrets
 
 @pytest.fixture(scope="module")
-def secret_users(rabbitmq_vhost):
+def secret_users(rabbitmq_vhost, redis_server):
     """A Redis ACL user and a RabbitMQ user whose password is SECRET, so the
     success path authenticates with it; both deleted afterwards."""
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = redis_server.client()
     client.execute_command("ACL", "SETUSER", REDIS_USER, "on", ">" + SECRET, "~*", "&*", "+@all")
     subprocess.run(["rabbitmqctl", "-q", "add_user", AMQP_USER, SECRET], check=True, capture_output=True)
     subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", rabbitmq_vhost, AMQP_USER,
@@ -266,13 +256,13 @@ def secret_users(rabbitmq_vhost):
     subprocess.run(["rabbitmqctl", "-q", "delete_user", AMQP_USER], capture_output=True)
 
 
-def secret_runs(name, redis_db, vhost, tmp_path):
+def secret_runs(name, redis_server, redis_db, vhost, tmp_path):
     """(label, args, extra_env) for every way to hand ``name`` a URL with
     SECRET in it, on a path that succeeds and one that fails, with -v 0..3
     spread so that every level meets every path."""
-    good_redis = "redis://%s:%s@127.0.0.1:6379/%d" % (REDIS_USER, SECRET, redis_db)
+    good_redis = redis_server.url(redis_db, auth="%s:%s" % (REDIS_USER, SECRET))
     bad_redis = "redis://%s:%s@127.0.0.1:%d/0" % (REDIS_USER, SECRET, closed_port())
-    good_amqp = "amqp://%s:%s@127.0.0.1:5672/%s" % (AMQP_USER, SECRET, vhost)
+    good_amqp = rabbitmq_kit.url(vhost, AMQP_USER, SECRET)
     is_trigger = name.startswith("trigger")
     text = help_text(name)
     urls = [("redis-ok", good_redis), ("redis-down", bad_redis)]
@@ -304,8 +294,9 @@ def secret_runs(name, redis_db, vhost, tmp_path):
 
 
 @pytest.mark.parametrize("name", BROKER_SCRIPTS)
-def test_password_never_in_any_output(name, secret_users, redis_db, rabbitmq_vhost, tmp_path):
-    runs = secret_runs(name, redis_db, rabbitmq_vhost, tmp_path)
+def test_password_never_in_any_output(name, secret_users, redis_server, redis_db, rabbitmq_vhost,
+                                      tmp_path):
+    runs = secret_runs(name, redis_server, redis_db, rabbitmq_vhost, tmp_path)
     results = run_parallel([(name, args, {"extra_env": env}) for _, args, env in runs], parallel=6)
     for (label, args, env), result in zip(runs, results):
         output = result.stdout + result.stderr

@@ -26,10 +26,12 @@ from hypothesis import strategies as st
 
 from celery_checks import cli, perfdata, pulsefile, secrets, workers
 from celery_checks.policy import CheckError
-from tests.executables import CHECKS
-from tests.faultkit import closed_port
-from tests.plugin import PERF_ITEM, parse_perfdata, run_check
-from tests.test_contract import MINIMAL_ARGS
+from tests.kit import project
+from tests.kit.faults import closed_port
+from tests.kit.plugin import PERF_ITEM, parse_perfdata, run_check
+from tests.kit.project import MINIMAL_ARGS
+
+CHECKS = project.checks()
 
 PURE = settings(max_examples=300, deadline=None)
 PROCESS = settings(max_examples=20, deadline=None,
@@ -102,7 +104,7 @@ def test_any_label_and_value_make_parsable_perfdata(name, value):
 @PURE
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="@:/"),
                min_size=6, max_size=20),
-       st.sampled_from(["redis://u:{pw}@host:6379/0", "amqp://guest:{pw}@rabbit:5672/vh",
+       st.sampled_from(["redis://u:{pw}@host:6380/0", "amqp://guest:{pw}@rabbit:5672/vh",
                         "rediss://:{pw}@h/1?ssl_cert_reqs=none", "sentinel://h:26379?password={pw}"]))
 def test_a_password_is_masked_wherever_it_appears(password, template):
     from urllib.parse import quote

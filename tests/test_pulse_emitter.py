@@ -10,14 +10,16 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 from celery import Celery
 
 from celery_checks import pulse as emitter
-from tests.plugin import run_check
+from tests.kit import prerequisites
+from tests.kit.plugin import run_check
+from tests.kit.redis_servers import RedisServer
+from tests.kit.waiting import wait_for
 
 INTERVAL = "0.5"
 
@@ -28,16 +30,6 @@ def check(*args):
 
 def pulse_env(path, interval=INTERVAL, key="CELERY_CHECKS_PULSE_FILE"):
     return {key: str(path), "CELERY_CHECKS_PULSE_INTERVAL": interval}
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def age(path):
@@ -73,40 +65,8 @@ def client(broker_url):
 @pytest.fixture
 def private_redis(tmp_path):
     """A redis-server of our own on a free loopback port, to take away."""
-    class Server:
-        def __init__(self):
-            probe = socket.socket()
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-            probe.close()
-            self.url = "redis://127.0.0.1:%d/0" % self.port
-            self.process = None
-
-        def start(self):
-            self.process = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-            def up():
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                    return True
-                except OSError:
-                    return False
-            wait_for(up, 10, "redis-server on port %d" % self.port)
-
-        def stop(self):
-            if self.process and self.process.poll() is None:
-                self.process.terminate()  # by PID: only the server we started
-                try:
-                    self.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(5)
-
-    server = Server()
-    server.start()
+    prerequisites.require("redis-server")
+    server = RedisServer(tmp_path).start()
     yield server
     server.stop()
 
@@ -206,7 +166,7 @@ def test_busy_worker_solo_blocks_the_pulse_threads_does_not(celery_worker, redis
 @pytest.mark.slow
 def test_not_consuming_or_disconnected_worker_goes_stale_and_recovers(celery_worker, private_redis, tmp_path):
     path = tmp_path / "%h" / "%n.pulse"
-    worker = celery_worker.start(private_redis.url, pool="solo", env=pulse_env(path))
+    worker = celery_worker.start(private_redis.url(), pool="solo", env=pulse_env(path))
     path = tmp_path / socket.gethostname() / (short_name(worker) + ".pulse")
     wait_for(written_after(path, 0), 10, path)
 
@@ -224,7 +184,7 @@ def test_not_consuming_or_disconnected_worker_goes_stale_and_recovers(celery_wor
 
     # Connected, but `celery control cancel_consumer` left it consuming nothing.
     # (After the reconnect: Celery 5.2's add_consumer does not survive one.)
-    app = client(private_redis.url)
+    app = client(private_redis.url())
     try:
         assert app.control.cancel_consumer("celery", destination=[worker.name], reply=True, timeout=5)
         wait_for(lambda: age(path) > 2.2, 8, "a stale pulse after cancel_consumer")
@@ -311,7 +271,7 @@ def test_unconfigured_worker_writes_nothing(celery_worker, redis_url, tmp_path):
 
 class DjangoSettings:
     """What config_from_object('django.conf:settings', ...) reads: attributes."""
-    CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    CELERY_BROKER_URL = "redis://redis.example/0"
     CELERY_CHECKS_PULSE_FILE = "/run/celery/%n-%h.pulse"
     CELERY_CHECKS_PULSE_INTERVAL = "2.5"
     CELERY_CHECKS_BEAT_PULSE_FILE = "/run/celery/%n.pulse"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.executables import ROOT
-from tests.plugin import run_check
+from tests.kit.project import ROOT
+from tests.kit.plugin import run_check
 
 
 def check(*args, **kw):

@@ -10,14 +10,17 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 
 import pytest
 
-from tests.executables import ROOT
-from tests.plugin import run_check
+from tests.kit import prerequisites
+from tests.kit import rabbitmq as rabbitmq_kit
+from tests.kit.faults import Listener, closed_port
+from tests.kit.plugin import run_check
+from tests.kit.project import ROOT
+from tests.kit.redis_servers import RedisServer, self_signed
+from tests.kit.waiting import wait_for
 
 NAME = "check_celery_queue"
 NO_CHECKS = {"CELERY_CHECKS_DISABLE": "1"}  # workers without the worker-side parts
@@ -58,16 +61,6 @@ def publish(app, queue, count=1, priority=None, task="tests.add", args=(1, 2)):
 
 def qname(suffix="q"):
     return "cq-%s-%s" % (uuid.uuid4().hex[:6], suffix)
-
-
-def wait_for(predicate, timeout=20, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 # ---------------------------------------------------------------- Redis counts
@@ -134,12 +127,13 @@ def test_several_queues_in_one_status_line(redis_url, celery_apps):
     check("-b", redis_url, "-q", empty, "-q", empty).assert_ok("has 0 waiting messages")
 
 
-def test_non_default_database(redis_db, celery_apps):
+def test_non_default_database(redis_server, redis_db, celery_apps):
     assert redis_db != 0
-    url = "redis://127.0.0.1:6379/%d" % redis_db
+    url = redis_server.url(redis_db)
     publish(celery_apps(url), "celery", 4)
     assert check("-b", url).perfdata["celery"].value == 4
-    assert check("-b", "redis://127.0.0.1:6379?virtual_host=%d" % redis_db).perfdata["celery"].value == 4
+    by_vhost = "redis://127.0.0.1:%d?virtual_host=%d" % (redis_server.port, redis_db)
+    assert check("-b", by_vhost).perfdata["celery"].value == 4
 
 
 @pytest.mark.parametrize("warning,critical,state,fragment", [
@@ -201,7 +195,7 @@ def test_unacked_reserved_by_a_real_worker(redis_url, celery_apps, celery_worker
     publish(celery_apps(redis_url), queue, 3, task="tests.sleep", args=(30,))
     worker = celery_worker.start(redis_url, queues=(queue,), env=NO_CHECKS)
     try:
-        result = wait_for(lambda: _reserved(redis_url, queue))
+        result = wait_for(lambda: _reserved(redis_url, queue), 20, "the worker to reserve")
         assert result, "the worker never reserved a message"
         assert result.perfdata[queue].value == 2  # solo pool, prefetch 1
         assert result.perfdata["unacked_" + queue].value == 1
@@ -290,7 +284,7 @@ def test_rabbitmq_with_a_real_worker_consuming(rabbitmq, celery_apps, celery_wor
         result = check("-b", rabbitmq.url, "-q", queue, "--consumers-critical", "1:")
         return result if result.perfdata[queue].value == 0 else None
 
-    result = wait_for(drained)
+    result = wait_for(drained, 20, "the worker to drain the queue")
     assert result, "the worker did not drain %s" % queue
     result.assert_ok("queue %s has 0 waiting messages, 1 consumers" % queue)
     assert result.perfdata["consumers_" + queue].value == 1
@@ -315,33 +309,9 @@ def test_rabbitmq_missing_queue_is_critical_and_not_declared(rabbitmq, celery_ap
 @pytest.fixture
 def silent_port():
     """A loopback port that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted, stop = [], threading.Event()
-
-    def serve():
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    for conn in accepted:
-        conn.close()
-    server.close()
-
-
-def refused_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    listener = Listener("silent")
+    yield listener.port
+    listener.close()
 
 
 @pytest.mark.parametrize("template,reason", [
@@ -349,13 +319,14 @@ def refused_port():
     ("amqp://guest:s3cret-pw@127.0.0.1:{refused}//", "Connection refused"),
     ("redis://:s3cret-pw@127.0.0.1:{silent}/0", "did not answer in time"),
     ("amqp://guest:s3cret-pw@127.0.0.1:{silent}//", "no AMQP handshake in time"),
-    ("rediss://:s3cret-pw@127.0.0.1:6379/0", "did not answer in time"),
-    ("amqps://guest:s3cret-pw@127.0.0.1:5672//", "SSL"),
-    ("amqp://guest:s3cret-pw@127.0.0.1:5672//", "refused authentication"),
-    ("redis://nobody-here:s3cret-pw@127.0.0.1:6379/0", "refused"),
+    ("rediss://:s3cret-pw@{redis}/0", "did not answer in time"),
+    ("amqps://guest:s3cret-pw@{amqp}//", "SSL"),
+    ("amqp://guest:s3cret-pw@{amqp}//", "refused authentication"),
+    ("redis://nobody-here:s3cret-pw@{redis}/0", "refused"),
 ])
-def test_broker_failures_are_critical_within_timeout(silent_port, template, reason):
-    url = template.format(refused=refused_port(), silent=silent_port)
+def test_broker_failures_are_critical_within_timeout(redis_server, silent_port, template, reason):
+    url = template.format(refused=closed_port(), silent=silent_port, redis="127.0.0.1:%d" % redis_server.port,
+                          amqp="%s:%d" % (rabbitmq_kit.HOST, rabbitmq_kit.PORT))
     result = check("-b", url, "-t", "2", "-vv")
     shown = url.replace("s3cret-pw", "***")
     result.assert_critical(shown, reason)
@@ -372,18 +343,16 @@ def test_broker_failures_are_critical_within_timeout(silent_port, template, reas
     (["-b", "amqp://guest:guest@127.0.0.1//", "--all-queues"], "--all-queues needs a Redis"),
     (["-b", "amqp://guest:guest@127.0.0.1//", "--unacked-per-queue"], "Redis"),
     (["-b", "amqp://guest:guest@127.0.0.1//", "-q", "x" * 256], "255 bytes"),
-    (["-b", "redis://127.0.0.1:6379/abc"], "database number"),
+    (["-b", "redis://127.0.0.1:1/abc"], "database number"),
 ])
 def test_bad_input_is_unknown_on_one_line(args, fragment):
     result = check(*args).assert_unknown(fragment)
     assert "Traceback" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("url,only", [
-    ("redis://127.0.0.1:6379/0", "redis"),
-    ("amqp://guest:guest@127.0.0.1:5672//", "pika"),
-])
-def test_imports_only_its_client_library(url, only):
+@pytest.mark.parametrize("kind,only", [("redis", "redis"), ("amqp", "pika")])
+def test_imports_only_its_client_library(request, kind, only):
+    url = request.getfixturevalue("redis_url") if kind == "redis" else request.getfixturevalue("rabbitmq").url
     code = (
         "import sys, atexit\n"
         "atexit.register(lambda: print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} "
@@ -398,64 +367,14 @@ def test_imports_only_its_client_library(url, only):
 
 # ------------------------------------------- Redis servers of our own (TLS, ...)
 
-def free_port():
-    return refused_port()
-
-
-class OwnRedis:
-    """A redis-server started by this test on its own port and socket."""
-
-    def __init__(self, tmp_path, *config_lines):
-        if shutil.which("redis-server") is None:
-            pytest.skip("redis-server not installed")
-        self.dir = tmp_path
-        self.port = free_port()
-        self.socket = "/tmp/cq-redis-%d.sock" % self.port  # short: it shows in messages
-        conf = tmp_path / ("redis-%d.conf" % self.port)
-        conf.write_text("\n".join([
-            "port %d" % self.port, "bind 127.0.0.1", "unixsocket %s" % self.socket,
-            "save \"\"", "appendonly no", "dir %s" % tmp_path,
-        ] + list(config_lines)) + "\n")
-        self.log = tmp_path / ("redis-%d.log" % self.port)
-        self.process = subprocess.Popen(["redis-server", str(conf)], stdout=open(self.log, "w"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait(self, port=None, path=None):
-        def up():
-            if self.process.poll() is not None:
-                pytest.fail("redis-server exited:\n" + self.log.read_text())
-            try:
-                if path:
-                    sock = socket.socket(socket.AF_UNIX)
-                    sock.connect(path)
-                    sock.close()
-                else:
-                    socket.create_connection(("127.0.0.1", port or self.port), 0.2).close()
-                return True
-            except OSError:
-                return False
-        assert wait_for(up, timeout=10, interval=0.05), self.log.read_text()
-        return self
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
-
-
 @pytest.fixture
 def own_redis(tmp_path):
+    """``own_redis(*config_lines, **options)``: a started RedisServer of this test."""
+    prerequisites.require("redis-server")
     started = []
 
-    def start(*config_lines, directory=None):
-        directory = directory or tmp_path
-        server = OwnRedis(directory, *config_lines)
+    def start(*config_lines, **options):
+        server = RedisServer(tmp_path, *config_lines, **options)
         started.append(server)
         return server
 
@@ -465,9 +384,9 @@ def own_redis(tmp_path):
 
 
 def test_unix_socket_password_and_acl_user(own_redis, celery_apps):
-    server = own_redis("requirepass sekrit-pw", "user alice on >alice-pw ~* &* +@all").wait()
+    server = own_redis("requirepass sekrit-pw", "user alice on >alice-pw ~* &* +@all",
+                       unix_socket=True).start()
     url = "redis+socket://:sekrit-pw@%s?virtual_host=2" % server.socket
-    server.wait(path=server.socket)
     publish(celery_apps(url), "celery", 3)
     result = check("-b", url).assert_ok("has 3 waiting messages")
     assert result.perfdata["celery"].value == 3
@@ -482,24 +401,13 @@ def test_unix_socket_password_and_acl_user(own_redis, celery_apps):
     check("-b", "redis+socket://%s" % server.socket).assert_critical("refused")
 
 
-def _self_signed(directory):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True)
-    return cert, key
-
-
 def test_tls_rediss(own_redis, tmp_path, celery_apps):
-    cert, key = _self_signed(tmp_path)
-    tls_port = free_port()
+    prerequisites.require("openssl")
+    cert, key = self_signed(tmp_path)
+    tls_port = closed_port()
     server = own_redis("tls-port %d" % tls_port, "tls-cert-file %s" % cert,
                        "tls-key-file %s" % key, "tls-ca-cert-file %s" % cert,
-                       "tls-auth-clients no").wait(port=tls_port)
+                       "tls-auth-clients no").start(wait_port=tls_port)
     plain = "redis://127.0.0.1:%d/0" % server.port
     publish(celery_apps(plain), "celery", 2)
     verified = "rediss://127.0.0.1:%d/0?ssl_cert_reqs=required&ssl_ca_certs=%s" % (tls_port, cert)
@@ -512,32 +420,29 @@ def test_tls_rediss(own_redis, tmp_path, celery_apps):
 
 
 def test_sentinel_master_name(own_redis, tmp_path, celery_apps):
-    master = own_redis().wait()
+    master = own_redis().start()
     sentinel_dir = tmp_path / "sentinel"
     sentinel_dir.mkdir()
-    sentinel_port = free_port()
-    conf = sentinel_dir / "sentinel.conf"
-    conf.write_text("port %d\nbind 127.0.0.1\nsentinel monitor themaster 127.0.0.1 %d 1\n"
-                    "dir %s\n" % (sentinel_port, master.port, sentinel_dir))
-    log = sentinel_dir / "sentinel.log"
-    process = subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=open(log, "w"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    sentinel = RedisServer(sentinel_dir, "sentinel monitor themaster 127.0.0.1 %d 1" % master.port,
+                           sentinel=True)
+    sentinel_port = sentinel.port
+    sentinel.start()
     try:
         url = "sentinel://127.0.0.1:%d/3" % sentinel_port
-        assert wait_for(lambda: _sentinel_knows(sentinel_port), timeout=10, interval=0.1), log.read_text()
+        wait_for(lambda: _sentinel_knows(sentinel_port), 10, "the sentinel to know the master",
+                 interval=0.1)
         publish(celery_apps(url, master_name="themaster"), "celery", 4, priority=6)
         result = check("-b", url, "-O", "master_name=themaster").assert_ok("has 4 waiting messages")
         assert result.perfdata["celery"].value == 4
         check("-b", url, "-O", "master_name=nosuch", "-t", "3").assert_critical(
             "sentinel://127.0.0.1:%d/3" % sentinel_port)
         check("-b", url).assert_unknown("master_name")
-        down = "sentinel://127.0.0.1:%d/3" % refused_port()
+        down = "sentinel://127.0.0.1:%d/3" % closed_port()
         result = check("-b", down, "-O", "master_name=themaster", "-t", "2")
         result.assert_critical(down, "no sentinel answered")
         assert result.elapsed < 2.8
     finally:
-        process.terminate()
-        process.wait(5)
+        sentinel.stop()
 
 
 def _sentinel_knows(port):

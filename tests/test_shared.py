@@ -10,8 +10,10 @@ import pytest
 from celery_checks import cli, perfdata, secrets
 from celery_checks.broker import resolve_broker_url, transport_of
 from celery_checks.policy import CheckError
-from tests.executables import ROOT
-from tests.plugin import Result, parse_perfdata
+from tests.kit.project import ROOT
+from tests.kit.plugin import Result, parse_perfdata
+
+pytestmark = pytest.mark.quick
 
 
 @pytest.mark.parametrize("spec", ["10", "10:", "~:10", "10:20", "@10:20", "0.5", " 5 ", "@~:0"])
@@ -51,7 +53,7 @@ def test_violation_in_words(spec, words):
 
 
 @pytest.mark.parametrize("url,shown", [
-    ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+    ("redis://:s3cret@host:6380/0", "redis://:***@host:6380/0"),
     ("amqp://user:p%40ss@host//", "amqp://user:***@host//"),
     ("redis://host/0", "redis://host/0"),
     ("sentinel://host:26379?password=zz9zz", "sentinel://host:26379?password=***"),
@@ -174,13 +176,13 @@ def test_perfdata_grammar_of_the_tests_rejects_bad_items():
             parse_perfdata(bad)
 
 
-def test_password_only_url_means_the_default_user_on_every_redis_py(redis_db):
+def test_password_only_url_means_the_default_user_on_every_redis_py(redis_server, redis_db):
     """A URL with a password but no user authenticates Redis's default user
     with redis-py 4 (Debian 12) as with redis-py 6+, so a server without a
     password accepts it on both, as it does with AUTH default PW."""
     from celery_checks.broker import redis_client
 
-    client = redis_client("redis://:any-pw@127.0.0.1:6379/%d" % redis_db, timeout=2)
+    client = redis_client(redis_server.url(redis_db, auth=":any-pw"), timeout=2)
     try:
         assert client.ping()
     finally:

@@ -15,17 +15,17 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from celery_checks import workers as W
 from celery_checks.policy import CheckError
-from tests.conftest import (
-    AMQP_HOST, AMQP_PORT, REDIS_HOST, REDIS_PORT, ROOT, WorkerFactory, locked_redis_db,
-)
-from tests.plugin import run_check
+from tests.kit import prerequisites
+from tests.kit import rabbitmq as rabbitmq_kit
+from tests.kit.project import ROOT
+from tests.kit.workers import WorkerFactory
+from tests.kit.plugin import run_check
 
 DATA = Path(__file__).resolve().parent / "data" / "workers"
 CHECK = "check_celery_workers"
@@ -37,14 +37,12 @@ pytestmark = pytest.mark.slow
 # ----------------------------------------------------------------- brokers
 
 @pytest.fixture(scope="module")
-def module_redis():
-    """A Redis DB for this module's workers (conftest's locks, from the top)."""
-    import redis
-
-    with locked_redis_db(range(15, 0, -1)) as number:
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
+def module_redis(redis_server, redis_dbs):
+    """A Redis DB for this module's workers (from the top of the numbers)."""
+    with redis_dbs.take(from_top=True) as number:
+        client = redis_server.client(number)
         try:
-            yield "redis://%s:%d/%d" % (REDIS_HOST, REDIS_PORT, number), client
+            yield redis_server.url(number), client
         finally:
             client.close()
 
@@ -52,12 +50,8 @@ def module_redis():
 @pytest.fixture(scope="module")
 def module_vhost():
     """A vhost of our own: broadcasts must not reach other tests' workers."""
-    vhost = "cc-workers-%d-%s" % (os.getpid(), uuid.uuid4().hex[:6])
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-                   check=True, capture_output=True)
-    yield "amqp://guest:guest@%s:%d/%s" % (AMQP_HOST, AMQP_PORT, vhost), vhost
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+    with rabbitmq_kit.Vhost("cc-workers") as vhost:
+        yield vhost.url, vhost.name
 
 
 @pytest.fixture(scope="module")
@@ -463,6 +457,7 @@ def other_celery_python():
                               capture_output=True, text=True)
         if proc.returncode == 0 and proc.stdout.strip() != celery.__version__:
             return python, proc.stdout.strip()
+    prerequisites.require("debian-python")
     pytest.fail("no second Celery version installed (Debian's python3-celery or .venv)")
 
 

@@ -1,17 +1,28 @@
 """Run a check executable as a process and read its answer like a monitoring
 core would: exit code, status line, long output, perfdata.
 
+- :func:`run_check` runs one; :func:`run_parallel` many, a few at a time;
+  :func:`fork_runs` hundreds, forked from one process that imported the
+  check already (tests/kit/forkrun.py);
+- :class:`Result` is what a run printed, split the way Nagios splits it;
+- :func:`help_text` / :func:`broker_scripts`: what each executable offers.
+
 The perfdata grammar is written here from the Monitoring Plugins development
 guidelines, independently of nagiosplugin, so the tests catch what a core
 would choke on.
 """
 
+import functools
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from tests.kit import project
 
 BIN = Path(sys.executable).parent
 STATES = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
@@ -160,3 +171,47 @@ def run_check(name, *args, env=None, stdin=None, timeout=60, extra_env=None):
         timeout=timeout,
     )
     return Result(command, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def run_parallel(jobs, parallel=6):
+    """Run ``jobs`` = [(name, args, kwargs)] a few at a time; Results in order."""
+    def one(job):
+        name, args, kwargs = job
+        return run_check(name, *args, **kwargs)
+
+    with ThreadPoolExecutor(parallel) as pool:
+        return list(pool.map(one, jobs))
+
+
+def fork_runs(name, argvs, parallel=8, extra_env=None):
+    """Run executable ``name`` once per argv, ``parallel`` at a time, each
+    run a process of its own forked from one that imported the check
+    already (tests/kit/forkrun.py): hundreds of runs at a fraction of the
+    cost. Results like run_check's."""
+    module = project.module_of(name)
+    assert module.startswith("celery_checks."), module
+    env = dict(os.environ)
+    env.pop("CELERY_BROKER_URL", None)
+    env.update(extra_env or {})
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(project.ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.kit.forkrun", module[len("celery_checks."):], str(parallel)],
+        cwd=str(project.ROOT), input=json.dumps([[str(a) for a in argv] for argv in argvs]),
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [Result([name] + r["argv"], r["rc"], r["stdout"], r["stderr"], r["elapsed"])
+            for r in json.loads(proc.stdout)]
+
+
+@functools.lru_cache(maxsize=None)
+def help_text(name):
+    proc = subprocess.run([executable(name), "--help"], capture_output=True, text=True,
+                          env=dict(os.environ, COLUMNS="79"))
+    return proc.stdout
+
+
+def broker_scripts():
+    """Declared executables whose --help offers a broker or a store URL."""
+    return sorted(name for name in project.scripts()
+                  if "--broker" in help_text(name) or "--store" in help_text(name))

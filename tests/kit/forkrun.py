@@ -1,7 +1,7 @@
 """Run a check's main() many times, each run in a process of its own,
 without paying the interpreter start and the imports every time.
 
-    python -m tests.forkrun MODULE PARALLEL < argvs.json > results.json
+    python -m tests.kit.forkrun MODULE PARALLEL < argvs.json > results.json
 
 The parent imports ``celery_checks.MODULE`` (and the client libraries it
 would import lazily) once, then forks one child per argv, PARALLEL at a

@@ -1,0 +1,40 @@
+"""The checkout and what it declares."""
+
+import functools
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DISTRIBUTION = "celery-checks"
+
+
+@functools.lru_cache(maxsize=None)
+def scripts():
+    """{name: 'module:function'} of the installed distribution's console scripts."""
+    entry_points = metadata.distribution(DISTRIBUTION).entry_points
+    return {ep.name: ep.value for ep in entry_points if ep.group == "console_scripts"}
+
+
+def checks():
+    """The declared executables that are checks (check_*), sorted."""
+    return sorted(name for name in scripts() if name.startswith("check_"))
+
+
+def module_of(name):
+    """'celery_checks.queue' for 'check_celery_queue'."""
+    return scripts()[name].split(":", 1)[0]
+
+
+# Arguments that make each check's parser happy without any service (the
+# broker ones point at a refused port), so the option under test is the only
+# thing that can fail.
+MINIMAL_ARGS = {
+    "check_celery_pulsefile": ["-f", "/nonexistent/x.pulse"],
+    "check_celery_queue": ["-b", "redis://127.0.0.1:1/0"],
+    "check_celery_heartbeat": ["--store", "redis://127.0.0.1:1/0"],
+    "check_celery_workers": ["-b", "redis://127.0.0.1:1/0"],
+}
+
+
+def minimal_args(name):
+    return list(MINIMAL_ARGS.get(name, []))
