@@ -11,9 +11,9 @@ What it does, in one process:
   scripts into a throwaway venv that borrows the dependencies of the venv
   running this script: an editable install's import hook costs every process
   ~15 ms that no real installation pays;
-- sets up its scenarios on the local services: Redis databases taken with
-  the tests' lock files (so a concurrent test run never shares one), a
-  RabbitMQ vhost of its own, real ``celery worker`` processes on tests/app.py
+- sets up its scenarios with the test kit's services (tests/kit/): a
+  redis-server of its own, a RabbitMQ vhost of its own, real ``celery
+  worker`` processes on tests/app.py
   (solo pool, started in parallel, stopped by process group at the end, also
   on error or Ctrl-C);
 - runs each command as a whole process: a warm-up, then N rounds in which

@@ -330,7 +330,7 @@ def test_file_and_variable_keep_the_password_out_of_the_process_list(how, tmp_pa
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for name in BROKER_SCRIPTS}
     try:
-        wait_for(lambda: len(silent.accepted) >= len(processes), 10, "every process to connect")
+        wait_for(lambda: len(silent.connections) >= len(processes), 10, "every process to connect")
         for name, process in processes.items():
             with open("/proc/%d/cmdline" % process.pid, "rb") as handle:
                 cmdline = handle.read().decode(errors="replace")

@@ -8,7 +8,6 @@ stopped loop shows within a few seconds.
 import json
 import logging
 import os
-import signal
 import socket
 import time
 
@@ -95,15 +94,12 @@ def test_two_workers_one_file_each_stale_on_sigstop_stopped_on_shutdown(celery_w
                for line in result.long_output), result.long_output
 
     # SIGSTOP stops the main process's loop: its file goes stale, the other stays fresh.
-    prefork.signal(signal.SIGSTOP)
-    try:
+    with prefork.paused():
         wait_for(lambda: age(files[prefork]) > 2.2, 8, "a stale pulse")
         result = check("-f", pattern, "-w", "2", "-c", "4")
         result.assert_warning("%s is" % files[prefork], "> 2s")
         assert result.perfdata[files[threads].name].value < 2
         check("-f", files[prefork], "-w", "1", "-c", "2").assert_critical("> 2s")
-    finally:
-        prefork.signal(signal.SIGCONT)
     resumed = time.time()
     wait_for(written_after(files[prefork], resumed), 5, "the pulse after SIGCONT")
     check("-f", files[prefork], "-w", "2", "-c", "4").assert_ok()
@@ -125,12 +121,9 @@ def test_gevent_worker_pulses_goes_stale_on_sigstop_and_says_stopped(celery_work
     data = wait_for(written_after(path, 0), 10, path)
     assert data["node"] == worker.name and data["state"] == "running"
     check("-f", path, "-w", "3", "-c", "6").assert_ok()
-    worker.signal(signal.SIGSTOP)
-    try:
+    with worker.paused():
         wait_for(lambda: age(path) > 3.2, 10, "a stale pulse")
         check("-f", path, "-w", "3", "-c", "6").assert_warning("> 3s")
-    finally:
-        worker.signal(signal.SIGCONT)
     wait_for(written_after(path, time.time()), 6, "the pulse after SIGCONT")
     worker.stop()
     assert content(path)["state"] == "stopped"
@@ -209,12 +202,9 @@ def test_beat_pulse_fresh_while_ticking_stale_when_stopped(celery_worker, redis_
     wait_for(written_after(path, first["time"] + 0.9), 5, "a later beat pulse")
     check("-f", path, "-w", "2", "-c", "4", "-v").assert_ok()
 
-    beat.signal(signal.SIGSTOP)
-    try:
+    with beat.paused():
         wait_for(lambda: age(path) > 2.2, 8, "a stale beat pulse")
         check("-f", path, "-w", "2", "-c", "4").assert_warning("> 2s")
-    finally:
-        beat.signal(signal.SIGCONT)
 
     beat.stop()
     assert content(path)["state"] == "stopped"

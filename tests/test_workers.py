@@ -3,7 +3,7 @@
 A module-scoped pair of workers per broker (special-1@serverA on the prefork
 pool, special-2@serverA on solo) is shared by the tests, so the suite pays
 for worker start-up once; tests that need a worker to die start their own.
-Tests that SIGSTOP a shared worker resume it in a finally block.
+Tests that SIGSTOP a shared worker resume it (Worker.paused()), also on failure.
 
 The pure parts (inventory, `celery status` parsers) have unit tests at the
 end; the stdin fixtures under tests/data/workers are real command output.
@@ -181,11 +181,8 @@ def test_expect_file(broker, tmp_path):
 @pytest.mark.parametrize("source, index", [("ping", 0), ("events", 1), ("ping", 1)])
 def test_sigstopped_worker_is_missing(broker, source, index):
     stopped = broker.workers[index]  # 0: prefork pool, 1: solo
-    stopped.signal(signal.SIGSTOP)
-    try:
+    with stopped.paused():
         result = broker.check("--source", source, *PAIR, "--reply-timeout", "1", "--window", "2.5")
-    finally:
-        stopped.signal(signal.SIGCONT)
     result.assert_critical("1 of 2 expected workers missing: %s" % stopped.name)
     assert result.perfdata["online"].value == 1 and result.perfdata["missing"].value == 1
     fresh_heartbeats(broker)

@@ -14,20 +14,17 @@ def closed_port(host="127.0.0.1"):
         return probe.getsockname()[1]
 
 
-class Listener:
-    """A loopback TCP listener run by the test: ``silent`` accepts and never
-    sends a byte (a hung broker, a black-holing firewall after the SYN);
-    ``hangup`` accepts and closes at once (a crashing or overloaded peer)."""
+class _LoopbackServer:
+    """A TCP server on a free loopback port, accepting in a thread of its
+    own and handing each connection to :meth:`accepted`."""
 
-    def __init__(self, mode="silent"):
-        self.mode = mode
+    def __init__(self):
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.server.bind(("127.0.0.1", 0))
         self.server.listen(128)
         self.server.settimeout(0.1)
         self.port = self.server.getsockname()[1]
-        self.accepted = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -38,20 +35,40 @@ class Listener:
                 conn, _ = self.server.accept()
             except OSError:
                 continue
-            if self.mode == "hangup":
-                conn.close()
-            else:
-                self.accepted.append(conn)
+            self.accepted(conn)
+
+    def accepted(self, conn):
+        raise NotImplementedError
 
     def close(self):
         self._stop.set()
         self._thread.join(2)
-        for conn in self.accepted:
-            conn.close()
         self.server.close()
 
 
-class TcpProxy:
+class Listener(_LoopbackServer):
+    """A loopback TCP listener run by the test: ``silent`` accepts and never
+    sends a byte (a hung broker, a black-holing firewall after the SYN);
+    ``hangup`` accepts and closes at once (a crashing or overloaded peer)."""
+
+    def __init__(self, mode="silent"):
+        self.mode = mode
+        self.connections = []  # the silent ones, kept open until close()
+        super().__init__()
+
+    def accepted(self, conn):
+        if self.mode == "hangup":
+            conn.close()
+        else:
+            self.connections.append(conn)
+
+    def close(self):
+        super().close()
+        for conn in self.connections:
+            conn.close()
+
+
+class TcpProxy(_LoopbackServer):
     """Forwards 127.0.0.1:<port> to ``target`` until :meth:`cut`, which
     drops every connection through it; :meth:`refuse` keeps refusing new
     ones (the listener closes them at once) until :meth:`restore`.
@@ -61,40 +78,27 @@ class TcpProxy:
     def __init__(self, target_port, target_host="127.0.0.1", freeze_on=None):
         self.target = (target_host, target_port)
         self.freeze_on = freeze_on
-        self.server = socket.socket()
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(128)
-        self.server.settimeout(0.1)
-        self.port = self.server.getsockname()[1]
         self.refusing = False
         self.connections = 0  # accepted so far
         self._pairs = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                continue
-            if self.refusing:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=2)
-            except OSError:
-                client.close()
-                continue
-            self.connections += 1
-            with self._lock:
-                self._pairs.append((client, upstream))
-            frozen = threading.Event()
-            for a, b, watch in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=self._pump, args=(a, b, frozen, watch), daemon=True).start()
+    def accepted(self, client):
+        if self.refusing:
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=2)
+        except OSError:
+            client.close()
+            return
+        self.connections += 1
+        with self._lock:
+            self._pairs.append((client, upstream))
+        frozen = threading.Event()
+        for a, b, watch in ((client, upstream, True), (upstream, client, False)):
+            threading.Thread(target=self._pump, args=(a, b, frozen, watch), daemon=True).start()
 
     def _pump(self, source, sink, frozen, watch):
         try:
@@ -135,7 +139,5 @@ class TcpProxy:
         self.refusing = False
 
     def close(self):
-        self._stop.set()
-        self._thread.join(2)
+        super().close()
         self.cut()
-        self.server.close()

@@ -4,6 +4,7 @@ Each runs in a process group of its own, logs to a file, and is stopped by
 whoever started it, by PID (SIGTERM, then SIGKILL): never by name.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -31,6 +32,15 @@ class Worker:
 
     def signal(self, signum):
         os.killpg(self.process.pid, signum)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """SIGSTOP for the block (a frozen process), SIGCONT after, also on failure."""
+        self.signal(signal.SIGSTOP)
+        try:
+            yield self
+        finally:
+            self.signal(signal.SIGCONT)
 
     def stop(self, timeout=15):
         """SIGTERM (warm shutdown), then SIGKILL: only our process group."""
