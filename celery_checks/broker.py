@@ -21,12 +21,255 @@ from celery_checks.policy import CheckError, Unreachable
 from celery_checks.secrets import redact_url
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
-REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "sentinel")
+#: the URL schemes kombu accepts for Redis and AMQP, as kombu names them
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
 AMQP_SCHEMES = ("amqp", "pyamqp", "amqps", "librabbitmq")
+AMQP_PORT, AMQPS_PORT, REDIS_PORT, SENTINEL_PORT = 5672, 5671, 6379, 26379
+
+# Query keys kombu.Connection takes from a URL (kombu.utils.url.parse_url
+# turns every other key into a keyword argument of Connection._init_params,
+# which has no others: a TypeError). ssl_* keys become the ``ssl`` dict.
+# hostname, port, userid, password, virtual_host and transport are always
+# set from the URL itself, so kombu rejects them in the query (given twice).
+URL_QUERY_KEYS = ("insist", "ssl", "connect_timeout", "login_method", "heartbeat",
+                  "credential_provider")
+URL_PART_KEYS = ("transport", "hostname", "port", "userid", "password", "virtual_host")
+SSL_CERT_REQS = ("CERT_REQUIRED", "CERT_OPTIONAL", "CERT_NONE", "required", "optional", "none")
+
+# -O keys kombu knows (checked against kombu by tests/test_urls.py): kombu's
+# Connection reads the retry keys for every transport, the Redis transport
+# reads Channel.from_transport_options (SentinelChannel adds its own), and
+# py-amqp's transport hands the options to amqp.Connection() as keyword
+# arguments, less those that say where and as whom to connect (the URL's
+# business) and the callbacks (not expressible on a command line).
+RETRY_TRANSPORT_OPTIONS = ("max_retries", "interval_start", "interval_step",
+                           "interval_max", "connect_retries_timeout")
+REDIS_TRANSPORT_OPTIONS = (
+    "body_encoding", "deadletter_queue", "sep", "ack_emulation", "unacked_key",
+    "unacked_index_key", "unacked_mutex_key", "unacked_mutex_expire",
+    "visibility_timeout", "unacked_restore_limit", "unacked_restore_interval",
+    "unacked_restore_throttle", "fanout_prefix", "fanout_patterns",
+    "global_keyprefix", "socket_timeout", "socket_connect_timeout",
+    "socket_keepalive", "socket_keepalive_options", "queue_order_strategy",
+    "max_connections", "health_check_interval", "retry_on_timeout",
+    "priority_steps", "client_name",
+) + RETRY_TRANSPORT_OPTIONS
+SENTINEL_TRANSPORT_OPTIONS = REDIS_TRANSPORT_OPTIONS + (
+    "master_name", "min_other_sentinels", "sentinel_kwargs", "sentinel_fanout_compat")
+AMQP_TRANSPORT_OPTIONS = (
+    "locale", "client_properties", "connect_timeout", "channel_max", "frame_max",
+    "heartbeat", "confirm_publish", "read_timeout", "write_timeout", "socket_settings",
+) + RETRY_TRANSPORT_OPTIONS
+
+
+class BrokerURL:
+    """What a kombu broker URL means: where and as whom kombu connects.
+
+    Built by :func:`parse_url` only; every client (redis-py, pika) is made
+    from it, so no check reads a URL by rules of its own.
+
+    - ``transport``: ``"redis"`` or ``"amqp"``; ``scheme`` as written (lower case);
+    - ``hostname``, ``port``: defaults applied as kombu's transports do
+      (AMQP: localhost read as 127.0.0.1, 5672 or 5671 with TLS; Redis:
+      127.0.0.1, 6379, sentinel 26379); ``socket_path`` for redis+socket;
+    - ``userid``, ``password``: AMQP without them is guest/guest; Redis
+      None when absent;
+    - ``virtual_host``: the AMQP vhost (``//``, ``/%2F`` and no path are
+      ``/``); ``db``: the Redis database (path, or ``?virtual_host=`` of
+      redis+socket);
+    - ``ssl``: False, True or kombu's dict of ``ssl_*`` query options
+      (rediss:// without any: ``{"ssl_cert_reqs": "CERT_NONE"}``, kombu's
+      own insecure default);
+    - ``sentinels``: the (host, port) of every ``sentinel://`` of the list;
+      ``alternates``: the whole ``;``-separated list, as written.
+    """
+
+    fields = ("transport", "scheme", "hostname", "port", "socket_path", "userid", "password",
+              "virtual_host", "db", "ssl", "sentinels", "alternates", "query")
+
+    def __init__(self, url, **values):
+        self.url = url
+        for name in self.fields:
+            setattr(self, name, values.get(name))
+
+    @property
+    def shown(self):
+        """The URL as it may be printed: every password masked."""
+        return redact_url(self.url)
+
+    @property
+    def tls(self):
+        return bool(self.ssl)
+
+    def __repr__(self):
+        return "BrokerURL(%s)" % self.shown
+
+
+def _usage(message, url):
+    return CheckError("bad URL %s: %s" % (redact_url(url), message))
+
+
+def _split_url(url, text):
+    """kombu.utils.url.url_to_parts, with kombu's errors as usage errors."""
+    scheme = urlsplit(text).scheme
+    parts = urlsplit("http://" + text[len(scheme) + 3:])
+    try:
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", "could not be cast"
+        raise _usage("port %s" % ("out of range" if "range" in str(exc) else "not a number"), url)
+    path = parts.path or ""
+    path = path[1:] if path.startswith("/") else path
+    try:
+        query = dict(parse_qsl(parts.query, strict_parsing=bool(parts.query)))
+    except ValueError:
+        raise _usage("malformed query string", url)
+    hostname = unquote(parts.hostname or "") or None
+    if hostname and any(char.isspace() for char in hostname):
+        raise _usage("a space in the host name", url)
+    return (scheme.lower(), hostname, port, unquote(parts.username or "") or None,
+            unquote(parts.password or "") or None, unquote(path) or None, query)
+
+
+def _url_query(url, query):
+    """kombu.utils.url.parse_url's query rules: ssl_* keys make the ssl
+    dict, the few Connection arguments pass, anything else kombu rejects."""
+    ssl, rest = {}, {}
+    for key, value in query.items():
+        if key.startswith("ssl_"):
+            if key == "ssl_check_hostname":
+                value = value.lower() != "false"
+            elif key == "ssl_cert_reqs" and value not in SSL_CERT_REQS:
+                raise _usage("invalid ssl_cert_reqs=%s (expected required, optional or "
+                             "none)" % value, url)
+            ssl[key] = value
+        elif key in URL_PART_KEYS:
+            raise _usage("kombu rejects %s= in the query (put it in the URL itself)" % key, url)
+        elif key not in URL_QUERY_KEYS:
+            raise _usage("unknown query parameter %s= (kombu rejects it)" % key, url)
+        else:
+            rest[key] = value
+    if ssl and "ssl" in rest:
+        raise _usage("both ssl= and ssl_* in the query", url)
+    return ssl, rest
+
+
+def parse_url(url):
+    """The one reading of a broker or store URL: a :class:`BrokerURL` with
+    exactly what kombu.Connection(url) would connect to, or CheckError (a
+    usage error) for a URL kombu would reject."""
+    url = url.strip()
+    alternates = [part.strip() for part in url.split(";")]
+    first = alternates[0]
+    if "://" not in first:
+        raise _usage("no scheme (expected redis://, rediss://, redis+socket://, "
+                     "sentinel://, amqp://, amqps://)", url)
+    written = first.split("://", 1)[0]
+    scheme = written.lower()
+    if "+" in written and written != "redis+socket":
+        # kombu splits "x+y://" into transport x, taken as written
+        raise _usage("unsupported scheme %s:// (kombu knows redis+socket://)" % written, url)
+    if scheme in AMQP_SCHEMES:
+        return _parse_amqp(url, first, alternates)
+    if scheme in REDIS_SCHEMES:
+        return _parse_redis(url, first, alternates)
+    raise _usage("unsupported scheme %s:// (expected redis://, rediss://, "
+                 "redis+socket://, sentinel://, amqp://, amqps://)" % written, url)
+
+
+def _parse_amqp(url, first, alternates):
+    scheme, hostname, port, userid, password, path, query = _split_url(url, first)
+    ssl, rest = _url_query(url, query)
+    # ?ssl=VALUE is passed on as a string: any non-empty one means TLS to kombu
+    ssl = ssl or rest.pop("ssl", None) or scheme == "amqps"
+    hostname = hostname or "localhost"
+    return BrokerURL(
+        url, transport="amqp", scheme=scheme,
+        # py-amqp's transport connects to 127.0.0.1 for "localhost"
+        hostname="127.0.0.1" if hostname == "localhost" else hostname,
+        port=port or (AMQPS_PORT if ssl else AMQP_PORT),
+        userid=userid or "guest", password=password or "guest",
+        virtual_host=path or "/", ssl=ssl, sentinels=[], alternates=alternates, query=rest)
+
+
+def _db_number(url, vhost):
+    """kombu's Redis Channel._prepare_virtual_host."""
+    if not vhost or vhost == "/":
+        return 0
+    if vhost.startswith("/"):
+        vhost = vhost[1:]
+    try:
+        return int(vhost)
+    except ValueError:
+        raise _usage("invalid Redis database number %r" % vhost, url)
+
+
+def _parse_redis(url, first, alternates):
+    if first.startswith("redis+socket://"):
+        # kombu passes "socket://PATH?QUERY" on to the Redis channel, which
+        # reads user, password, path and ?virtual_host= (the DB) from it.
+        text = first[len("redis+"):]
+        scheme, _host, _port, userid, password, path, query = _split_url(url, text)
+        if not path:
+            raise _usage("no socket path", url)
+        unknown = sorted(set(query) - {"virtual_host", "db"})
+        if unknown:
+            raise _usage("unknown query parameter %s= (redis+socket:// takes "
+                         "virtual_host=DB)" % unknown[0], url)
+        return BrokerURL(
+            url, transport="redis", scheme="redis+socket", socket_path="/" + path,
+            userid=userid, password=password, db=_db_number(url, query.get("virtual_host")),
+            ssl=False, sentinels=[], alternates=alternates, query={})
+    scheme, hostname, port, userid, password, path, query = _split_url(url, first)
+    ssl, rest = _url_query(url, query)
+    if scheme == "rediss" and not ssl:
+        ssl = {"ssl_cert_reqs": "CERT_NONE"}  # kombu's (logged) insecure default
+    if "ssl" in rest:
+        # kombu's Redis channel silently ignores a non-dict ssl: plain TCP
+        raise _usage("ssl= has no effect on Redis in kombu (use rediss:// or ssl_cert_reqs=)", url)
+    ssl = ssl or False
+    sentinels = []
+    if scheme == "sentinel":
+        for part in alternates:
+            if part.lower().startswith("sentinel://"):
+                _s, host, sport = _split_url(url, part)[:3]
+                sentinels.append((host, sport or SENTINEL_PORT))
+    return BrokerURL(
+        url, transport="redis", scheme=scheme, hostname=hostname or "127.0.0.1",
+        port=port or (SENTINEL_PORT if scheme == "sentinel" else REDIS_PORT),
+        userid=userid, password=password, db=_db_number(url, path), ssl=ssl,
+        sentinels=sentinels, alternates=alternates, query=rest)
+
+
+def check_transport_options(parsed, options, redis_store=False):
+    """CheckError naming an -O key kombu does not know for this transport,
+    and the nearest one it knows. ``redis_store``: the options also serve a
+    Redis heartbeat store, so Redis keys are known too."""
+    import difflib
+
+    if parsed.transport == "amqp":
+        known, name = AMQP_TRANSPORT_OPTIONS, "AMQP"
+        if redis_store:
+            known, name = known + SENTINEL_TRANSPORT_OPTIONS, "AMQP or the Redis store's"
+    elif parsed.scheme == "sentinel":
+        known, name = SENTINEL_TRANSPORT_OPTIONS, "Redis Sentinel"
+    else:
+        known, name = REDIS_TRANSPORT_OPTIONS, "Redis"
+        if redis_store:
+            known = SENTINEL_TRANSPORT_OPTIONS
+    for key in options:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, 1, 0.6)
+            hint = "did you mean %s?" % near[0] if near else "see kombu's transport options"
+            raise CheckError("unknown transport option -O %s for the %s transport (%s)"
+                             % (key, name, hint))
 
 
 def resolve_broker_url(broker=None, broker_file=None, environ=os.environ):
-    """Pick the broker URL by the documented precedence; CheckError if bad."""
+    """Pick the broker URL by the documented precedence; CheckError if bad.
+
+    Returns the URL to use, stripped: the first of a ``;``-separated
+    fail-over list (kombu's first choice), or for sentinel:// the whole list
+    (the sentinels of one master)."""
     if broker:
         url, origin = broker, "--broker"
     elif broker_file:
@@ -35,14 +278,24 @@ def resolve_broker_url(broker=None, broker_file=None, environ=os.environ):
         url, origin = environ["CELERY_BROKER_URL"], "$CELERY_BROKER_URL"
     else:
         url, origin = DEFAULT_BROKER_URL, "default"
-    # Celery accepts "url1;url2" for fail-over; we check the first one. For
-    # sentinel:// the parts are the sentinels of one master: keep them all.
-    parts = [part.strip() for part in url.strip().split(";")]
-    url = ";".join(parts) if parts[0].lower().startswith("sentinel://") else parts[0]
-    for part in parts:
-        redact_url(part)  # register the passwords before anything can print them
-    transport_of(url, origin)
+    url = url.strip()
+    if not url:
+        raise CheckError("the broker URL from %s is empty" % origin)
+    parsed = parse_url(url)
+    if parsed.scheme != "sentinel":
+        url = parsed.alternates[0]
+        parse_url(url)
     return url
+
+
+def broker_settings(args, environ=os.environ):
+    """(broker URL, transport options) of parsed command-line arguments:
+    the URL by :func:`resolve_broker_url`, the -O keys checked against
+    what kombu knows for its transport. CheckError (a usage error) if bad."""
+    url = resolve_broker_url(args.broker, args.broker_file, environ)
+    options = dict(args.transport_option or ())
+    check_transport_options(parse_url(url), options, redis_store=hasattr(args, "store"))
+    return url, options
 
 
 def read_url_file(path, option):
@@ -58,15 +311,7 @@ def read_url_file(path, option):
 
 def transport_of(url, origin="URL"):
     """'redis' or 'amqp' for a kombu broker URL; CheckError for anything else."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in REDIS_SCHEMES:
-        return "redis"
-    if scheme in AMQP_SCHEMES:
-        return "amqp"
-    raise CheckError(
-        "unsupported broker URL %s from %s (expected redis://, rediss://, "
-        "redis+socket://, sentinel://, amqp:// or amqps://)" % (redact_url(url), origin)
-    )
+    return parse_url(url).transport
 
 
 def _reason(exc, limit=100):
@@ -87,15 +332,8 @@ def _reason(exc, limit=100):
 
 # --------------------------------------------------------------------- Redis
 
-_SSL_CERT_REQS = {
-    "cert_required": "required", "required": "required",
-    "cert_optional": "optional", "optional": "optional",
-    "cert_none": "none", "none": "none",
-}
-
-
 def redis_client(url, transport_options=None, timeout=5.0):
-    """A redis-py client for a kombu Redis URL.
+    """A redis-py client for a kombu Redis URL, made from :func:`parse_url`.
 
     Every socket operation gets ``timeout`` so a silent server cannot hold the
     check past -t; no retries, a check is one short attempt.
@@ -105,9 +343,9 @@ def redis_client(url, transport_options=None, timeout=5.0):
     from redis.retry import Retry
 
     options = dict(transport_options or {})
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    query = dict(parse_qsl(parts.query))
+    target = parse_url(url)
+    if target.transport != "redis":
+        raise CheckError("%s is not a Redis URL" % target.shown)
     common = dict(
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -118,30 +356,33 @@ def redis_client(url, transport_options=None, timeout=5.0):
         client_name=None,
     )
     common.update(_without_client_setinfo(redis))
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    username = _redis_username(username, password)
-    if scheme in ("redis+socket", "unix"):
-        db = _db_number(query.get("virtual_host") or query.get("db") or "0")
+    username = _redis_username(target.userid, target.password)
+    if target.socket_path:
         return redis.Redis(
-            unix_socket_path=parts.path, db=db, username=username,
-            password=password, **common
+            unix_socket_path=target.socket_path, db=target.db, username=username,
+            password=target.password, **common
         )
-    if scheme == "sentinel":
-        return _sentinel_master(url, options, common)
-    db = _db_number(parts.path.lstrip("/") or query.get("virtual_host") or "0")
+    if target.scheme == "sentinel":
+        return _sentinel_master(target, options, common)
     kwargs = dict(
-        host=parts.hostname or "localhost", port=parts.port or 6379, db=db,
-        username=username, password=password, **common
+        host=target.hostname, port=target.port, db=target.db,
+        username=username, password=target.password, **common
     )
-    if scheme == "rediss":
-        kwargs["ssl"] = True
-        reqs = query.get("ssl_cert_reqs", "required").lower()
-        kwargs["ssl_cert_reqs"] = _SSL_CERT_REQS.get(reqs, "required")
-        for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-            if query.get(key):
-                kwargs[key] = query[key]
+    kwargs.update(_redis_ssl(target))
     return redis.Redis(**kwargs)
+
+
+def _redis_ssl(target):
+    """redis-py's TLS arguments for kombu's ssl dict (passed on as they are)."""
+    if not target.ssl:
+        return {}
+    import ssl
+
+    kwargs = dict(target.ssl, ssl=True)
+    reqs = kwargs.get("ssl_cert_reqs")
+    if reqs is not None:
+        kwargs["ssl_cert_reqs"] = getattr(ssl, reqs if reqs.isupper() else "CERT_" + reqs.upper())
+    return kwargs
 
 
 def _redis_username(username, password):
@@ -202,39 +443,30 @@ def _without_client_setinfo(redis):
     return {}
 
 
-def _db_number(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise CheckError("invalid Redis database number %r in the URL" % text)
-
-
-def _sentinel_master(url, options, common):
-    """kombu's sentinel://[:pw@]host:port[;sentinel://host2:port2]/db form."""
+def _sentinel_master(target, options, common):
+    """kombu's sentinel://[:pw@]host:port[;sentinel://host2:port2]/db form:
+    the sentinels of every sentinel:// of the list; user, password and DB
+    of the first, as kombu's SentinelChannel takes them."""
     from redis.sentinel import Sentinel
 
     master_name = options.get("master_name")
     if not master_name:
         raise CheckError("sentinel:// needs the master_name transport option (-O master_name=NAME)")
-    hosts, password, db = [], None, 0
-    for part in url.split(";"):
-        p = urlsplit(part.strip())
-        hosts.append((p.hostname or "localhost", p.port or 26379))
-        password = password or (unquote(p.password) if p.password else None)
-        if p.path.strip("/"):
-            db = _db_number(p.path.strip("/"))
     sentinel = Sentinel(
-        hosts,
+        target.sentinels or [(target.hostname, target.port)],
+        min_other_sentinels=options.get("min_other_sentinels") or 0,
         sentinel_kwargs=dict(
             options.get("sentinel_kwargs") or {}, socket_timeout=common["socket_timeout"],
             socket_connect_timeout=common["socket_connect_timeout"], retry=common["retry"]),
         socket_timeout=common["socket_timeout"],
         socket_connect_timeout=common["socket_connect_timeout"],
         retry=common["retry"],
-        password=password,
-        db=db,
+        db=target.db,
+        **_redis_ssl(target)
     )
-    return sentinel.master_for(master_name)
+    return sentinel.master_for(
+        master_name, username=_redis_username(target.userid, target.password),
+        password=target.password)
 
 
 class _NoAlarm(Exception):
@@ -290,28 +522,51 @@ def redis_errors(url, what="broker"):
 # ------------------------------------------------------------------ RabbitMQ
 
 def pika_parameters(url, timeout=5.0):
-    """pika connection parameters for a kombu AMQP URL, bounded by ``timeout``."""
+    """pika connection parameters for a kombu AMQP URL, bounded by ``timeout``:
+    host, port, vhost, user, password and TLS as :func:`parse_url` reads
+    them (never pika's own URL rules, which read ``//`` as vhost '')."""
     import pika
 
-    parts = urlsplit(url)
-    scheme = "amqps" if parts.scheme.lower() == "amqps" else "amqp"
-    rest = url.split("://", 1)[1]
-    params = pika.URLParameters("%s://%s" % (scheme, rest))
-    if not parts.username:
-        params.credentials = pika.PlainCredentials("guest", "guest")
-    params.connection_attempts = 1
-    params.retry_delay = 0
-    params.socket_timeout = timeout
-    params.stack_timeout = timeout
-    params.blocked_connection_timeout = timeout
-    params.heartbeat = 0  # the connection lives for less than -t
-    params.client_properties = {"connection_name": "celery-checks"}
-    return params
+    target = parse_url(url)
+    if target.transport != "amqp":
+        raise CheckError("%s is not an AMQP URL" % target.shown)
+    return pika.ConnectionParameters(
+        host=target.hostname,
+        port=target.port,
+        virtual_host=target.virtual_host,
+        credentials=pika.PlainCredentials(target.userid, target.password, erase_on_connect=True),
+        ssl_options=_pika_ssl(target),
+        connection_attempts=1,
+        retry_delay=0,
+        socket_timeout=timeout,
+        stack_timeout=timeout,
+        blocked_connection_timeout=timeout,
+        heartbeat=0,  # the connection lives for less than -t
+        client_properties={"connection_name": "celery-checks"},
+    )
+
+
+def _pika_ssl(target):
+    if not target.ssl:
+        return None
+    import ssl
+
+    import pika
+
+    options = target.ssl if isinstance(target.ssl, dict) else {}
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    reqs = str(options.get("ssl_cert_reqs", "required")).lower().replace("cert_", "")
+    if reqs == "none" or options.get("ssl_check_hostname") is False:
+        context.check_hostname = False
+    if reqs in ("none", "optional"):
+        context.verify_mode = ssl.CERT_NONE if reqs == "none" else ssl.CERT_OPTIONAL
+    return pika.SSLOptions(context, target.hostname)
 
 
 def vhost_of(url):
-    path = urlsplit(url).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
+    return parse_url(url).virtual_host
 
 
 @contextlib.contextmanager

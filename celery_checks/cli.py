@@ -74,15 +74,12 @@ class CheckArgumentParser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         parsed = super().parse_args(args, namespace)
         if hasattr(parsed, "broker"):
-            from celery_checks.broker import resolve_broker_url
+            from celery_checks.broker import broker_settings
 
             try:
-                parsed.broker_url = resolve_broker_url(
-                    parsed.broker, parsed.broker_file, os.environ
-                )
+                parsed.broker_url, parsed.transport_options = broker_settings(parsed, os.environ)
             except CheckError as exc:
                 self.error(str(exc))
-            parsed.transport_options = dict(parsed.transport_option or ())
         return parsed
 
 

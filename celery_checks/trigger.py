@@ -26,7 +26,7 @@ import uuid
 
 from celery_checks import __version__, cli, secrets
 from celery_checks import heartbeat_store as store
-from celery_checks.broker import resolve_broker_url
+from celery_checks.broker import broker_settings
 from celery_checks.policy import CheckError, Unreachable
 
 PROG = "trigger_celery_heartbeat"
@@ -91,8 +91,7 @@ def parse_args(argv=None):
     store.add_store_options(parser)
     args = parser.parse_args(argv)
     try:
-        args.broker_url = resolve_broker_url(args.broker, args.broker_file)
-        args.transport_options = dict(args.transport_option or ())
+        args.broker_url, args.transport_options = broker_settings(args)
         args.store_url = store.resolve_store_url(args.store, args.store_file, args.broker_url)
     except CheckError as exc:
         parser.error(str(exc))

@@ -22,6 +22,7 @@ import pytest
 from tests.kit import foreign_redis, prerequisites
 from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.plugin import run_check
+from tests.kit.producers import Apps
 from tests.kit.redis_servers import Databases, RedisServer
 from tests.kit.workers import WorkerFactory
 
@@ -87,6 +88,24 @@ def redis_client(redis_server, redis_db):
     client.close()
 
 
+@pytest.fixture
+def own_redis(tmp_path):
+    """``own_redis(*config_lines, **options)``: a RedisServer of this test's
+    own (TLS, ACL users, a unix socket, a sentinel...), not yet started;
+    stopped after the test."""
+    prerequisites.require("redis-server")
+    made = []
+
+    def make(*config_lines, directory=None, **options):
+        server = RedisServer(directory or tmp_path, *config_lines, **options)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.stop()
+
+
 # ------------------------------------------------------------------ RabbitMQ
 
 @pytest.fixture(scope="session")
@@ -102,6 +121,17 @@ def rabbitmq(rabbitmq_vhost):
     helper = rabbitmq_kit.Queues(rabbitmq_vhost)
     yield helper
     helper.cleanup()
+
+
+# ------------------------------------------------------------------ producers
+
+@pytest.fixture
+def celery_apps():
+    """``celery_apps(broker_url, **transport_options)`` -> a Celery app that
+    publishes like an application (tests.kit.producers.publish); closed after."""
+    apps = Apps()
+    yield apps
+    apps.close()
 
 
 # -------------------------------------------------------------------- workers

@@ -345,3 +345,43 @@ def test_file_and_variable_keep_the_password_out_of_the_process_list(how, tmp_pa
                 process.kill()
                 process.wait(5)
         silent.close()
+
+
+# ------------------------------------- passwords that are words of our output
+
+ORDINARY = ["celery", "OK", "queue", "messages", "wrong", "password", "x", "ab"]  # not guest: the real one
+
+
+def _normalised_runs(password, redis_server, redis_db, queue_name):
+    """Outputs of every run below with this password (nothing normalised)."""
+    from urllib.parse import quote
+
+    pw = quote(password, safe="")
+    redis_ok = redis_server.url(redis_db, auth=":" + pw)
+    amqp_bad = "amqp://guest:%s@%s:%d//" % (pw, rabbitmq_kit.HOST, rabbitmq_kit.PORT)
+    closed = "redis://:%s@127.0.0.1:%d/0" % (pw, closed_port())
+    runs = []
+    for verbose in ([], ["-v"], ["-vv"], ["-vvv"]):
+        for name, args in [
+            ("check_celery_queue", ["-b", redis_ok, "-q", queue_name] + verbose),
+            ("check_celery_queue", ["-b", amqp_bad, "-q", queue_name] + verbose),
+            ("check_celery_heartbeat", ["-b", redis_ok, "-q", queue_name] + verbose),
+        ]:
+            result = run_check(name, *args)
+            runs.append((name, verbose, result.rc, result.stdout, result.stderr))
+        result = run_check("check_celery_queue", "-b", closed, "-q", queue_name, *verbose)
+        # the closed port differs from run to run: it is not the password
+        runs.append(("closed", verbose, result.rc,
+                     re.sub(r"127\.0\.0\.1:\d+", "PORT", result.stdout), ""))
+    return runs
+
+
+def test_ordinary_word_passwords_change_nothing_but_never_show(redis_server, redis_db):
+    queue_name = "queue"  # a name equal to one of the passwords, on purpose
+    random_pw = "Rnd-%s" % uuid.uuid4().hex
+    reference = _normalised_runs(random_pw, redis_server, redis_db, queue_name)
+    for name, verbose, rc, stdout, stderr in reference:
+        assert random_pw not in stdout + stderr, (name, verbose, stdout)
+    assert any("OK - queue queue has 0 waiting messages | queue=0" in run[3] for run in reference)
+    for password in ORDINARY:
+        assert _normalised_runs(password, redis_server, redis_db, queue_name) == reference, password

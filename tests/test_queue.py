@@ -18,6 +18,7 @@ from tests.kit import prerequisites
 from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.faults import Listener, closed_port
 from tests.kit.plugin import run_check
+from tests.kit.producers import publish
 from tests.kit.project import ROOT
 from tests.kit.redis_servers import RedisServer, self_signed
 from tests.kit.waiting import wait_for
@@ -28,35 +29,6 @@ NO_CHECKS = {"CELERY_CHECKS_DISABLE": "1"}  # workers without the worker-side pa
 
 def check(*args, **kw):
     return run_check(NAME, *args, **kw)
-
-
-@pytest.fixture
-def celery_apps():
-    """``make(broker_url, **transport_options)`` -> a Celery app; all closed after."""
-    from celery import Celery
-
-    apps = []
-
-    def make(broker_url, **transport_options):
-        app = Celery("queue-test", broker=broker_url, set_as_current=False)
-        app.conf.broker_transport_options = transport_options
-        app.conf.task_ignore_result = True
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.close()
-
-
-def publish(app, queue, count=1, priority=None, task="tests.add", args=(1, 2)):
-    """Send ``count`` tasks like an application would; returns their ids."""
-    ids = []
-    with app.producer_or_acquire() as producer:
-        for _ in range(count):
-            ids.append(app.send_task(task, args=args, queue=queue, priority=priority,
-                                     producer=producer).id)
-    return ids
 
 
 def qname(suffix="q"):
@@ -132,7 +104,8 @@ def test_non_default_database(redis_server, redis_db, celery_apps):
     url = redis_server.url(redis_db)
     publish(celery_apps(url), "celery", 4)
     assert check("-b", url).perfdata["celery"].value == 4
-    by_vhost = "redis://127.0.0.1:%d?virtual_host=%d" % (redis_server.port, redis_db)
+    # "//N": kombu reads the path's "/N" as the virtual host, i.e. DB N
+    by_vhost = "redis://127.0.0.1:%d//%d" % (redis_server.port, redis_db)
     assert check("-b", by_vhost).perfdata["celery"].value == 4
 
 
@@ -366,22 +339,6 @@ def test_imports_only_its_client_library(request, kind, only):
 
 
 # ------------------------------------------- Redis servers of our own (TLS, ...)
-
-@pytest.fixture
-def own_redis(tmp_path):
-    """``own_redis(*config_lines, **options)``: a started RedisServer of this test."""
-    prerequisites.require("redis-server")
-    started = []
-
-    def start(*config_lines, **options):
-        server = RedisServer(tmp_path, *config_lines, **options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
 
 def test_unix_socket_password_and_acl_user(own_redis, celery_apps):
     server = own_redis("requirepass sekrit-pw", "user alice on >alice-pw ~* &* +@all",

@@ -1,0 +1,327 @@
+"""Broker URLs mean what they mean to Celery.
+
+- Differentially, in-process: for each URL form of kombu's and Celery's
+  documentation and tests, what celery_checks.broker.parse_url derives
+  (host, port, user, password, vhost or DB, transport, TLS, sentinels)
+  equals what kombu itself would hand to py-amqp or redis-py: the keyword
+  arguments of kombu's pyamqp Transport.establish_connection and of the
+  Redis Channel._connparams, captured without connecting. A URL kombu
+  rejects is a usage error of ours.
+- The -O keys we accept are the ones kombu knows for the transport.
+- For real, as processes: the forms this machine can serve, against
+  RabbitMQ and Redis, give the right answer.
+"""
+
+import types
+import uuid
+
+import pytest
+
+from celery_checks import broker
+from celery_checks.policy import CheckError
+from tests.kit.faults import closed_port
+from tests.kit.plugin import run_check
+from tests.kit.producers import publish
+from tests.kit.rabbitmq import HOST as AMQP_HOST
+from tests.kit.rabbitmq import PORT as AMQP_PORT
+
+AMQP_FORMS = [
+    "amqp://guest:guest@localhost:5672//",     # Celery's documented default
+    "amqp://guest:guest@localhost:5672/",
+    "amqp://guest:guest@localhost:5672/%2F",
+    "amqp://guest:guest@localhost:5672",
+    "amqp://",
+    "amqp://localhost",
+    "amqp://rabbit/prod",
+    "amqp://nagios@rabbit/prod",               # the README's example: user, no password
+    "pyamqp://guest@localhost//",
+    "pyamqp://user:pass@host:10000/vhost",
+    "amqp://user:@host//",                     # empty password: guest, as kombu reads it
+    "amqp://:pw@host//",                       # empty user: guest
+    "amqp://u%40corp:p%40ss%3Aw%2Fo@host//",   # percent-encoded user and password
+    "amqp://u:p@ss@host//",                    # an unencoded @ in the password
+    "amqp://host//x",                          # vhost "/x"
+    "amqp://host/a/b",
+    "amqp://host/%2Fprod",
+    "AMQP://Rabbit.Example.COM/v",             # upper case scheme and host
+    "amqp://[::1]:5673/v",
+    "amqp://[fe80::1]/",
+    "amqps://host",
+    "amqps://guest:guest@host:5671//",
+    "amqp://host?ssl=1",
+    "amqp://host:0/",                          # port 0: kombu's default port
+    "amqp://host/?heartbeat=30&connect_timeout=2",
+    "amqp://h1;amqp://h2//",                   # fail-over list: the first
+]
+
+REDIS_FORMS = [
+    "redis://",
+    "redis://localhost",
+    "redis://localhost:6380/0",
+    "redis://localhost:6380/5",
+    "redis:///3",
+    "redis://:password@hostname:6381/0",
+    "redis://:p%40ss%3Aw@hostname/1",
+    "redis://username:password@hostname:6380/2",
+    "redis://user@host/1",                     # ACL user, no password
+    "redis://host//",                          # "/" as the vhost: DB 0
+    "redis://host/%2F",
+    "REDIS://Host/4",
+    "redis://[::1]:6380/1",
+    "redis://host:0/1",
+    "redis://host/0?ssl_cert_reqs=none",       # ssl_* make it TLS, also on redis://
+    "rediss://host",                           # kombu's insecure default
+    "rediss://:pw@host:6380/0?ssl_cert_reqs=required",
+    "rediss://host/0?ssl_cert_reqs=CERT_OPTIONAL&ssl_ca_certs=/etc/ca.pem",
+    "rediss://host/0?ssl_cert_reqs=none&ssl_check_hostname=false",
+    "redis+socket:///tmp/redis.sock",
+    "redis+socket:///tmp/redis.sock?virtual_host=2",
+    "redis+socket://:pw@/var/run/redis/redis.sock?virtual_host=7",
+    "redis+socket:///tmp/redis.sock?db=3",     # kombu ignores ?db=: DB 0
+    "sentinel://localhost:26379",
+    "sentinel://:pw@s1:26379/2;sentinel://:pw@s2:26380/2;sentinel://s3",
+    "sentinel://s1;sentinel://s2/5",           # the DB of the first URL only
+    "redis://h1/1;redis://h2/2",
+]
+
+REJECTED = [
+    ("redis://localhost:99999/0", "port out of range"),
+    ("amqp://host:65536//", "port out of range"),
+    ("redis://localhost:abc/0", "port not a number"),
+    ("redis://host/x", "invalid Redis database number 'x'"),
+    ("redis://host/0/", "invalid Redis database number '0/'"),
+    ("redis://host?virtual_host=3", "kombu rejects virtual_host= in the query"),
+    ("amqp://host/?virtual_host=prod", "kombu rejects virtual_host= in the query"),
+    ("redis://host/0?password=x", "kombu rejects password= in the query"),
+    ("redis://host/0?foo=1", "unknown query parameter foo="),
+    ("amqp://host//?tls=1", "unknown query parameter tls="),
+    ("rediss://host/0?ssl_cert_reqs=bogus", "invalid ssl_cert_reqs=bogus"),
+    ("unix:///tmp/redis.sock", "unsupported scheme unix://"),
+    ("sqs://key:sekrit@x", "unsupported scheme sqs://"),
+    ("localhost:6380", "no scheme"),
+    ("redis+socket://", "no socket path"),
+    ("REDIS+SOCKET:///tmp/s", "unsupported scheme REDIS+SOCKET://"),
+    ("amqp://rab bit//", "a space in the host name"),
+]
+
+
+class _Captured(Exception):
+    pass
+
+
+def kombu_amqp(url):
+    """What kombu's py-amqp transport would pass to amqp.Connection()."""
+    import kombu
+
+    connection = kombu.Connection(url)
+    transport = connection.transport
+
+    def capture(**kwargs):
+        raise _Captured(kwargs)
+
+    transport.Connection = capture
+    with pytest.raises(_Captured) as info:
+        transport.establish_connection()
+    opts = info.value.args[0]
+    return dict(transport="amqp", hostname=connection.hostname, port=connection.port,
+                userid=opts["userid"], password=opts["password"],
+                virtual_host=opts["virtual_host"], tls=bool(opts["ssl"]))
+
+
+def kombu_redis(url):
+    """What kombu's Redis channel would pass to redis-py (its _connparams)."""
+    import kombu
+    from kombu.utils.url import url_to_parts
+
+    connection = kombu.Connection(url)
+    cls = connection.get_transport_cls()
+    channel = cls.Channel.__new__(cls.Channel)  # no connection is opened
+    channel.connection = types.SimpleNamespace(client=connection, default_port=cls.default_port)
+    params = channel._connparams()
+    derived = dict(transport="redis", hostname=params.get("host"), port=params.get("port"),
+                   socket_path=params.get("path"), userid=params["username"],
+                   password=params["password"], db=params["db"],
+                   tls="ssl_cert_reqs" in params or "ssl_ca_certs" in params)
+    if params.get("ssl_cert_reqs") is not None:
+        derived["ssl_cert_reqs"] = params["ssl_cert_reqs"].name
+    if cls.__name__ == "SentinelTransport":
+        derived["sentinels"] = [
+            (parts.hostname, parts.port or cls.default_port)
+            for parts in map(url_to_parts, connection.alt) if parts.scheme == "sentinel"
+        ] or [(params["host"], params["port"])]  # kombu's fallback for a single sentinel
+    return derived
+
+
+def ours(url):
+    import ssl
+
+    parsed = broker.parse_url(url)
+    derived = dict(transport=parsed.transport, userid=parsed.userid, password=parsed.password,
+                   tls=parsed.tls)
+    if parsed.transport == "amqp":
+        derived.update(hostname=parsed.hostname, port=parsed.port,
+                       virtual_host=parsed.virtual_host)
+        return derived
+    derived.update(hostname=None if parsed.socket_path else parsed.hostname,
+                   port=None if parsed.socket_path else parsed.port,
+                   socket_path=parsed.socket_path, db=parsed.db)
+    if isinstance(parsed.ssl, dict) and "ssl_cert_reqs" in parsed.ssl:
+        reqs = parsed.ssl["ssl_cert_reqs"]
+        derived["ssl_cert_reqs"] = ssl.VerifyMode[reqs if reqs.isupper()
+                                                  else "CERT_" + reqs.upper()].name
+    if parsed.scheme == "sentinel":
+        derived["sentinels"] = parsed.sentinels
+    return derived
+
+
+def test_the_table_is_big_enough():
+    assert len(AMQP_FORMS) + len(REDIS_FORMS) >= 30
+
+
+@pytest.mark.parametrize("url", AMQP_FORMS)
+def test_amqp_url_reads_as_kombu_reads_it(url):
+    assert ours(url) == kombu_amqp(url)
+
+
+@pytest.mark.parametrize("url", REDIS_FORMS)
+def test_redis_url_reads_as_kombu_reads_it(url):
+    assert ours(url) == kombu_redis(url)
+
+
+@pytest.mark.parametrize("url,why", REJECTED)
+def test_a_url_kombu_rejects_is_a_usage_error(url, why):
+    import kombu
+
+    if not url.startswith(("unix:", "localhost:", "redis+socket://", "REDIS+", "amqp://rab bit")):
+        with pytest.raises(Exception):  # kombu refuses it too
+            (kombu_amqp if url.startswith("amqp") else kombu_redis)(url)
+    with pytest.raises(CheckError) as info:
+        broker.parse_url(url)
+    assert why in str(info.value)
+    assert "sekrit" not in str(info.value)
+    del kombu
+
+
+def test_transport_option_lists_are_kombus():
+    import inspect
+
+    import amqp
+    from kombu.connection import Connection
+    from kombu.transport import redis
+
+    retry = set(broker.RETRY_TRANSPORT_OPTIONS)
+    assert {"max_retries", "interval_start", "interval_step", "interval_max",
+            "connect_retries_timeout"} == retry
+    assert all(key in inspect.getsource(Connection._extract_failover_opts) for key in retry)
+    assert set(broker.REDIS_TRANSPORT_OPTIONS) == set(redis.Channel.from_transport_options) | retry
+    assert set(broker.SENTINEL_TRANSPORT_OPTIONS) == \
+        set(redis.SentinelChannel.from_transport_options) | retry
+    where_and_who = {"self", "kwargs", "host", "userid", "password", "login_method",
+                     "login_response", "authentication", "virtual_host", "ssl"}
+    parameters = inspect.signature(amqp.Connection.__init__).parameters
+    passed_on = {name for name, p in parameters.items() if name not in where_and_who
+                 and not name.startswith("on_") and not callable(p.default)}
+    assert set(broker.AMQP_TRANSPORT_OPTIONS) == passed_on | retry
+
+
+# ------------------------------------------------------- as the user runs it
+
+def queue(*args):
+    return run_check("check_celery_queue", *args)
+
+
+def test_unknown_transport_option_names_the_nearest_known_one():
+    result = queue("-b", "redis://127.0.0.1:%d/0" % closed_port(), "-O", "global_keyprefx=p:")
+    result.assert_unknown("unknown transport option -O global_keyprefx for the Redis "
+                          "transport (did you mean global_keyprefix?)")
+    assert "usage:" in result.stdout
+    result = queue("-b", "amqp://%s:%d//" % (AMQP_HOST, AMQP_PORT), "-O", "nosuchoption=1")
+    result.assert_unknown("unknown transport option -O nosuchoption for the AMQP transport")
+    assert result.first_line.count("\n") == 0
+
+
+@pytest.mark.parametrize("url,why", [
+    ("redis://localhost:99999/0", "port out of range"),
+    ("redis://:sekrit@localhost/x", "invalid Redis database number 'x'"),
+    ("redis://localhost/0?virtual_host=3", "kombu rejects virtual_host= in the query"),
+])
+def test_bad_url_is_one_usage_line(url, why):
+    result = queue("-b", url)
+    result.assert_unknown(why)
+    assert "internal error" not in result.stdout and "Traceback" not in result.stdout
+    assert "sekrit" not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def default_vhost_queue():
+    """A uniquely named queue on RabbitMQ's vhost "/", deleted again."""
+    import pika
+
+    name = "cc-urls-%s" % uuid.uuid4().hex[:10]
+    params = pika.ConnectionParameters(AMQP_HOST, AMQP_PORT, "/", pika.PlainCredentials("guest", "guest"))
+    connection = pika.BlockingConnection(params)
+    channel = connection.channel()
+    channel.queue_declare(name, auto_delete=False)
+    for _ in range(2):
+        channel.basic_publish("", name, b"x")
+    yield name
+    channel.queue_delete(name)
+    connection.close()
+
+
+@pytest.mark.parametrize("path", ["//", "/%2F", "", "/"])
+@pytest.mark.parametrize("userinfo", ["guest:guest@", "guest@", ""])
+def test_default_vhost_forms_reach_vhost_slash(default_vhost_queue, path, userinfo):
+    url = "amqp://%s%s:%d%s" % (userinfo, AMQP_HOST, AMQP_PORT, path)
+    result = queue("-b", url, "-q", default_vhost_queue, "-w", "5")
+    result.assert_ok("queue %s has 2 waiting messages" % default_vhost_queue)
+    assert result.perfdata[default_vhost_queue].value == 2
+
+
+@pytest.mark.parametrize("scheme", ["amqp", "pyamqp"])
+def test_named_vhost_with_user_and_without_password(rabbitmq, scheme):
+    name = rabbitmq.queue_name()
+    channel = rabbitmq.channel()
+    channel.queue_declare(name)
+    channel.basic_publish("", name, b"x")
+    for userinfo in ("guest:guest@", "guest@", ""):
+        url = "%s://%s%s:%d/%s" % (scheme, userinfo, AMQP_HOST, AMQP_PORT, rabbitmq.vhost)
+        result = queue("-b", url, "-q", name)
+        result.assert_ok("queue %s has 1 waiting message" % name)
+        assert result.perfdata[name].value == 1
+
+
+def test_a_user_without_password_is_refused_not_crashed():
+    url = "amqp://nagios-%s@%s:%d/prod" % (uuid.uuid4().hex[:6], AMQP_HOST, AMQP_PORT)
+    result = queue("-b", url, "-q", "celery")
+    result.assert_critical("refused authentication (wrong user or password)")
+    assert "TypeError" not in result.stdout
+
+
+@pytest.mark.parametrize("path", ["//", "/%2F"])
+def test_workers_check_reaches_vhost_slash(path):
+    """No worker runs on "/": the answer is that none replied, not that
+    the vhost refused us (what a misread vhost gives, next)."""
+    url = "amqp://guest:guest@%s:%d%s" % (AMQP_HOST, AMQP_PORT, path)
+    name = "cc-urls-%s@nowhere" % uuid.uuid4().hex[:8]
+    result = run_check("check_celery_workers", "-b", url, "--expect", name, "-t", "8")
+    result.assert_critical()
+    assert "refused" not in result.stdout and name in result.stdout
+    missing = "amqp://guest:guest@%s:%d/cc-no-such-%s" % (AMQP_HOST, AMQP_PORT, uuid.uuid4().hex[:6])
+    result = run_check("check_celery_workers", "-b", missing, "--expect", name, "-t", "8")
+    result.assert_critical("vhost")
+
+
+def test_redis_path_db_password_only_and_acl_user(own_redis, celery_apps):
+    server = own_redis("requirepass pw-only", "user alice on >alice-pw ~* &* +@all").start()
+    base = "127.0.0.1:%d" % server.port
+    publish(celery_apps("redis://:pw-only@%s/4" % base), "celery", 3)
+    for url in ("redis://:pw-only@%s/4" % base, "redis://alice:alice-pw@%s/4" % base,
+                "redis://default:pw-only@%s//4" % base):
+        result = queue("-b", url)
+        result.assert_ok("queue celery has 3 waiting messages")
+        assert result.perfdata["celery"].value == 3
+    # DB 0 is another database: the path is read, not ignored
+    assert queue("-b", "redis://:pw-only@%s/0" % base).perfdata["celery"].value == 0
+    result = queue("-b", "redis://alice@%s/4" % base)  # an ACL user without password
+    result.assert_critical("refused")
