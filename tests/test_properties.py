@@ -105,7 +105,7 @@ def test_any_label_and_value_make_parsable_perfdata(name, value):
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="@:/"),
                min_size=6, max_size=20),
        st.sampled_from(["redis://u:{pw}@host:6380/0", "amqp://guest:{pw}@rabbit:5672/vh",
-                        "rediss://:{pw}@h/1?ssl_cert_reqs=none", "sentinel://:{pw}@h:26379"]))
+                        "rediss://:{pw}@h/1?ssl_cert_reqs=none", "sentinel://:{pw}@h:26381"]))
 def test_a_password_is_masked_wherever_it_appears(password, template):
     from urllib.parse import quote
 

@@ -56,7 +56,7 @@ def test_violation_in_words(spec, words):
     ("redis://:s3cret@host:6380/0", "redis://:***@host:6380/0"),
     ("amqp://user:p%40ss@host//", "amqp://user:***@host//"),
     ("redis://host/0", "redis://host/0"),
-    ("sentinel://host:26379?password=zz9zz", "sentinel://host:26379?password=***"),
+    ("sentinel://host:26381?password=zz9zz", "sentinel://host:26381?password=***"),
 ])
 def test_redact_url(url, shown):
     assert secrets.redact_url(url) == shown

@@ -78,8 +78,8 @@ REDIS_FORMS = [
     "redis+socket:///tmp/redis.sock?virtual_host=2",
     "redis+socket://:pw@/var/run/redis/redis.sock?virtual_host=7",
     "redis+socket:///tmp/redis.sock?db=3",     # kombu ignores ?db=: DB 0
-    "sentinel://localhost:26379",
-    "sentinel://:pw@s1:26379/2;sentinel://:pw@s2:26380/2;sentinel://s3",
+    "sentinel://localhost:26381",
+    "sentinel://:pw@s1:26381/2;sentinel://:pw@s2:26380/2;sentinel://s3",
     "sentinel://s1;sentinel://s2/5",           # the DB of the first URL only
     "redis://h1/1;redis://h2/2",
 ]
