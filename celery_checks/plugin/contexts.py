@@ -1,0 +1,71 @@
+"""How a check judges a metric: one threshold evaluation, one fixed-state rule.
+
+- :class:`Threshold`: -w/-c style ranges, critical first, then warning;
+  perfdata that always parses. A check words its results by overriding
+  :meth:`Threshold.describe` (or passing ``describe=``), given the item the
+  metric is about (looked up exactly, :meth:`Resource.item`), the value and
+  the range it broke (None when in range).
+- :class:`Condition`: a metric that is a problem of one configured state
+  whenever it is true (a missing queue, an unexpected node, a stopped
+  emitter); worded the same way.
+"""
+
+import nagiosplugin
+
+from celery_checks.plugin.perfdata import label, number
+
+
+class Threshold(nagiosplugin.ScalarContext):
+    def __init__(self, name, warning=None, critical=None, describe=None, perfdata=True):
+        super().__init__(name, warning, critical)
+        if describe is not None:
+            self.describe = describe
+        self.with_perfdata = perfdata
+
+    def evaluate(self, metric, resource):
+        item = resource.item(metric)
+        for state, limit in ((nagiosplugin.Critical, self.critical),
+                             (nagiosplugin.Warn, self.warning)):
+            if not limit.match(metric.value):
+                return self.result_cls(state, self.describe(item, metric.value, limit), metric)
+        return self.result_cls(nagiosplugin.Ok, self.describe(item, metric.value, None), metric)
+
+    def describe(self, item, value, broken):
+        """The result's words; ``broken`` is the Range the value is outside
+        of, None when it is in range (then None: nothing to say)."""
+        return None
+
+    def performance(self, metric, resource):
+        if not self.with_perfdata:
+            return None
+        return nagiosplugin.Performance(
+            label(metric.name), number(metric.value), metric.uom or "",
+            self.warning, self.critical,
+            "" if metric.min is None else number(metric.min),
+            "" if metric.max is None else number(metric.max))
+
+
+class Condition(nagiosplugin.Context):
+    """True (or a non-zero count) is a problem of ``state``; no perfdata
+    unless ``perfdata`` (then the value as a plain number)."""
+
+    def __init__(self, name, state=nagiosplugin.Critical, describe=None, perfdata=False):
+        super().__init__(name)
+        self.state = state
+        if describe is not None:
+            self.describe = describe
+        self.with_perfdata = perfdata
+
+    def evaluate(self, metric, resource):
+        if not metric.value or self.state == nagiosplugin.Ok:
+            return self.result_cls(nagiosplugin.Ok, None, metric)
+        return self.result_cls(self.state, self.describe(resource.item(metric), metric.value), metric)
+
+    def describe(self, item, value):
+        return None
+
+    def performance(self, metric, resource):
+        if not self.with_perfdata:
+            return None
+        return nagiosplugin.Performance(label(metric.name), number(metric.value), metric.uom or "",
+                                        min="" if metric.min is None else number(metric.min))

@@ -1,0 +1,47 @@
+"""What every check's Resource shares: acquire, then metrics, items looked up exactly.
+
+A check's Resource subclass implements :meth:`Resource.acquire` (the only
+part that does I/O: the broker, the store, the files, stdin) and
+:meth:`Resource.metrics` (facts -> Metrics, through :meth:`metric`). Tests
+hand literal facts to the constructor instead, so a check's evaluate and
+present parts run in-process with no service at all.
+"""
+
+import nagiosplugin
+
+from celery_checks.plugin.perfdata import unique_label
+
+_NOT_GIVEN = object()
+
+
+class Resource(nagiosplugin.Resource):
+    def __init__(self, facts=_NOT_GIVEN):
+        self.facts = None if facts is _NOT_GIVEN else facts
+        self._given = facts is not _NOT_GIVEN
+        self._items = {}
+        self._labels = set()
+
+    def acquire(self):
+        """The facts this check judges; raise Unreachable / CheckError."""
+        raise NotImplementedError
+
+    def metrics(self, facts):
+        """Yield the Metrics for ``facts`` (made with :meth:`metric`)."""
+        raise NotImplementedError
+
+    def probe(self):
+        if not self._given:
+            self.facts = self.acquire()
+        return list(self.metrics(self.facts))
+
+    def metric(self, name, value, context, item=None, uom=None, min=None, max=None):
+        """A Metric whose label is unique in this run (``name``, else
+        ``name_2``...: two names may sanitise alike), remembered as being
+        about ``item``."""
+        name = unique_label(name, self._labels)
+        self._items[name] = item
+        return nagiosplugin.Metric(name, value, uom, min=min, max=max, context=context)
+
+    def item(self, metric):
+        """The item ``metric`` is about: an exact look-up, never a prefix."""
+        return self._items.get(metric.name)
