@@ -28,6 +28,8 @@ def pulse(path, age):
     (["-w", "100", "-c", "60"], 30, "OK", "100", "60"),     # explicit: the user's choice
     (["-w", "30"], 40, "WARNING", "30", "300"),
     (["-c", "60:"], 30, "CRITICAL", "120", "60:"),          # not within -w: kept
+    (["-w", "180", "-c", "180"], 150, "OK", "180", "180"),  # README: a probe above 120
+    (["-w", "180", "-c", "180"], 190, "CRITICAL", "180", "180"),
 ])
 def test_pulsefile_thresholds_in_force(tmp_path, args, age, state, warn, crit):
     path = pulse(tmp_path / "w.pulse", age)
