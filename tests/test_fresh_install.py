@@ -94,6 +94,26 @@ def _build(target, files):
         raise
 
 
+def _prune(keep, days=2):
+    """Remove cached venvs of other contents unused for ``days`` (never one
+    another run holds the lock of)."""
+    for lock_path in CACHE.glob("*.lock"):
+        target = Path(str(lock_path)[: -len(".lock")])
+        if target == keep or not target.is_symlink():
+            continue
+        if time.time() - target.lstat().st_mtime < days * 86400:
+            continue
+        with open(lock_path, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            real = target.resolve().parent  # the build's work directory
+            target.unlink()
+            if real.parent == CACHE:
+                shutil.rmtree(real, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def fresh():
     """The bin directory of a venv holding the project and its declared
@@ -105,6 +125,8 @@ def fresh():
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel sessions build it once
         if not (target / "bin" / "python").exists():
             _build(target, files)
+        os.utime(target, follow_symlinks=False)  # last used: see _prune
+    _prune(keep=target)
     bin_dir = target / "bin"
     # The product comes from the venv, and nothing of the test extra does.
     probe = subprocess.run(
