@@ -80,6 +80,7 @@ class CheckArgumentParser(argparse.ArgumentParser):
                 parsed.broker_url, parsed.transport_options = broker_settings(parsed, os.environ)
             except CheckError as exc:
                 self.error(str(exc))
+        _threshold_defaults(self, parsed)
         return parsed
 
 
@@ -222,12 +223,18 @@ def make_parser(
     parser.add_argument("-V", "--version", action=_VersionAction, help="show the version and exit 3")
     if thresholds:
         what, warning, critical = thresholds
+        # Both default to None so that parse_args knows what was given; the
+        # defaults are filled in there (_threshold_defaults).
+        parser.threshold_defaults = (warning, critical)
+        warning_default = warning or "none"
+        if warning and critical:
+            warning_default += ", none when -c is lower"
         parser.add_argument(
-            "-w", "--warning", metavar="RANGE", type=threshold_range, default=warning,
-            help="warning range on %s (default: %s)" % (what, warning or "none"),
+            "-w", "--warning", metavar="RANGE", type=threshold_range,
+            help="warning range on %s (default: %s)" % (what, warning_default),
         )
         parser.add_argument(
-            "-c", "--critical", metavar="RANGE", type=threshold_range, default=critical,
+            "-c", "--critical", metavar="RANGE", type=threshold_range,
             help="critical range on %s (default: %s)" % (what, critical or "none"),
         )
     parser.add_argument(
@@ -241,6 +248,34 @@ def make_parser(
     if broker:
         add_broker_options(parser)
     return parser
+
+
+def _threshold_defaults(parser, parsed):
+    """Fill in -w/-c defaults. A default -w that the given -c makes
+    meaningless is dropped: with -c 60 and the default -w 120 every age
+    that would warn is already critical, and perfdata saying warn 120,
+    crit 60 would contradict the check. An explicit -w is always kept."""
+    warning, critical = getattr(parser, "threshold_defaults", (None, None))
+    if not hasattr(parsed, "warning"):
+        return
+    if parsed.critical is None:
+        parsed.critical = critical
+    elif parsed.warning is None and warning and _never_reached(warning, parsed.critical):
+        warning = None
+    if parsed.warning is None:
+        parsed.warning = warning
+
+
+def _never_reached(warning, critical):
+    """True when every value outside ``warning`` is outside ``critical`` as
+    well (critical's range lies within warning's): the warning can never be
+    the state."""
+    import nagiosplugin
+
+    warn, crit = nagiosplugin.Range(warning), nagiosplugin.Range(critical)
+    if warn.invert or crit.invert:
+        return False
+    return warn.start <= crit.start and crit.end <= warn.end
 
 
 def add_broker_options(parser):

@@ -40,7 +40,7 @@ def test_thresholds_on_each_side(tmp_path, age, state):
     result = check("-f", path, "-w", "60", "-c", "120")
     result.assert_state(state)
     if state != "OK":
-        assert "%s is %ds old" % (path, age) in result.first_line
+        assert "%s is %d" % (path, age) in result.first_line  # 61.1s: decimals vary
         assert ("> 60s" if state == "WARNING" else "> 120s") in result.first_line
     assert result.perfdata["age"].warn == "60" and result.perfdata["age"].crit == "120"
 
@@ -209,3 +209,151 @@ def test_exit_code_serves_as_container_probe(tmp_path):
     pulse(path, age=61)
     assert subprocess.run([sys.executable, "-m", "celery_checks.pulsefile", "-f", str(path), "-c", "60"],
                           capture_output=True, cwd=str(ROOT)).returncode == 2
+
+
+# ------------------------------------------- every item named exactly (#13)
+
+def stale(path):
+    """The status line for ``path`` an hour old (3600s or 3601s: the run
+    takes its time) against the default -c 300."""
+    import re
+
+    return re.compile(r"%s is 360[01]s old \(> 300s\)" % re.escape(str(path)))
+
+
+def test_stale_file_is_named_not_the_fresh_one_whose_name_prefixes_it(tmp_path):
+    """-f '/run/celery/w*' with w1 fresh and w1x an hour old: w1x is stale.
+    (A prefix lookup once reported w1, and the healthy worker was restarted.)"""
+    pulse(tmp_path / "w1", age=1)
+    pulse(tmp_path / "w1x", age=3600)
+    result = check("-f", tmp_path / "w*", "-v").assert_critical()
+    assert stale(tmp_path / "w1x").fullmatch(result.summary), result.summary
+    assert result.perfdata["w1"].value < 60 and result.perfdata["w1x"].value >= 3600
+    assert stale(tmp_path / "w1x").fullmatch(result.long_output[0][len("CRITICAL: "):])
+    assert len([line for line in result.long_output if line.startswith("CRITICAL")]) == 1
+
+
+@pytest.mark.parametrize("fresh, old", [
+    ("a.pulse", "a.pulse.bak"),
+    ("a.pulse.bak", "a.pulse"),
+    ("w1", "w10"),
+    ("a'b", "a=b"),   # both sanitise to a_b
+    ("a=b", "a'b"),
+    ("a|b", "a_b"),
+])
+def test_names_alike_or_prefixing_each_other_are_looked_up_exactly(tmp_path, fresh, old):
+    pulse(tmp_path / fresh, age=1)
+    pulse(tmp_path / old, age=3600)
+    result = check("-f", tmp_path / "*").assert_critical()
+    assert stale(tmp_path / old).fullmatch(result.summary), result.summary
+    assert len(result.perfdata) == 2  # one label each, none lost to a clash
+    ages = sorted(perf.value for perf in result.perfdata.values())
+    assert ages[0] < 60 and ages[1] >= 3600
+
+
+def test_clock_and_state_are_looked_up_exactly(tmp_path):
+    pulse(tmp_path / "w1", age=-600)  # mtime in the future: w1, not w1x
+    pulse(tmp_path / "w1x", content=json.dumps({"node": "w1x@h", "state": "running"}))
+    check("-f", tmp_path / "w*").assert_warning("%s mtime is 600" % (tmp_path / "w1"), "in the future")
+    pulse(tmp_path / "w1", content=json.dumps({"node": "w1@h", "state": "running"}))
+    pulse(tmp_path / "w1x", content=json.dumps({"node": "w1x@h", "state": "stopped"}))
+    result = check("-f", tmp_path / "w*").assert_critical()
+    assert result.summary == "%s says w1x@h stopped" % (tmp_path / "w1x")
+
+
+def test_sanitised_labels_stay_distinct_and_stable(tmp_path):
+    for name in ("a'b", "a=b", "a_b"):
+        pulse(tmp_path / name, age=5)
+    first = check("-f", tmp_path / "*").assert_ok("3 pulse files fresh")
+    assert len(first.perfdata) == 3
+    assert sorted(check("-f", tmp_path / "*").perfdata) == sorted(first.perfdata)
+
+
+# --------------------------------------------------- smaller lies (#13, 12)
+
+def test_min_files_on_a_single_existing_path_says_how_many_match(tmp_path):
+    path = pulse(tmp_path / "one.pulse")
+    result = check("-f", path, "--min-files", "2").assert_critical()
+    assert result.summary == "%s matches 1 file, expected at least 2" % path
+    pattern = str(tmp_path / "*.pulse")
+    check("-f", pattern, "--min-files", "2").assert_critical(
+        "%s matches 1 file, expected at least 2" % pattern)
+
+
+def test_age_and_its_threshold_never_read_alike(tmp_path):
+    """3.09 s against -c 3 once read "3s old (> 3s)"."""
+    import re
+
+    path = pulse(tmp_path / "w.pulse", age=3.09)
+    result = check("-f", path, "-w", "2", "-c", "3", "-v").assert_critical()
+    match = re.fullmatch(r"%s is (\d+\.\d+)s old \(> 3s\)" % re.escape(str(path)), result.summary)
+    assert match and float(match.group(1)) > 3, result.summary
+    assert "%s: %ss old" % (path, match.group(1)) in result.long_output
+    assert result.perfdata["age"].value > 3
+
+
+def test_ok_age_is_worded_against_the_warning(tmp_path):
+    """An OK age just below -w must not read as -w itself."""
+    import re
+
+    path = pulse(tmp_path / "w.pulse", age=1)
+    result = check("-f", path, "-w", "30", "-c", "60").assert_ok()
+    assert re.fullmatch(r"%s is \d+\.\d+s old" % re.escape(str(path)), result.summary), result.summary
+
+
+def test_same_file_through_several_patterns_or_spellings_counts_once(tmp_path, monkeypatch):
+    path = pulse(tmp_path / "w.pulse", age=5)
+    monkeypatch.chdir(tmp_path)
+    for args in (["-f", path, "-f", path],                    # a pattern repeated
+                 ["-f", "w.pulse", "-f", path],               # relative and absolute
+                 ["-f", tmp_path / "." / "w.pulse", "-f", path],
+                 ["-f", tmp_path / "*.pulse", "-f", path]):   # a glob and a path
+        result = run_in(tmp_path, *args).assert_ok()
+        assert "2 pulse files" not in result.first_line, result.describe(args)
+        assert len(result.perfdata) == 1, result.describe(args)
+    os.symlink("w.pulse", tmp_path / "alias.pulse")
+    result = run_in(tmp_path, "-f", tmp_path / "*.pulse", "--min-files", "2").assert_critical(
+        "matches 1 file, expected at least 2")
+    assert len(result.perfdata) == 1
+
+
+def run_in(cwd, *args):
+    """The check with ``cwd`` as its working directory."""
+    import subprocess as sp
+
+    from tests.plugin import Result, executable
+
+    command = [executable("check_celery_pulsefile")] + [str(a) for a in args]
+    started = time.monotonic()
+    proc = sp.run(command, capture_output=True, text=True, cwd=str(cwd), timeout=60)
+    return Result(command, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def test_relative_path_is_read_from_the_working_directory(tmp_path):
+    pulse(tmp_path / "w.pulse", age=400)
+    for pattern in ("w.pulse", "*.pulse"):
+        result = run_in(tmp_path, "-f", pattern).assert_critical("- w.pulse is 40", "s old (> 300s)")
+        assert len(result.perfdata) == 1 and list(result.perfdata.values())[0].value >= 400
+
+
+def test_tilde_is_the_home_directory(tmp_path):
+    """A monitoring core runs no shell that would expand ~."""
+    pulse(tmp_path / "w.pulse", age=400)
+    env = dict(os.environ, HOME=str(tmp_path))
+    for pattern in ("~/w.pulse", "~/*.pulse"):
+        check("-f", pattern, env=env).assert_critical("- %s is 40" % (tmp_path / "w.pulse"), "(> 300s)")
+
+
+def test_trailing_slash_is_a_usage_error_not_a_missing_file(tmp_path):
+    path = pulse(tmp_path / "w.pulse")
+    result = check("-f", str(path) + "/").assert_unknown("ends with /", "not a directory")
+    assert "usage:" in result.stdout and "missing" not in result.first_line
+    check("-f", "").assert_unknown("-f needs a path")
+
+
+def test_glob_matching_only_a_directory_is_no_pulse_file(tmp_path):
+    (tmp_path / "sub.pulse").mkdir()
+    pulse(tmp_path / "w.pulse")
+    result = check("-f", tmp_path / "*.pulse").assert_ok()
+    assert list(result.perfdata) == ["w.pulse"]
+    check("-f", tmp_path / "sub*").assert_critical("no file matches %s" % (tmp_path / "sub*"))

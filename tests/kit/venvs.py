@@ -1,6 +1,10 @@
 """Installs of this checkout the way operators make them, for tests that run
 the plugins from somewhere else than the dev venv.
 
+:func:`plain_venv`: ``python -m venv`` + ``pip install <a copy of the
+checkout>``, no extras, not editable: the README's quick start, cached by
+the content of what the build reads.
+
 :func:`debian_venv`: a venv on Debian's /usr/bin/python3 that sees its
 python3-* packages (--system-site-packages), this project installed into it
 with --no-deps (not editable, no bytecode written), in a directory the
@@ -8,9 +12,14 @@ with --no-deps (not editable, no bytecode written), in a directory the
 """
 
 import contextlib
+import fcntl
+import hashlib
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from tests.kit.project import ROOT
@@ -51,3 +60,93 @@ def debian_venv(prefix="celery-checks-debian-"):
         yield venv
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+CACHE = Path(tempfile.gettempdir()) / "celery-checks-fresh-install"
+# What `pip install .` builds from; a change to any of them is a new venv.
+BUILD_INPUTS = ("pyproject.toml", "README.md", "celery_checks")
+
+
+# ------------------------------------------------------------ the fresh venv
+
+def _inputs():
+    """(relative path, absolute path) of every file the build reads."""
+    files = []
+    for name in BUILD_INPUTS:
+        path = ROOT / name
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*")
+                            if p.is_file() and "__pycache__" not in p.parts)
+        else:
+            files.append(path)
+    return [(p.relative_to(ROOT).as_posix(), p) for p in files]
+
+
+def _content_hash(files):
+    digest = hashlib.sha256(("%d.%d" % sys.version_info[:2]).encode())
+    for relative, path in files:
+        digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _build(target, files):
+    """python -m venv + pip install <copy of the checkout>, nothing else."""
+    work = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        source = work / "src"
+        for relative, path in files:
+            (source / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, source / relative)
+        venv = work / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        proc = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+             "--disable-pip-version-check", str(source)],
+            capture_output=True, text=True, cwd=str(work), timeout=600,
+        )
+        assert proc.returncode == 0, "pip install of a plain checkout failed:\n%s%s" % (
+            proc.stdout, proc.stderr)
+        shutil.rmtree(source)
+        # A venv is not relocatable: it stays where it was built and the
+        # finished marker is a symlink to it, renamed into place atomically.
+        link = work.with_suffix(".link")
+        os.symlink(venv, link)
+        os.replace(link, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _prune(keep, days=2):
+    """Remove cached venvs of other contents unused for ``days`` (never one
+    another run holds the lock of)."""
+    for lock_path in CACHE.glob("*.lock"):
+        target = Path(str(lock_path)[: -len(".lock")])
+        if target == keep or not target.is_symlink():
+            continue
+        if time.time() - target.lstat().st_mtime < days * 86400:
+            continue
+        with open(lock_path, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            real = target.resolve().parent  # the build's work directory
+            target.unlink()
+            if real.parent == CACHE:
+                shutil.rmtree(real, ignore_errors=True)
+
+
+def plain_venv():
+    """The bin directory of a venv holding the project and its declared
+    dependencies only (built once per content, shared by parallel runs)."""
+    files = _inputs()
+    CACHE.mkdir(exist_ok=True)
+    target = CACHE / _content_hash(files)
+    with open(str(target) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel sessions build it once
+        if not (target / "bin" / "python").exists():
+            _build(target, files)
+        os.utime(target, follow_symlinks=False)  # last used: see _prune
+    _prune(keep=target)
+    return target / "bin"

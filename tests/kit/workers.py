@@ -72,15 +72,23 @@ class WorkerFactory:
 
     def start(self, broker_url, name=None, queues=("celery",), pool="solo",
               concurrency=1, extra_args=(), env=None, app="tests.app",
-              wait=True, ready_timeout=30, command="worker"):
+              wait=True, ready_timeout=30, command="worker", celery=None, pythonpath=None):
+        """``celery``: the celery executable (default: this interpreter's);
+        ``pythonpath``: where the app is found instead of the checkout (the
+        package then comes from that celery's own environment)."""
         name = name or "w%s@%s" % (uuid.uuid4().hex[:6], socket.gethostname())
         log_path = self.tmp_path / ("%s.log" % name.replace("@", "_"))
         environment = dict(os.environ)
         environment.update(env or {})
         environment["CELERY_BROKER_URL"] = broker_url
-        environment["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT)] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p])
-        args = [sys.executable, "-m", "celery", "-A", app, command]
+        if pythonpath is not None:
+            environment.pop("VIRTUAL_ENV", None)
+            environment["PYTHONPATH"] = str(pythonpath)
+        else:
+            environment["PYTHONPATH"] = os.pathsep.join(
+                [str(ROOT)] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p])
+        launcher = [str(celery)] if celery else [sys.executable, "-m", "celery"]
+        args = launcher + ["-A", app, command]
         if command == "worker":
             args += ["-n", name, "-P", pool, "-c", str(concurrency), "-Q", ",".join(queues),
                      "--without-mingle", "--without-gossip", "-l", "INFO"]
