@@ -61,10 +61,21 @@ def assert_one_line_failure(result, *fragments):
 
 # ------------------------------------------------------------ end to end
 
+def declare(client, queue):
+    """What a Celery worker leaves in Redis when it consumes ``queue``
+    (kombu's binding of the queue to its exchange), for tests that need a
+    declared queue with nobody consuming it."""
+    client.sadd("_kombu.binding." + queue, "%s\x06\x16\x06\x16%s" % (queue, queue))
+
+
 def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, celery_worker):
     worker = celery_worker.start(redis_url, queues=["hb-a", "hb-b"])
-    assert_published(trigger("-b", redis_url, "-q", "hb-a", "-q", "hb-b", "-q", "hb-c"), 3)
+    # hb-c: no worker declared it. The others get their heartbeat, hb-c
+    # gets none (it would be lost) and the trigger says so.
+    result = trigger("-b", redis_url, "-q", "hb-a", "-q", "hb-b", "-q", "hb-c")
+    assert_one_line_failure(result, "queue hb-c not declared on broker")
     started(redis_client, "hb-a", "hb-b")
+    assert not redis_client.exists("hb-c")
 
     result = check(redis_url, "-q", "hb-a", "-q", "hb-b", "-v").assert_ok("2 queues healthy")
     for queue in ("hb-a", "hb-b"):
@@ -72,21 +83,16 @@ def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, cel
         assert age.uom == "s" and 0 <= age.value < 10
         assert (age.warn, age.crit, age.min) == ("300", "600", "0")
         assert latency.uom == "s" and 0 <= latency.value < 5 and latency.min == "0"
+        assert (latency.warn, latency.crit) == ("60", "300")
         assert record(redis_client, queue)["worker"] == worker.name
     assert any(worker.name in line for line in result.long_output), result.long_output
 
-    # hb-c has no consumer: only it alerts, as a heartbeat that never started
-    # (the limit sits just above the real waits of hb-a and hb-b).
-    limit = "%.1f" % (max(float(record(redis_client, q)["latency"]) for q in ("hb-a", "hb-b")) + 0.5)
-    wait_for(lambda: time.time() - float(record(redis_client, "hb-c")["published"]) > float(limit) + 0.2,
-             what="hb-c to wait")
+    # Only hb-c alerts: never seen, and why.
     result = check(redis_url, "-q", "hb-a", "-q", "hb-b", "-q", "hb-c",
-                   "--latency-warning", limit, "--latency-critical", "60")
-    result.assert_warning("hb-c never started a heartbeat", "install(app)")
-    assert "(+" not in result.first_line
-    assert result.perfdata["hb-c_latency"].value > float(limit)
-    assert result.perfdata["hb-a_latency"].value < float(limit)
-    assert (result.perfdata["hb-a_latency"].warn, result.perfdata["hb-a_latency"].crit) == (limit, "60")
+                   "--latency-warning", "30", "--latency-critical", "60")
+    result.assert_critical("hb-c: no heartbeat yet, trigger failing: queue hb-c not declared")
+    assert "(+" not in result.first_line and "hb-c_age" not in result.perfdata
+    assert (result.perfdata["hb-a_latency"].warn, result.perfdata["hb-a_latency"].crit) == ("30", "60")
 
     # The worker goes away, nothing is published: the age grows through -w
     # then -c, and the diagnosis is a stale trigger, not a stuck queue.
@@ -119,6 +125,7 @@ def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, cel
 
 
 def test_heartbeat_not_started_before_its_expiry_is_discarded(redis_url, redis_client, celery_worker):
+    declare(redis_client, "hb-x")  # a worker consumed it before, none now
     assert_published(trigger("-b", redis_url, "-q", "hb-x", "--expires", "1"), 1)
     expired_id = record(redis_client, "hb-x")["published_id"]
     wait_for(lambda: time.time() - float(record(redis_client, "hb-x")["published"]) > 1.5,
@@ -127,7 +134,8 @@ def test_heartbeat_not_started_before_its_expiry_is_discarded(redis_url, redis_c
     wait_for(lambda: "Discarding revoked task: celery_checks.heartbeat[%s]" % expired_id in worker.log(),
              what="the worker to discard the expired heartbeat")
     assert "started" not in record(redis_client, "hb-x")
-    check(redis_url, "-q", "hb-x", "-w", "1").assert_warning("hb-x never started a heartbeat")
+    check(redis_url, "-q", "hb-x", "-w", "1").assert_warning(
+        "hb-x: first heartbeat waiting", "none started yet")
 
     # The same worker runs a heartbeat that has not expired; its latency
     # counts from its own publish, the wait of the expired one is over.
@@ -161,7 +169,8 @@ def test_beat_schedule_entries_send_heartbeats_the_check_accepts(redis_url, redi
     result = check(redis_url, "-O", "global_keyprefix=app1:", "-q", "hb-b1", "-q", "hb-b2", "-w", "5")
     result.assert_ok("2 queues healthy")
     assert 0 <= result.perfdata["hb-b1_latency"].value < 5
-    check(redis_url, "-q", "hb-b1").assert_critical("no heartbeat ever recorded")  # no prefix
+    check(redis_url, "-q", "hb-b1").assert_critical(  # no prefix: says where
+        "hb-b1: no heartbeat record here; one exists with -O global_keyprefix=app1:")
 
 
 def test_worker_without_install_is_named_as_the_likely_cause(redis_url, redis_client, celery_worker):
@@ -172,7 +181,8 @@ def test_worker_without_install_is_named_as_the_likely_cause(redis_url, redis_cl
     wait_for(lambda: time.time() - float(record(redis_client, "hb-n")["published"]) > 1,
              what="the wait to pass -w")
     result = check(redis_url, "-q", "hb-n", "-w", "1", "-c", "60")
-    result.assert_warning("hb-n never started a heartbeat", "celery_checks.install(app)")
+    result.assert_warning("hb-n: first heartbeat waiting", "none started yet",
+                          "celery_checks.install(app)")
 
 
 def test_rabbitmq_broker_with_redis_store(rabbitmq, redis_url, redis_client, celery_worker):
@@ -259,15 +269,25 @@ def test_ages_use_the_store_clock_and_a_waiting_heartbeat_counts(redis_url, redi
     assert float(record(redis_client, "q")["latency"]) == 0
     result = check(redis_url, "-q", "q").assert_ok("q healthy")
     assert result.perfdata["q_latency"].value == 0
-    # A publish the trigger had to withdraw leaves the queue's last start
+    # A publish the trigger could not make leaves the queue's last start
     # alone and names the reason once the age alerts.
-    at = store.record_publish(redis_client, ["q"], ["id4"], "test")
-    store.record_failed_publish(redis_client, ["q"], ["id4"], at, "broker said no")
-    assert "pending_since" not in record(redis_client, "q")
+    before = record(redis_client, "q")
+    store.record_failure(redis_client, ["q"], "broker said no")
+    fields = record(redis_client, "q")
+    assert "pending_since" not in fields and fields["published"] == before["published"]
     time.sleep(0.2)
     check(redis_url, "-q", "q", "-w", "0.1").assert_warning("q trigger failing", "broker said no")
-    store.record_publish(redis_client, ["q"], ["id5"], "test")  # a good publish clears it
-    assert "failure" not in record(redis_client, "q")
+    # The trigger's own record, after its publish: a good one clears the
+    # failure; one a worker already started is not waiting.
+    at = store.now(redis_client)
+    store.record_published(redis_client, ["q"], ["id5"], at, "test")
+    fields = record(redis_client, "q")
+    assert "failure" not in fields and float(fields["pending_since"]) == round(at, 6)
+    store.record_start(redis_client, "q", at, "id5", "w@h")
+    at = store.now(redis_client)
+    store.record_start(redis_client, "q", at, "id6", "w@h")  # started before recorded
+    store.record_published(redis_client, ["q"], ["id6"], at, "test")
+    assert "pending_since" not in record(redis_client, "q")
 
 
 # ------------------------------------------------------------ trigger failures
@@ -286,7 +306,8 @@ def test_trigger_broker_down_is_one_line_exit_1(redis_url, redis_client):
     assert_one_line_failure(result, "cannot publish to broker amqp://guest:***@127.0.0.1:1//")
 
 
-def test_trigger_store_down_is_one_line_exit_1(redis_url):
+def test_trigger_store_down_is_one_line_exit_1(redis_url, redis_client):
+    declare(redis_client, "celery")
     result = trigger("-b", redis_url, "--store", "redis://:secret@127.0.0.1:1/0")
     assert_one_line_failure(result, "heartbeat store redis://:***@127.0.0.1:1/0")
 
@@ -301,7 +322,7 @@ def test_trigger_silent_broker_gives_up_within_timeout(scheme, silent_port, redi
 
 def test_trigger_help_fits_80_columns():
     result = trigger("--help")
-    assert result.rc == 0 and "Exit status:" in result.stdout
+    assert result.rc == 3 and "Exit status:" in result.stdout
     assert not [line for line in result.stdout.splitlines() if len(line) > 80]
 
 
