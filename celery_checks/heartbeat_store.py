@@ -18,8 +18,10 @@ One hash per monitored queue, ``[global_keyprefix]celery_checks:heartbeat:<queue
 =================  ========================================================
 
 The clock rule: every time above is read from the store's own ``TIME``, by a
-Lua script that records in the same step, whoever records it (the trigger,
-beat, a worker). Trigger host, workers and monitoring host may disagree on
+Lua script that records in the same step (beat, a worker, a failure) or, for
+the trigger's publish, by ``TIME`` just before the publish, recorded once the
+messages are out (:func:`now`, :func:`record_published`), so that a publish
+that fails is never recorded as one. Trigger host, workers and monitoring host may disagree on
 the time; they cannot fake an alert nor hide one, because they never
 contribute a clock reading. The publish time travels inside the heartbeat
 message (header :data:`PUBLISHED_HEADER`, a store time too), so the worker
