@@ -21,7 +21,7 @@ import nagiosplugin
 
 from celery_checks import cli
 from celery_checks import heartbeat_store as store
-from celery_checks.perfdata import ThresholdContext, label, unique_label, violation
+from celery_checks.perfdata import ThresholdContext, label, seconds, unique_label, violation
 from celery_checks.policy import CheckError
 from celery_checks.secrets import redact_url
 from celery_checks.summary import ProblemSummary
@@ -30,8 +30,14 @@ log = logging.getLogger("nagiosplugin")
 
 WARNING_AGE = "300"
 CRITICAL_AGE = "600"
+# The trigger runs every minute: a heartbeat that waited longer than that
+# has the next one queued behind it, so the queue no longer drains within a
+# cycle. After the trigger's --expires (300 s) a waiting heartbeat is
+# discarded when a worker reaches it: it can never start.
+WARNING_LATENCY = "60"
+CRITICAL_LATENCY = "300"
 STATES = {0: nagiosplugin.Ok, 1: nagiosplugin.Warn, 2: nagiosplugin.Critical, 3: nagiosplugin.Unknown}
-INSTALL_HINT = "no consumer, or its app lacks celery_checks.install(app)?"
+INSTALL_HINT = "no consumer, or no celery_checks.install(app)?"
 
 HELP = dict(
     check="""\
@@ -40,6 +46,9 @@ age      now - when a worker last started a heartbeat of the queue (a queue
          that never started one counts from its first publish)
 latency  how long the last heartbeat waited in the queue: start - publish;
          a heartbeat published and not yet started counts its wait so far
+         (default --latency-warning 60: longer than the trigger's one-minute
+         interval, the next heartbeat queues behind it; --latency-critical
+         300: the trigger's --expires, after which it is discarded unrun)
 Heartbeats are published by trigger_celery_heartbeat (cron) or by celery
 beat (celery_checks.beat_schedule) and run by workers whose app calls
 celery_checks.install(app). All times are the store's own clock (Redis
@@ -52,15 +61,20 @@ QUEUE_latency  per queue: latency in s, warn/crit from --latency-*, min 0
                (absent until a heartbeat carried its publish time)
 A queue never seen has no perfdata. Values are never negative.""",
     states="""\
-OK        every queue's heartbeat is younger than -w, waited less than
-          --latency-warning
+OK        every queue's heartbeat age is inside -w and its latency inside
+          --latency-warning; the line says "healthy" only for a queue whose
+          last heartbeat started and none waits ("first heartbeat waiting
+          11s, none started yet", "next waiting 0.2s" otherwise)
 WARNING   a queue's age is outside -w or its latency outside
-          --latency-warning; the line says why: "trigger stale" (nothing
-          published since the last heartbeat), "trigger failing" (the
-          trigger could not publish: its reason), "stuck" (a heartbeat is
-          published but no worker started it)
+          --latency-warning; the line says why: "stuck" (a heartbeat waits,
+          no worker started it), "first heartbeat waiting ... none started
+          yet" (no consumer, or its app lacks install(app)), "trigger
+          stale" (nothing published for longer than -w allows: is cron or
+          beat running?), "trigger failing" (the trigger could not publish:
+          its reason), "slow" (the last heartbeat waited long)
 CRITICAL  the same outside -c / --latency-critical; a queue never seen
-          (--missing-state); the store cannot be reached""",
+          (--missing-state; the hint names another global_keyprefix when
+          its record exists under one); the store cannot be reached""",
     examples="""\
 check_celery_heartbeat -q celery -q mail
 check_celery_heartbeat --broker-file /etc/celery/broker -w 180 -c 600
@@ -83,11 +97,15 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--latency-warning", metavar="RANGE", type=cli.threshold_range,
-        help="warning range on each queue's latency in seconds (default: none)",
+        default=WARNING_LATENCY,
+        help="warning range on each queue's latency in seconds (default: %s, "
+        "the trigger's interval)" % WARNING_LATENCY,
     )
     parser.add_argument(
         "--latency-critical", metavar="RANGE", type=cli.threshold_range,
-        help="critical range on each queue's latency in seconds (default: none)",
+        default=CRITICAL_LATENCY,
+        help="critical range on each queue's latency in seconds (default: %s, "
+        "the trigger's --expires)" % CRITICAL_LATENCY,
     )
     parser.add_argument(
         "--missing-state", metavar="STATE", type=cli.state_name, default=2,
@@ -118,10 +136,10 @@ class QueueHeartbeat:
         self.started = "started" in record
         self.pending = "pending_since" in record
         self.worker = record.get("worker", "")
-        # The trigger's last attempt failed after a success (or before any).
-        failed = record.get("failed")
+        self.elsewhere = []  # other prefixes holding this queue's record
+        # The trigger's last attempt failed (its next publish clears it).
         self.failure = None
-        if failed is not None and failed > record.get("started", 0):
+        if record.get("failed") is not None:
             self.failure = textwrap.shorten(record.get("failure") or "?", 90, placeholder="...")
         self.wait = max(0.0, now - record["pending_since"]) if self.pending else None
         self.published_ago = max(0.0, now - record["published"]) if "published" in record else None
@@ -129,34 +147,73 @@ class QueueHeartbeat:
             self.age = max(0.0, now - record["started"])
         else:
             self.age = self.wait
+        # How long nothing was published between the last start and the
+        # heartbeat waiting now: the trigger's gap, not the queue's wait.
+        self.gap = None
+        if self.started and self.pending:
+            self.gap = max(0.0, record["pending_since"] - record["started"])
         latencies = [v for v in (record.get("latency"), self.wait) if v is not None]
         self.latency = max(0.0, max(latencies)) if latencies else None
 
-    def diagnosis(self, limit=None):
-        """Why this queue's heartbeat is late, in words. A heartbeat waiting
-        within ``limit`` (the warning range) is not why: it was published
-        after a gap, so the trigger was stale."""
+    @property
+    def healthy(self):
+        return self.started and not self.pending and not self.failure
+
+    def diagnosis(self, limit=None, age_bound=None, wait_bound=None):
+        """Why this queue's heartbeat is late, in words. A queue with a
+        heartbeat waiting is stuck, unless that heartbeat was published only
+        after a gap in publishing longer than ``limit`` (the warning range)
+        and has not yet waited that long: then the trigger was stale.
+        ``age_bound`` / ``wait_bound``: the threshold the age or the wait
+        broke, so that its value shows enough decimals to differ from it."""
+        age = seconds(self.age, age_bound) if self.age is not None else "?"
+        wait = "?" if self.wait is None else seconds(
+            self.wait, wait_bound if self.started else wait_bound or age_bound)
         if not self.started:
-            return "%s never started a heartbeat, one waiting %s: %s" % (
-                self.name, seconds(self.wait), INSTALL_HINT)
-        if self.pending and (limit is None or not limit.match(self.wait)):
-            return "%s stuck: heartbeat waiting %s, last started %s ago" % (
-                self.name, seconds(self.wait), seconds(self.age))
+            return "%s: first heartbeat waiting %s, none started yet: %s" % (
+                self.name, wait, INSTALL_HINT)
         if self.pending:
-            return "%s trigger stale: last heartbeat %s ago, next published only %s ago" % (
-                self.name, seconds(self.age), seconds(self.wait))
+            if limit is not None and limit.match(self.wait) and not limit.match(self.gap):
+                return "%s trigger stale: last heartbeat %s ago, next published only %s ago" % (
+                    self.name, age, wait)
+            return "%s stuck: heartbeat waiting %s, last started %s ago" % (
+                self.name, wait, age)
         if self.failure:
             return "%s trigger failing: last heartbeat %s ago; %s" % (
-                self.name, seconds(self.age), self.failure)
+                self.name, age, self.failure)
         return "%s trigger stale: last heartbeat %s ago, none published since" % (
-            self.name, seconds(self.age))
+            self.name, age)
+
+    def brief(self):
+        """The queue in a few words for an OK status line: "healthy" only
+        when its last heartbeat started and none is waiting."""
+        if not self.seen:
+            return "%s never seen" % self.name
+        if not self.started:
+            return "%s: first heartbeat waiting %s, none started yet" % (
+                self.name, seconds(self.wait))
+        text = "heartbeat %s ago" % seconds(self.age)
+        if self.pending:
+            return "%s: last %s, next waiting %s" % (self.name, text, seconds(self.wait))
+        if self.record.get("latency") is not None:
+            text += ", waited %s" % seconds(self.record["latency"])
+        if self.failure:
+            return "%s: %s, trigger failing" % (self.name, text)
+        return "%s healthy: %s" % (self.name, text)
 
     def describe(self):
         if not self.seen:
-            return "%s: never seen%s" % (self.name, ", trigger failing" if self.failure else "")
+            text = "%s: never seen" % self.name
+            if self.failure:
+                text += ", trigger failing: %s" % self.failure
+            if self.elsewhere:
+                text += ", a record exists with %s" % _prefixes(self.elsewhere)
+            return text
         facts = []
         if self.started:
             facts.append("started %s ago by %s" % (seconds(self.age), self.worker or "?"))
+        else:
+            facts.append("none started yet")
         if self.record.get("latency") is not None:
             facts.append("waited %s" % seconds(self.record["latency"]))
         if self.pending:
@@ -169,12 +226,13 @@ class QueueHeartbeat:
         return "%s: %s" % (self.name, ", ".join(facts))
 
 
-def seconds(value):
-    if value >= 100:
-        return "%ds" % value
-    if value >= 1:
-        return "%.1fs" % value
-    return "%.3fs" % value
+def _prefixes(prefixes):
+    return ", ".join("-O global_keyprefix=%s" % p if p else "no global_keyprefix"
+                     for p in prefixes)
+
+
+def _glob_escape(text):
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 class Heartbeats(nagiosplugin.Resource):
@@ -191,9 +249,13 @@ class Heartbeats(nagiosplugin.Resource):
         with redis_errors(args.store_url, "heartbeat store"):
             client = redis_client(args.store_url, args.transport_options, cli.network_timeout(args))
             now, records = store.read(client, args.queues, args.transport_options)
+            unseen = [q for q in args.queues
+                      if "started" not in records[q] and "pending_since" not in records[q]]
+            elsewhere = _elsewhere(client, unseen, args.transport_options) if unseen else {}
         used = set()
         for name in args.queues:
             queue = QueueHeartbeat(name, records[name], now)
+            queue.elsewhere = elsewhere.get(name, [])
             queue.label = unique_label(queue.label, used)
             self.queues.append(queue)
             if not queue.seen:
@@ -209,6 +271,23 @@ class Heartbeats(nagiosplugin.Resource):
         return nagiosplugin.Metric(name, value, uom, min=0 if uom else None, context=context)
 
 
+def _elsewhere(client, queues, transport_options):
+    """{queue: [other global_keyprefix values holding its record]}: one SCAN,
+    only when a queue has no record under the prefix the check was given
+    (a wrong or missing -O global_keyprefix)."""
+    ours = store.key_for("", transport_options)
+    suffix = store.KEY_PREFIX
+    wanted = set(queues)
+    pattern = "*" + _glob_escape(suffix) + ("*" if len(queues) > 1 else _glob_escape(queues[0]))
+    found = {}
+    for key in client.scan_iter(match=pattern, count=1000):
+        key = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+        prefix, _, queue = key.rpartition(suffix)
+        if queue in wanted and prefix + suffix != ours:
+            found.setdefault(queue, []).append(prefix)
+    return {q: sorted(p) for q, p in found.items()}
+
+
 # ------------------------------------------------------------------ evaluate
 
 class AgeContext(ThresholdContext):
@@ -216,7 +295,8 @@ class AgeContext(ThresholdContext):
         queue = resource.by_metric[metric.name]
         for state, limit in ((nagiosplugin.Critical, self.critical), (nagiosplugin.Warn, self.warning)):
             if not limit.match(metric.value):
-                hint = "%s (age %s)" % (queue.diagnosis(self.warning), violation(limit, "s"))
+                hint = "%s (age %s)" % (queue.diagnosis(self.warning, age_bound=_bound(limit)),
+                                        violation(limit, "s"))
                 return self.result_cls(state, hint, metric)
         return self.result_cls(nagiosplugin.Ok, None, metric)
 
@@ -227,9 +307,10 @@ class LatencyContext(ThresholdContext):
         for state, limit in ((nagiosplugin.Critical, self.critical), (nagiosplugin.Warn, self.warning)):
             if not limit.match(metric.value):
                 if queue.pending and queue.wait >= metric.value:
-                    hint = queue.diagnosis()
+                    hint = queue.diagnosis(wait_bound=_bound(limit))
                 else:
-                    hint = "%s slow: last heartbeat waited %s" % (queue.name, seconds(metric.value))
+                    hint = "%s slow: last heartbeat waited %s" % (
+                        queue.name, seconds(metric.value, _bound(limit)))
                 hint += " (latency %s)" % violation(limit, "s")
                 return self.result_cls(state, hint, metric)
         return self.result_cls(nagiosplugin.Ok, None, metric)
@@ -242,11 +323,14 @@ class MissingContext(nagiosplugin.Context):
 
     def evaluate(self, metric, resource):
         queue = resource.by_metric[metric.name]
-        if queue.failure:
-            return self.result_cls(self.state, "%s: no heartbeat yet, trigger failing: %s" % (
-                queue.name, queue.failure), metric)
-        hint = ("%s: no heartbeat ever recorded: trigger not scheduled for it? "
-                "worker app lacks celery_checks.install(app)?" % queue.name)
+        if queue.elsewhere:  # a wrong -O global_keyprefix, first of all
+            hint = "%s: no heartbeat record here; one exists with %s" % (
+                queue.name, _prefixes(queue.elsewhere))
+        elif queue.failure:
+            hint = "%s: no heartbeat yet, trigger failing: %s" % (queue.name, queue.failure)
+        else:
+            hint = ("%s: no heartbeat ever recorded: trigger not scheduled for it? "
+                    "worker app lacks celery_checks.install(app)?" % queue.name)
         return self.result_cls(self.state, hint, metric)
 
 
@@ -256,23 +340,23 @@ class HeartbeatSummary(ProblemSummary):
     def ok(self, results):
         queues = results[0].resource.queues if results else []
         if len(queues) == 1:
-            return "%s healthy: %s" % (queues[0].name, _brief(queues[0]))
-        # --missing-state ok: a never-seen queue has no age, and is the oldest
-        oldest = max(queues, key=lambda q: float("inf") if q.age is None else q.age)
-        text = "%d queues healthy, oldest %s: %s" % (len(queues), oldest.name, _brief(oldest))
-        return text
+            return queues[0].brief()
+        unhealthy = [q for q in queues if not q.healthy]
+        if unhealthy:
+            # never seen or started first, then waiting, then a failing trigger
+            first = min(unhealthy, key=lambda q: (q.started, not q.pending))
+            return "%d queues OK, %s" % (len(queues), first.brief())
+        oldest = max(queues, key=lambda q: q.age)
+        return "%d queues healthy, oldest %s" % (len(queues), oldest.brief().replace(" healthy:", ":", 1))
 
     def item_lines(self, resource):
         return [q.describe() for q in resource.queues] if resource else []
 
 
-def _brief(queue):
-    if not queue.seen:
-        return "never seen"
-    text = "heartbeat %s ago" % seconds(queue.age)
-    if queue.latency is not None:
-        text += ", waited %s" % seconds(queue.latency)
-    return text
+def _bound(limit):
+    """The number a value was compared with, for seconds(value, limit)."""
+    limit = nagiosplugin.Range(limit)
+    return limit.end if limit.end != float("inf") else limit.start
 
 
 @cli.guarded("CELERY_HEARTBEAT")

@@ -13,13 +13,15 @@ One hash per monitored queue, ``[global_keyprefix]celery_checks:heartbeat:<queue
 ``started_id``     that heartbeat's task id
 ``worker``         the node name of the worker that started it
 ``latency``        seconds that heartbeat waited: started - its publish time
-``failed``         when the trigger last failed to publish after recording
+``failed``         when the trigger last failed to publish to the queue
                    (cleared by the next publish); ``failure``: its reason
 =================  ========================================================
 
 The clock rule: every time above is read from the store's own ``TIME``, by a
-Lua script that records in the same step, whoever records it (the trigger,
-beat, a worker). Trigger host, workers and monitoring host may disagree on
+Lua script that records in the same step (beat, a worker, a failure) or, for
+the trigger's publish, by ``TIME`` just before the publish, recorded once the
+messages are out (:func:`now`, :func:`record_published`), so that a publish
+that fails is never recorded as one. Trigger host, workers and monitoring host may disagree on
 the time; they cannot fake an alert nor hide one, because they never
 contribute a clock reading. The publish time travels inside the heartbeat
 message (header :data:`PUBLISHED_HEADER`, a store time too), so the worker
@@ -57,19 +59,42 @@ end
 return now
 """
 
-# After a failed publish: KEYS as for _PUBLISH; ARGV: the publish time it
-# returned, the reason, then the task ids. Undo what that publish claimed
-# (unless a newer publish owns the record) and keep the reason instead.
-_FAILED = """
+# The trigger's way: KEYS one hash per queue; ARGV: the store time read
+# (TIME) before the publish and carried in the messages, publisher, then one
+# task id per key. Recorded only once the messages are out, so a publish
+# that failed is never taken for a waiting heartbeat. A worker may already
+# have started one (it went out first): then it is not waiting.
+_PUBLISHED = """
+local at = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
-  if redis.call('HGET', key, 'published_id') == ARGV[i + 2] then
-    if tonumber(redis.call('HGET', key, 'pending_since') or '') == tonumber(ARGV[1]) then
-      redis.call('HDEL', key, 'pending_since')
+  local id = ARGV[i + 2]
+  local last = tonumber(redis.call('HGET', key, 'published') or '')
+  if not last or last <= at then
+    redis.call('HSET', key, 'published', ARGV[1], 'published_id', id,
+               'publisher', ARGV[2])
+    redis.call('HDEL', key, 'failed', 'failure')
+  end
+  if redis.call('HGET', key, 'started_id') ~= id then
+    local pending = tonumber(redis.call('HGET', key, 'pending_since') or '')
+    if not pending or pending > at then
+      redis.call('HSET', key, 'pending_since', ARGV[1])
     end
-    redis.call('HSET', key, 'failed', ARGV[1], 'failure', ARGV[2])
   end
 end
 return 1
+"""
+
+# The trigger could not publish to these queues: KEYS one hash per queue;
+# ARGV: the reason. Only failed/failure change (store time); the next
+# successful publish clears them.
+_FAILURE = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, 'failed', now, 'failure', ARGV[1])
+end
+return now
 """
 
 # KEYS: the queue's hash; ARGV: publish time from the message ('' when the
@@ -174,11 +199,28 @@ def record_publish(client, queues, task_ids, publisher, transport_options=None):
     return float(_text(client.eval(_PUBLISH, len(keys), *(keys + [publisher] + list(task_ids)))))
 
 
-def record_failed_publish(client, queues, task_ids, published, reason, transport_options=None):
-    """The publish recorded by :func:`record_publish` did not happen: it
-    must not look like a stuck queue; keep ``reason`` for the check."""
+def now(client):
+    """The store's clock (TIME), as the publish time of heartbeats about
+    to be sent."""
+    seconds, micros = client.time()
+    return int(seconds) + int(micros) / 1e6
+
+
+def record_published(client, queues, task_ids, published, publisher, transport_options=None):
+    """Record heartbeats ``task_ids`` that went out to ``queues`` stamped
+    with store time ``published`` (from :func:`now`), in one round trip."""
+    if not queues:
+        return
     keys = [key_for(q, transport_options) for q in queues]
-    client.eval(_FAILED, len(keys), *(keys + ["%.6f" % published, reason[:300]] + list(task_ids)))
+    client.eval(_PUBLISHED, len(keys), *(keys + ["%.6f" % published, publisher]
+                                          + list(task_ids[:len(keys)])))
+
+
+def record_failure(client, queues, reason, transport_options=None):
+    """The trigger could not publish to ``queues``: keep ``reason`` for the
+    check ("trigger failing"); nothing else in the records changes."""
+    keys = [key_for(q, transport_options) for q in queues]
+    client.eval(_FAILURE, len(keys), *(keys + [reason[:300]]))
 
 
 def record_start(client, queue, published, task_id, worker, transport_options=None):

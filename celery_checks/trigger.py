@@ -4,11 +4,19 @@ Run it from cron every minute (or let celery beat publish them, see
 ``celery_checks.beat_schedule``); ``check_celery_heartbeat`` then tells
 whether each heartbeat went through its queue in time.
 
-1. record the publish in the heartbeat store, one round trip: the store's
-   own TIME becomes the publish time (the clock rule, heartbeat_store.py);
-2. publish ``celery_checks.heartbeat`` to each queue by name with a minimal
-   Celery app built here (no user app import), the publish time in a header
-   and an expiry, so an outage never leaves a flood of stale heartbeats.
+1. prepare everything that can fail: import celery, build a minimal app
+   (no user app import), connect to the broker, and find every queue
+   declared there (a heartbeat to a queue no worker declared is lost);
+2. read the store's TIME: the publish time (the clock rule,
+   heartbeat_store.py);
+3. publish ``celery_checks.heartbeat`` to each queue by name, the publish
+   time in a header and an expiry, so an outage never leaves a flood of
+   stale heartbeats;
+4. record the publishes in the store, one round trip.
+
+A failure at any step (any exception, our own -t alarm) records nothing
+but the failure and its reason for the queues that got no heartbeat, so
+the check says "trigger failing", never "healthy" nor "stuck".
 
 Not a Nagios check: for cron, it prints one line and exits 0 on success;
 on failure one line on stderr and exit 1; bad arguments exit 2 with usage.
@@ -24,9 +32,9 @@ import textwrap
 import traceback
 import uuid
 
-from celery_checks import __version__, cli, secrets
+from celery_checks import cli, secrets
 from celery_checks import heartbeat_store as store
-from celery_checks.broker import broker_settings
+from celery_checks.broker import broker_settings, transport_of
 from celery_checks.policy import CheckError, Unreachable
 
 PROG = "trigger_celery_heartbeat"
@@ -36,8 +44,12 @@ DEFAULT_TIMEOUT = 10
 EPILOG = """\
 Exit status:
   0  heartbeats published (one line on stdout)
-  1  the store or the broker failed or -t expired (one line on stderr)
-  2  bad arguments (usage on stderr)
+  1  nothing or not all published: the store or the broker failed, a
+     queue is not declared on the broker, -t expired (one line on stderr;
+     the check then reports "trigger failing" with the reason)
+  2  bad arguments (usage on stderr), nothing published
+  3  -h or -V: nothing published, so a cron entry or a unit
+     misconfigured with them never reads as success
 
 Examples:
   # crontab: a heartbeat through two queues every minute; cron mails
@@ -54,10 +66,19 @@ class _Expired(BaseException):
 
 
 class TriggerParser(argparse.ArgumentParser):
+    """Bad arguments exit 2 with the usage on stderr (cron mails stderr);
+    -h and -V exit 3 like every check's parser: nothing was published."""
+
     def error(self, message):
         self.print_usage(sys.stderr)
         sys.stderr.write("%s: error: %s\n" % (self.prog, secrets.redact(" ".join(message.split()))))
         sys.exit(2)
+
+    def exit(self, status=0, message=None):
+        if message:
+            (sys.stdout if status == 0 else sys.stderr).write(message)
+        sys.stdout.flush()
+        sys.exit(3 if status == 0 else status)
 
 
 def parse_args(argv=None):
@@ -68,10 +89,12 @@ def parse_args(argv=None):
         epilog=EPILOG,
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
             prog, width=cli.HELP_WIDTH, max_help_position=30),
+        add_help=False,
     )
     parser._optionals.title = "options"
-    parser.add_argument("-V", "--version", action="version",
-                        version="%s (celery-checks) %s" % (PROG, __version__))
+    parser.add_argument("-h", "--help", action="help", help="show this help and exit 3")
+    parser.add_argument("-V", "--version", action=cli._VersionAction,
+                        help="show the version and exit 3")
     parser.add_argument(
         "-q", "--queue", metavar="QUEUE", action="append", dest="queues",
         help="queue to send a heartbeat through; repeatable (default: celery)",
@@ -101,64 +124,217 @@ def parse_args(argv=None):
     return args
 
 
-def record(args, task_ids, timeout):
-    from celery_checks.broker import redis_client, redis_errors
-
-    with redis_errors(args.store_url, "heartbeat store"):
-        client = redis_client(args.store_url, args.transport_options, timeout)
-        return store.record_publish(
-            client, args.queues, task_ids, "trigger@%s" % socket.gethostname(),
-            args.transport_options)
-
-
-def forget(args, task_ids, published, exc, timeout):
-    """The publish failed after it was recorded: say so in the store, so
-    the check reports a failing trigger rather than a stuck queue."""
+def store_client(args, timeout):
     from celery_checks.broker import redis_client
 
-    try:
-        client = redis_client(args.store_url, args.transport_options, timeout)
-        store.record_failed_publish(client, args.queues, task_ids, published,
-                                    secrets.redact(str(exc)), args.transport_options)
-    except (Exception, _Expired):  # the failure itself is what we report
-        pass
+    return redis_client(args.store_url, args.transport_options, timeout)
 
 
-def publish(args, task_ids, published, timeout):
-    """send_task to each queue over one connection; no retries, every
-    socket operation bounded by ``timeout``."""
-    from celery import Celery
+class Publisher:
+    """The broker side, made ready before anything is recorded: celery
+    imported, the app built, the connection open and every queue found
+    declared. Whatever fails here (a transport that cannot be imported, a
+    broker down or silent, a queue no worker declared) fails before the
+    store knows of a publish, so it cannot read as a waiting heartbeat."""
 
-    from celery_checks.broker import kombu_redis_compat, transport_of
+    def __init__(self, args, timeout):
+        from celery import Celery
 
-    if transport_of(args.broker_url) == "redis":
-        kombu_redis_compat()  # kombu 5.2 + redis-py 4.3 (Debian 12)
-    options = dict(args.transport_options)
-    for key in ("socket_timeout", "socket_connect_timeout", "read_timeout", "write_timeout"):
-        options.setdefault(key, timeout)  # redis / py-amqp transports
-    options.setdefault("max_retries", 0)
-    app = Celery("celery_checks_trigger", broker=args.broker_url, set_as_current=False)
-    app.conf.update(
-        broker_transport_options=options,
-        broker_connection_timeout=timeout,
-        broker_connection_retry=False,
-        broker_connection_max_retries=0,
-        task_create_missing_queues=True,
-    )
-    try:
-        with app.producer_or_acquire() as producer:
-            for queue, task_id in zip(args.queues, task_ids):
-                app.send_task(
-                    store.TASK_NAME, kwargs={"queue": queue}, queue=queue,
-                    task_id=task_id, expires=args.expires, ignore_result=True,
-                    headers={store.PUBLISHED_HEADER: published},
-                    producer=producer, retry=False, declare=[],
-                )
-    except Exception as exc:
+        from celery_checks.broker import kombu_redis_compat
+
+        self.args = args
+        self.redis = transport_of(args.broker_url) == "redis"
+        if self.redis:
+            kombu_redis_compat()  # kombu 5.2 + redis-py 4.3 (Debian 12)
+        options = dict(args.transport_options)
+        for key in ("socket_timeout", "socket_connect_timeout", "read_timeout", "write_timeout"):
+            options.setdefault(key, timeout)  # redis / py-amqp transports
+        options.setdefault("max_retries", 0)
+        self.app = app = Celery("celery_checks_trigger", broker=args.broker_url,
+                                set_as_current=False)
+        app.conf.update(
+            broker_transport_options=options,
+            broker_connection_timeout=timeout,
+            broker_connection_retry=False,
+            broker_connection_max_retries=0,
+            task_create_missing_queues=True,
+        )
+        self.timeout = timeout
+        self.connection = None
+        with self._errors():
+            self.connection = app.connection_for_write()
+            self.connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
+                                             timeout=timeout)
+            self.producer = app.amqp.Producer(self.connection.default_channel)
+            self.undeclared = self._undeclared(args.queues)
+
+    def _errors(self):
+        return _broker_errors(self.args.broker_url)
+
+    def _undeclared(self, queues):
+        """The queues a publish would lose: on Redis no _kombu.binding.*
+        set names them (no worker ever declared them), on RabbitMQ a passive
+        declare finds no such queue. Nothing is declared."""
+        if self.redis:
+            return self._undeclared_redis(queues)
+        from amqp.exceptions import NotFound
+
+        missing = []
+        for queue in queues:
+            channel = self.connection.channel()
+            try:
+                channel.queue_declare(queue=queue, passive=True)
+            except NotFound:
+                missing.append(queue)
+                continue  # the broker closed that channel
+            channel.close()
+        return missing
+
+    def _undeclared_redis(self, queues):
+        from celery_checks.broker import redis_client
+        from celery_checks.queue import KOMBU_BINDING_PREFIX, RedisLayout, discover_redis_queues
+
+        layout = RedisLayout(self.args.transport_options)
+        client = redis_client(self.args.broker_url, self.args.transport_options, self.timeout)
+        try:
+            # Fast path: a worker consuming Q binds it to exchange Q.
+            pipe = client.pipeline(transaction=False)
+            for queue in queues:
+                pipe.smembers(layout.prefix + KOMBU_BINDING_PREFIX + queue)
+            missing = []
+            for queue, members in zip(queues, pipe.execute()):
+                key = layout.prefix + KOMBU_BINDING_PREFIX + queue
+                if queue not in layout.queues_of_binding(key, members):
+                    missing.append(queue)
+            if missing:  # bound to another exchange? one SCAN of the bindings
+                known = set(discover_redis_queues(client, layout))
+                missing = [q for q in missing if q not in known]
+            return missing
+        finally:
+            client.connection_pool.disconnect()
+
+    def send(self, queue, task_id, published):
+        """send_task to one queue; no retries."""
+        with self._errors():
+            self.app.send_task(
+                store.TASK_NAME, kwargs={"queue": queue}, queue=queue,
+                task_id=task_id, expires=self.args.expires, ignore_result=True,
+                headers={store.PUBLISHED_HEADER: published},
+                producer=self.producer, retry=False, declare=[],
+            )
+
+    def close(self):
+        if self.connection is not None:
+            try:
+                self.connection.release()
+            except Exception:
+                pass
+
+
+class _broker_errors:
+    """Any broker failure as Unreachable naming the redacted URL; our own
+    alarm and internal errors (an ImportError) pass through."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, (CheckError, Unreachable)):
+            return False
+        if isinstance(exc, ImportError):
+            return False
         from celery_checks.broker import describe_amqp_error  # digs out the cause
 
         raise Unreachable("cannot publish to broker %s: %s" % (
-            secrets.redact_url(args.broker_url), describe_amqp_error(exc)))
+            secrets.redact_url(self.url), describe_amqp_error(exc)))
+
+
+def run(args, task_ids, step):
+    """Prepare, read the store's time, publish, record what was published.
+    Returns None, or the failure message after recording it for the queues
+    it concerns (best effort: the store may be what failed)."""
+    from celery_checks.broker import redis_errors
+
+    publisher = client = None
+    sent, published, recorded = [], None, False
+    try:
+        publisher = Publisher(args, step)
+        with redis_errors(args.store_url, "heartbeat store"):
+            client = store_client(args, step)
+            published = store.now(client)
+        ids = dict(zip(args.queues, task_ids))
+        # A queue no worker declared gets nothing (its heartbeat would be
+        # lost), the others theirs: a typo in one -q must not stop them all.
+        for queue in args.queues:
+            if queue not in publisher.undeclared:
+                publisher.send(queue, ids[queue], published)
+                sent.append(queue)
+        with redis_errors(args.store_url, "heartbeat store"):
+            store.record_published(client, sent, [ids[q] for q in sent], published,
+                                   _publisher(), args.transport_options)
+        recorded = True
+        if publisher.undeclared:
+            raise _Undeclared(publisher.undeclared)
+        return None
+    except BaseException as exc:
+        message = _message(exc, args)
+        _salvage(args, client, sent, task_ids, published, recorded, exc, message)
+        raise _Failed(message)
+    finally:
+        if publisher is not None:
+            publisher.close()
+
+
+class _Undeclared(Exception):
+    def __init__(self, queues):
+        super().__init__(queues)
+        self.queues = queues
+
+
+class _Failed(Exception):
+    pass
+
+
+def _publisher():
+    return "trigger@%s" % socket.gethostname()
+
+
+def _message(exc, args):
+    if isinstance(exc, _Expired):
+        return "gave up after %ds (-t)" % args.timeout
+    if isinstance(exc, _Undeclared):
+        return "%s %s not declared on broker %s: no worker consumes %s" % (
+            "queue" if len(exc.queues) == 1 else "queues", ", ".join(exc.queues),
+            secrets.redact_url(args.broker_url), "it" if len(exc.queues) == 1 else "them")
+    if isinstance(exc, (Unreachable, CheckError)):
+        return str(exc)
+    if isinstance(exc, Exception):
+        return "internal error: %s" % _reason(exc)
+    return type(exc).__name__  # KeyboardInterrupt, SystemExit
+
+
+def _salvage(args, client, sent, task_ids, published, recorded, exc, message):
+    """After a failure: record the heartbeats that did go out (so a queue
+    is not left looking idle), and the failure for the queues that did not
+    get one, so the check says "trigger failing" with the reason. Never
+    records a publish that did not happen. Bounded by its own short timeout;
+    errors here are dropped, the failure itself is what we report."""
+    signal.alarm(0)
+    failed = [q for q in args.queues if q not in sent]
+    try:
+        if client is None:
+            client = store_client(args, 1.0)
+        if sent and not recorded:
+            ids = dict(zip(args.queues, task_ids))
+            store.record_published(client, sent, [ids[q] for q in sent], published,
+                                   _publisher(), args.transport_options)
+        if failed:
+            store.record_failure(client, failed, secrets.redact(message), args.transport_options)
+    except BaseException:
+        pass
 
 
 def _reason(exc):
@@ -182,23 +358,14 @@ def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGALRM, _expired)
     signal.alarm(args.timeout)
-    # Two network steps in a row: each gets under half of -t, so a silent
-    # peer is named by its own timeout before -t has to fire.
+    # Network steps in a row: each gets under half of -t, so a silent peer
+    # is named by its own timeout before -t has to fire.
     step = max(0.2, args.timeout * 0.4)
     task_ids = [str(uuid.uuid4()) for _ in args.queues]
     try:
-        published = record(args, task_ids, step)
-        try:
-            publish(args, task_ids, published, step)
-        except Unreachable as exc:
-            forget(args, task_ids, published, exc, step)
-            raise
-    except _Expired:
-        _fail("gave up after %ds (-t)" % args.timeout, args)
-    except (Unreachable, CheckError) as exc:
+        run(args, task_ids, step)
+    except _Failed as exc:
         _fail(str(exc), args)
-    except Exception as exc:
-        _fail("internal error: %s" % _reason(exc), args)
     finally:
         signal.alarm(0)
     queues = ", ".join(args.queues)

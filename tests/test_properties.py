@@ -274,6 +274,8 @@ def test_heartbeat_queue_names_with_any_character(redis_url, redis_client, queue
     redis_client.flushdb()
     flags = ["--queue=" + q for q in queues]
     if published:  # the trigger writes the records the check reads
+        for queue in queues:  # as a worker consuming it leaves it (kombu's binding)
+            redis_client.sadd("_kombu.binding." + queue, "%s\x06\x16\x06\x16%s" % (queue, queue))
         run_check("trigger_celery_heartbeat", "-b", redis_url, *flags)
     result = run_check("check_celery_heartbeat", "--store", redis_url, "-t", "3", *flags)
     assert_plugin_answer(result, "check_celery_heartbeat")
