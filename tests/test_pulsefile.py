@@ -321,7 +321,7 @@ def run_in(cwd, *args):
     """The check with ``cwd`` as its working directory."""
     import subprocess as sp
 
-    from tests.plugin import Result, executable
+    from tests.kit.plugin import Result, executable
 
     command = [executable("check_celery_pulsefile")] + [str(a) for a in args]
     started = time.monotonic()

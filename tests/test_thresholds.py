@@ -9,7 +9,7 @@ import time
 import pytest
 
 from celery_checks import heartbeat_store as store
-from tests.plugin import run_check
+from tests.kit.plugin import run_check
 
 
 def pulse(path, age):
