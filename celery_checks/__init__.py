@@ -15,7 +15,7 @@ def install(app):
     """
     # celery only here. The module is not named "install": importing it
     # would rebind celery_checks.install from this function to the module.
-    from celery_checks.installer import install as _install
+    from celery_checks.worker.install import install as _install
 
     return _install(app)
 
@@ -23,7 +23,7 @@ def install(app):
 def beat_schedule(queues=("celery",), every=60, expires=300):
     """celery beat entries publishing a heartbeat to each queue every
     ``every`` seconds: ``app.conf.beat_schedule.update(beat_schedule([...]))``
-    (Django: ``CELERY_BEAT_SCHEDULE``). See celery_checks.heartbeat_task."""
-    from celery_checks.heartbeat_task import beat_schedule as _beat_schedule
+    (Django: ``CELERY_BEAT_SCHEDULE``). See celery_checks.worker.heartbeat."""
+    from celery_checks.worker.heartbeat import beat_schedule as _beat_schedule
 
     return _beat_schedule(queues, every, expires)

@@ -2,31 +2,31 @@
 
 ``trigger_celery_heartbeat`` (cron) or celery beat publishes a tiny task to
 each queue; a worker of an app that called ``celery_checks.install(app)``
-runs it and records the start in the heartbeat store (heartbeat_store.py has
+runs it and records the start in the heartbeat store (celery_checks/store/heartbeats.py has
 the key layout and the clock rule). This check reads the store only: it
 imports redis, not celery, and asks once, in one round trip (TIME and one
 HGETALL per queue), so every age is measured on the store's clock.
 
-acquire:  Heartbeats reads the records, QueueHeartbeat derives age and wait
-evaluate: contexts judge the age (-w/-c), the wait (--latency-*) and queues
-          never seen (--missing-state), each wording its diagnosis: healthy,
-          trigger stale (nothing published) or stuck (published, not started)
+acquire:  Heartbeats reads the records (one round trip; one SCAN more only
+          for a queue never seen), QueueHeartbeat derives age and wait
+evaluate: the age (-w/-c) and the wait (--latency-*) are Thresholds worded
+          by the queue's diagnosis: healthy, trigger stale (nothing
+          published), trigger failing, stuck (published, not started);
+          a queue never seen is a Condition (--missing-state)
 present:  HeartbeatSummary words the status line and the long output
 """
 
-import logging
 import textwrap
 
 import nagiosplugin
 
-from celery_checks import cli
-from celery_checks import heartbeat_store as store
-from celery_checks.perfdata import ThresholdContext, label, seconds, unique_label, violation
-from celery_checks.policy import CheckError
-from celery_checks.secrets import redact_url
-from celery_checks.summary import ProblemSummary
-
-log = logging.getLogger("nagiosplugin")
+from celery_checks.plugin import cli, runner
+from celery_checks.plugin.contexts import Condition, Threshold
+from celery_checks.plugin.perfdata import seconds, violation
+from celery_checks.plugin.policy import nagios_state
+from celery_checks.plugin.resource import Resource
+from celery_checks.plugin.summary import ProblemSummary
+from celery_checks.store import heartbeats as store
 
 WARNING_AGE = "300"
 CRITICAL_AGE = "600"
@@ -36,7 +36,6 @@ CRITICAL_AGE = "600"
 # discarded when a worker reaches it: it can never start.
 WARNING_LATENCY = "60"
 CRITICAL_LATENCY = "300"
-STATES = {0: nagiosplugin.Ok, 1: nagiosplugin.Warn, 2: nagiosplugin.Critical, 3: nagiosplugin.Unknown}
 INSTALL_HINT = "no consumer, or no celery_checks.install(app)?"
 
 HELP = dict(
@@ -111,12 +110,8 @@ def parse_args(argv=None):
         "--missing-state", metavar="STATE", type=cli.state_name, default=2,
         help="state of a queue with no heartbeat record at all (default: critical)",
     )
-    store.add_store_options(parser)
+    cli.add_store_options(parser)
     args = parser.parse_args(argv)
-    try:
-        args.store_url = store.resolve_store_url(args.store, args.store_file, args.broker_url)
-    except CheckError as exc:
-        parser.error(str(exc))
     args.queues = list(dict.fromkeys(q.strip() for q in args.queues or ["celery"]))
     if not all(args.queues):
         parser.error("a queue name cannot be empty")
@@ -130,7 +125,6 @@ class QueueHeartbeat:
 
     def __init__(self, name, record, now):
         self.name = name
-        self.label = label(name)
         self.record = record
         self.seen = "started" in record or "pending_since" in record
         self.started = "started" in record
@@ -231,114 +225,77 @@ def _prefixes(prefixes):
                      for p in prefixes)
 
 
-def _glob_escape(text):
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+class Heartbeats(Resource):
+    """The records of ``queues`` in the store ``target``."""
 
+    def __init__(self, target, queues, deadline, facts=None):
+        super().__init__(facts)
+        self.target, self.queues, self.deadline = target, queues, deadline
 
-class Heartbeats(nagiosplugin.Resource):
-    def __init__(self, args):
-        self.args = args
-        self.queues = []
-        self.by_metric = {}
+    def acquire(self):
+        from celery_checks.connect.redis import redis_client, redis_errors
 
-    def probe(self):
-        from celery_checks.broker import redis_client, redis_errors
-
-        args = self.args
-        log.info("heartbeat store %s, queues %s", redact_url(args.store_url), ", ".join(args.queues))
-        with redis_errors(args.store_url, "heartbeat store"):
-            client = redis_client(args.store_url, args.transport_options, cli.network_timeout(args))
-            now, records = store.read(client, args.queues, args.transport_options)
-            unseen = [q for q in args.queues
+        target = self.target
+        with redis_errors(target.url, target.role):
+            client = redis_client(target.url, target.options, self.deadline.network_timeout())
+            now, records = store.read(client, self.queues, target.options)
+            unseen = [q for q in self.queues
                       if "started" not in records[q] and "pending_since" not in records[q]]
-            elsewhere = _elsewhere(client, unseen, args.transport_options) if unseen else {}
-        used = set()
-        for name in args.queues:
+            elsewhere = store.prefixes_elsewhere(client, unseen, target.options) if unseen else {}
+        heartbeats = []
+        for name in self.queues:
             queue = QueueHeartbeat(name, records[name], now)
             queue.elsewhere = elsewhere.get(name, [])
-            queue.label = unique_label(queue.label, used)
-            self.queues.append(queue)
+            heartbeats.append(queue)
+        return heartbeats
+
+    def metrics(self, queues):
+        for queue in queues:
             if not queue.seen:
-                yield self._metric(queue, "missing", 1, None, "missing")
+                yield self.metric(queue.name + "_missing", 1, "missing", queue)
                 continue
-            yield self._metric(queue, "age", queue.age, "s", "age")
+            yield self.metric(queue.name + "_age", queue.age, "age", queue, uom="s", min=0)
             if queue.latency is not None:
-                yield self._metric(queue, "latency", queue.latency, "s", "latency")
-
-    def _metric(self, queue, suffix, value, uom, context):
-        name = "%s_%s" % (queue.label, suffix)
-        self.by_metric[name] = queue
-        return nagiosplugin.Metric(name, value, uom, min=0 if uom else None, context=context)
-
-
-def _elsewhere(client, queues, transport_options):
-    """{queue: [other global_keyprefix values holding its record]}: one SCAN,
-    only when a queue has no record under the prefix the check was given
-    (a wrong or missing -O global_keyprefix)."""
-    ours = store.key_for("", transport_options)
-    suffix = store.KEY_PREFIX
-    wanted = set(queues)
-    pattern = "*" + _glob_escape(suffix) + ("*" if len(queues) > 1 else _glob_escape(queues[0]))
-    found = {}
-    for key in client.scan_iter(match=pattern, count=1000):
-        key = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-        prefix, _, queue = key.rpartition(suffix)
-        if queue in wanted and prefix + suffix != ours:
-            found.setdefault(queue, []).append(prefix)
-    return {q: sorted(p) for q, p in found.items()}
+                yield self.metric(queue.name + "_latency", queue.latency, "latency", queue,
+                                  uom="s", min=0)
 
 
 # ------------------------------------------------------------------ evaluate
 
-class AgeContext(ThresholdContext):
-    def evaluate(self, metric, resource):
-        queue = resource.by_metric[metric.name]
-        for state, limit in ((nagiosplugin.Critical, self.critical), (nagiosplugin.Warn, self.warning)):
-            if not limit.match(metric.value):
-                hint = "%s (age %s)" % (queue.diagnosis(self.warning, age_bound=_bound(limit)),
-                                        violation(limit, "s"))
-                return self.result_cls(state, hint, metric)
-        return self.result_cls(nagiosplugin.Ok, None, metric)
+class Age(Threshold):
+    def words(self, queue, value, broken):
+        if broken is None:
+            return None
+        return "%s (age %s)" % (queue.diagnosis(self.warning, age_bound=broken),
+                                violation(broken, "s"))
 
 
-class LatencyContext(ThresholdContext):
-    def evaluate(self, metric, resource):
-        queue = resource.by_metric[metric.name]
-        for state, limit in ((nagiosplugin.Critical, self.critical), (nagiosplugin.Warn, self.warning)):
-            if not limit.match(metric.value):
-                if queue.pending and queue.wait >= metric.value:
-                    hint = queue.diagnosis(wait_bound=_bound(limit))
-                else:
-                    hint = "%s slow: last heartbeat waited %s" % (
-                        queue.name, seconds(metric.value, _bound(limit)))
-                hint += " (latency %s)" % violation(limit, "s")
-                return self.result_cls(state, hint, metric)
-        return self.result_cls(nagiosplugin.Ok, None, metric)
-
-
-class MissingContext(nagiosplugin.Context):
-    def __init__(self, state):
-        super().__init__("missing")
-        self.state = STATES[state]
-
-    def evaluate(self, metric, resource):
-        queue = resource.by_metric[metric.name]
-        if queue.elsewhere:  # a wrong -O global_keyprefix, first of all
-            hint = "%s: no heartbeat record here; one exists with %s" % (
-                queue.name, _prefixes(queue.elsewhere))
-        elif queue.failure:
-            hint = "%s: no heartbeat yet, trigger failing: %s" % (queue.name, queue.failure)
+class Latency(Threshold):
+    def words(self, queue, value, broken):
+        if broken is None:
+            return None
+        if queue.pending and queue.wait >= value:
+            words = queue.diagnosis(wait_bound=broken)
         else:
-            hint = ("%s: no heartbeat ever recorded: trigger not scheduled for it? "
-                    "worker app lacks celery_checks.install(app)?" % queue.name)
-        return self.result_cls(self.state, hint, metric)
+            words = "%s slow: last heartbeat waited %s" % (queue.name, seconds(value, broken))
+        return words + " (latency %s)" % violation(broken, "s")
+
+
+def never_seen(queue, value):
+    if queue.elsewhere:  # a wrong -O global_keyprefix, first of all
+        return "%s: no heartbeat record here; one exists with %s" % (
+            queue.name, _prefixes(queue.elsewhere))
+    if queue.failure:
+        return "%s: no heartbeat yet, trigger failing: %s" % (queue.name, queue.failure)
+    return ("%s: no heartbeat ever recorded: trigger not scheduled for it? "
+            "worker app lacks celery_checks.install(app)?" % queue.name)
 
 
 # ------------------------------------------------------------------- present
 
 class HeartbeatSummary(ProblemSummary):
     def ok(self, results):
-        queues = results[0].resource.queues if results else []
+        queues = results[0].resource.facts if results else []
         if len(queues) == 1:
             return queues[0].brief()
         unhealthy = [q for q in queues if not q.healthy]
@@ -350,27 +307,31 @@ class HeartbeatSummary(ProblemSummary):
         return "%d queues healthy, oldest %s" % (len(queues), oldest.brief().replace(" healthy:", ":", 1))
 
     def item_lines(self, resource):
-        return [q.describe() for q in resource.queues] if resource else []
+        return [q.describe() for q in resource.facts] if resource else []
+
+    def settings_lines(self, resource):
+        return ["heartbeat store %s" % resource.target.shown] if resource else []
 
 
-def _bound(limit):
-    """The number a value was compared with, for seconds(value, limit)."""
-    limit = nagiosplugin.Range(limit)
-    return limit.end if limit.end != float("inf") else limit.start
-
-
-@cli.guarded("CELERY_HEARTBEAT")
-def main(argv=None):
-    args = parse_args(argv)
+def make_check(args, deadline, facts=None):
+    """The check for parsed ``args``; ``facts`` (QueueHeartbeat list) instead
+    of reading the store, for tests."""
     check = nagiosplugin.Check(
-        Heartbeats(args),
-        AgeContext("age", args.warning, args.critical),
-        LatencyContext("latency", args.latency_warning, args.latency_critical),
-        MissingContext(args.missing_state),
-        HeartbeatSummary(),
+        Heartbeats(args.store, args.queues, deadline, facts),
+        Age("age", args.warning, args.critical),
+        Latency("latency", args.latency_warning, args.latency_critical),
+        Condition("missing", nagios_state(args.missing_state), never_seen),
+        HeartbeatSummary(args.verbose),
     )
     check.name = "celery_heartbeat"
-    cli.run(check, args)
+    return check
+
+
+@runner.guarded("CELERY_HEARTBEAT")
+def main(argv=None):
+    args = parse_args(argv)
+    deadline = runner.Deadline(args.timeout)
+    runner.run(make_check(args, deadline), args.verbose, deadline)
 
 
 if __name__ == "__main__":

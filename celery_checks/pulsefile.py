@@ -1,13 +1,14 @@
 """check_celery_pulsefile: is each pulse file fresh?
 
 A pulse file is kept fresh by a component inside a worker or beat process
-while its loop is alive (see celery_checks.pulse). This check reads nothing
+while its loop is alive (see celery_checks.worker.pulse). This check reads nothing
 but the file system, so it imports neither celery, redis nor pika: its
 start-up is the floor of the suite, and it doubles as a container probe.
 
 acquire:  PulseFiles expands the patterns, stats each file, reads its JSON
-evaluate: contexts judge the age (-w/-c), the clock, the emitter's state and
-          whether every pattern matched enough files
+evaluate: Thresholds judge the age (-w/-c), the clock (--clock-tolerance)
+          and each pattern's matches (--min-files); a Condition the
+          emitter's "stopped"
 present:  PulseSummary words the status line and the long output
 """
 
@@ -20,10 +21,12 @@ import time
 
 import nagiosplugin
 
-from celery_checks import cli
-from celery_checks.perfdata import ThresholdContext, label, plural, seconds, unique_label, violation
-from celery_checks.policy import CheckError
-from celery_checks.summary import ProblemSummary
+from celery_checks.plugin import cli, runner
+from celery_checks.plugin.contexts import Condition, Threshold
+from celery_checks.plugin.perfdata import label, plural, seconds, unique_label, violation
+from celery_checks.plugin.policy import CheckError
+from celery_checks.plugin.resource import Resource
+from celery_checks.plugin.summary import ProblemSummary
 
 WARNING_AGE = "120"
 CRITICAL_AGE = "300"
@@ -188,23 +191,20 @@ def read_content(path):
     return (content if isinstance(content, dict) else {}), None
 
 
-class PulseFiles(nagiosplugin.Resource):
-    """Each metric's name is a key of :attr:`items`, which maps it to exactly
-    the file (or pattern) it is about: a context never guesses from a name."""
+class PulseFiles(Resource):
+    """The files the patterns name, each once (facts: (files, matches))."""
 
-    def __init__(self, patterns, clock_tolerance):
+    def __init__(self, patterns, single, facts=None):
+        super().__init__(facts)
         # A pattern given twice is one pattern (and one --min-files count).
         self.patterns = list(dict.fromkeys(patterns))
-        self.clock_tolerance = clock_tolerance
-        self.files = []
-        self.matches = {}
-        self.items = {}
+        self.single = single  # the single-file form: its perfdata label is "age"
 
-    def probe(self):
+    def acquire(self):
         # One file is one file however many patterns, spellings (./w.pulse,
         # /run/celery/w.pulse) or links name it: files are told apart by
         # device and inode, and counted so for --min-files.
-        found = {}  # (st_dev, st_ino): (first path naming it, its mtime)
+        found, matches = {}, {}  # (st_dev, st_ino): (first path naming it, its mtime)
         for pattern in self.patterns:
             identities = set()
             for path in expand(pattern):
@@ -217,111 +217,82 @@ class PulseFiles(nagiosplugin.Resource):
                 identity = (status.st_dev, status.st_ino)
                 identities.add(identity)
                 found.setdefault(identity, (path, status.st_mtime))
-            self.matches[pattern] = len(identities)
+            matches[pattern] = len(identities)
         paths = [path for path, _ in found.values()]
-        labels = self._labels(paths)
+        labels = labels_for(paths, self.single)
         now = time.time()
+        files = []
         for path, mtime in found.values():
             content, note = read_content(path)
             age = now - mtime
-            self.files.append(PulseFile(path, labels[path], max(0.0, age), max(0.0, -age), content, note))
-        basenames = [os.path.basename(f.path) for f in self.files]
-        for pulse, basename in zip(self.files, basenames):
+            files.append(PulseFile(path, labels[path], max(0.0, age), max(0.0, -age), content, note))
+        return files, matches
+
+    def metrics(self, facts):
+        files, matches = facts
+        # The status line names a file by its name, by its path where two repeat.
+        basenames = [os.path.basename(f.path) for f in files]
+        for pulse, basename in zip(files, basenames):
             pulse.name = basename if basenames.count(basename) == 1 else pulse.path
-
-        for number, (pattern, count) in enumerate(self.matches.items()):
-            yield self._metric("files #%d" % number, pattern, count, context="matches")
-        for number, pulse in enumerate(self.files):
-            yield self._metric("age #%d" % number, pulse, pulse.age, "s", min=0, context="age")
-            yield self._metric("clock #%d" % number, pulse, pulse.ahead, "s", context="clock")
+        for pulse in files:  # first: their names are their perfdata labels
+            yield self.metric(pulse.label, pulse.age, "age", pulse, uom="s", min=0)
+        for pattern, count in matches.items():
+            yield self.metric("files " + pattern, count, "matches", pattern)
+        for pulse in files:
+            yield self.metric("clock " + pulse.label, pulse.ahead, "clock", pulse, uom="s")
             if "state" in pulse.content:
-                yield self._metric("state #%d" % number, pulse, pulse.content["state"], context="state")
+                stopped = str(pulse.content["state"]).lower() == "stopped"
+                yield self.metric("state " + pulse.label, stopped, "stopped", pulse)
 
-    def _metric(self, name, item, *args, **kwargs):
-        self.items[name] = item
-        return nagiosplugin.Metric(name, *args, **kwargs)
 
-    def _labels(self, paths):
-        """Stable labels: 'age' for the single-file form, else the file's
-        name, its path where two names would give the same label, and a
-        numbered suffix where even the paths do (a'b and a=b)."""
-        if len(self.patterns) == 1 and not glob.has_magic(self.patterns[0]):
-            return {path: "age" for path in paths}
-        names = [label(os.path.basename(p)) for p in paths]
-        used = set()
-        return {p: unique_label(n if names.count(n) == 1 else p, used) for p, n in zip(paths, names)}
-
-    def item(self, metric):
-        return self.items[metric.name]
+def labels_for(paths, single):
+    """Stable labels: 'age' for the single-file form, else the file's name,
+    its path where two names would give the same label, and a numbered
+    suffix where even the paths do (a'b and a=b)."""
+    if single:
+        return {path: "age" for path in paths}
+    names = [label(os.path.basename(p)) for p in paths]
+    used = set()
+    return {p: unique_label(n if names.count(n) == 1 else p, used) for p, n in zip(paths, names)}
 
 
 # ------------------------------------------------------------------ evaluate
 
-class AgeContext(ThresholdContext):
-    def evaluate(self, metric, resource):
-        pulse = resource.item(metric)
-        ranges = (self.warning, self.critical)
-        for state, limit in ((nagiosplugin.Critical, self.critical), (nagiosplugin.Warn, self.warning)):
-            if not limit.match(metric.value):
-                hint = "%s is %s old (%s)" % (pulse.path, age_text(metric.value, ranges),
-                                              violation(limit, "s"))
-                return self.result_cls(state, hint, metric)
-        return self.result_cls(
-            nagiosplugin.Ok, "%s is %s old" % (pulse.path, age_text(metric.value, ranges)), metric)
-
-    def performance(self, metric, resource):
-        return super().performance(metric, resource)._replace(label=resource.item(metric).label)
+class Age(Threshold):
+    def words(self, pulse, value, broken):
+        text = "%s is %s old" % (pulse.path, age_text(value, (self.warning, self.critical)))
+        return text if broken is None else "%s (%s)" % (text, violation(broken, "s"))
 
 
-class ClockContext(nagiosplugin.Context):
-    def __init__(self, tolerance):
-        super().__init__("clock")
-        self.tolerance = tolerance
-
-    def evaluate(self, metric, resource):
-        if metric.value > self.tolerance:
-            pulse = resource.item(metric)
-            hint = "%s mtime is %s in the future (clock skew?)" % (
-                pulse.path, seconds(metric.value, self.tolerance))
-            return self.result_cls(nagiosplugin.Warn, hint, metric)
-        return self.result_cls(nagiosplugin.Ok, None, metric)
+def clock_skew(pulse, value, broken):
+    if broken is None:
+        return None
+    return "%s mtime is %s in the future (clock skew?)" % (pulse.path, seconds(value, broken))
 
 
-class StateContext(nagiosplugin.Context):
-    def evaluate(self, metric, resource):
-        if str(metric.value).lower() == "stopped":
-            pulse = resource.item(metric)
-            who = _short(pulse.content.get("node", "its process"))
-            hint = "%s says %s stopped" % (pulse.path, who)
-            return self.result_cls(nagiosplugin.Critical, hint, metric)
-        return self.result_cls(nagiosplugin.Ok, None, metric)
+def stopped(pulse, value):
+    return "%s says %s stopped" % (pulse.path, _short(pulse.content.get("node", "its process")))
 
 
-class MatchesContext(nagiosplugin.Context):
-    def __init__(self, min_files):
-        super().__init__("matches")
-        self.min_files = min_files
-
-    def evaluate(self, metric, resource):
-        pattern = resource.item(metric)
-        if metric.value >= self.min_files:
-            return self.result_cls(nagiosplugin.Ok, None, metric)
-        if metric.value == 0:
-            hint = ("no file matches %s" if glob.has_magic(pattern) else "%s is missing") % pattern
-        else:
-            hint = "%s matches %s, expected at least %d" % (
-                pattern, plural(metric.value, "file"), self.min_files)
-        return self.result_cls(nagiosplugin.Critical, hint, metric)
+def too_few(min_files):
+    def describe(pattern, count, broken):
+        if broken is None:
+            return None
+        if count == 0:
+            return ("no file matches %s" if glob.has_magic(pattern) else "%s is missing") % pattern
+        return "%s matches %s, expected at least %d" % (pattern, plural(count, "file"), min_files)
+    return describe
 
 
 # ------------------------------------------------------------------- present
 
 class PulseSummary(ProblemSummary):
-    def __init__(self, ranges=()):
+    def __init__(self, verbose=0, ranges=()):
+        super().__init__(verbose)
         self.ranges = ranges  # -w, -c: ages are worded against them
 
     def ok(self, results):
-        files = results[0].resource.files if results else []
+        files = results[0].resource.facts[0] if results else []
         if not files:
             return "no pulse file expected (--min-files 0)"
         if len(files) == 1:
@@ -331,22 +302,31 @@ class PulseSummary(ProblemSummary):
             len(files), oldest.name, age_text(oldest.age, self.ranges))
 
     def item_lines(self, resource):
-        return [f.describe(self.ranges) for f in resource.files] if resource else []
+        return [f.describe(self.ranges) for f in resource.facts[0]] if resource else []
 
 
-@cli.guarded("CELERY_PULSEFILE")
-def main(argv=None):
-    args = parse_args(argv)
+def make_check(args, facts=None):
+    """The check for parsed ``args``; ``facts`` ((files, matches)) instead of
+    the file system, for tests."""
+    single = len(args.patterns) == 1 and not glob.has_magic(args.patterns[0])
     check = nagiosplugin.Check(
-        PulseFiles(args.patterns, args.clock_tolerance),
-        AgeContext("age", args.warning, args.critical),
-        ClockContext(args.clock_tolerance),
-        StateContext("state"),
-        MatchesContext(args.min_files),
-        PulseSummary((args.warning, args.critical)),
+        PulseFiles(args.patterns, single, facts),
+        Age("age", args.warning, args.critical),
+        Threshold("clock", str(args.clock_tolerance), words=clock_skew, perfdata=False),
+        Condition("stopped", nagiosplugin.Critical, stopped),
+        Threshold("matches", critical="%d:" % args.min_files, words=too_few(args.min_files),
+                  perfdata=False),
+        PulseSummary(args.verbose, (args.warning, args.critical)),
     )
     check.name = "celery_pulsefile"
-    cli.run(check, args)
+    return check
+
+
+@runner.guarded("CELERY_PULSEFILE")
+def main(argv=None):
+    args = parse_args(argv)
+    deadline = runner.Deadline(args.timeout)
+    runner.run(make_check(args), args.verbose, deadline)
 
 
 if __name__ == "__main__":

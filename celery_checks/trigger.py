@@ -8,7 +8,7 @@ whether each heartbeat went through its queue in time.
    (no user app import), connect to the broker, and find every queue
    declared there (a heartbeat to a queue no worker declared is lost);
 2. read the store's TIME: the publish time (the clock rule,
-   heartbeat_store.py);
+   celery_checks/store/heartbeats.py);
 3. publish ``celery_checks.heartbeat`` to each queue by name, the publish
    time in a header and an expiry, so an outage never leaves a flood of
    stale heartbeats;
@@ -32,10 +32,10 @@ import textwrap
 import traceback
 import uuid
 
-from celery_checks import cli, secrets
-from celery_checks import heartbeat_store as store
-from celery_checks.broker import broker_settings, transport_of
-from celery_checks.policy import CheckError, Unreachable
+from celery_checks import __version__
+from celery_checks.plugin import cli, secrets
+from celery_checks.store import heartbeats as store
+from celery_checks.plugin.policy import CheckError, Unreachable
 
 PROG = "trigger_celery_heartbeat"
 DEFAULT_EXPIRES = 300
@@ -65,9 +65,10 @@ class _Expired(BaseException):
     no library's ``except Exception`` swallows it)."""
 
 
-class TriggerParser(argparse.ArgumentParser):
-    """Bad arguments exit 2 with the usage on stderr (cron mails stderr);
-    -h and -V exit 3 like every check's parser: nothing was published."""
+class TriggerParser(cli.CheckArgumentParser):
+    """The checks' parser (shared options, URLs resolved after parsing), but
+    bad arguments exit 2 with the usage on stderr (cron mails stderr); -h
+    and -V exit 3 like every check's: nothing was published."""
 
     def error(self, message):
         self.print_usage(sys.stderr)
@@ -90,11 +91,12 @@ def parse_args(argv=None):
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
             prog, width=cli.HELP_WIDTH, max_help_position=30),
         add_help=False,
+        status_name=PROG,
     )
     parser._optionals.title = "options"
     parser.add_argument("-h", "--help", action="help", help="show this help and exit 3")
-    parser.add_argument("-V", "--version", action=cli._VersionAction,
-                        help="show the version and exit 3")
+    parser.add_argument("-V", "--version", action="version", help="show the version and exit 3",
+                        version="%s (celery-checks) %s" % (PROG, __version__))
     parser.add_argument(
         "-q", "--queue", metavar="QUEUE", action="append", dest="queues",
         help="queue to send a heartbeat through; repeatable (default: celery)",
@@ -111,13 +113,8 @@ def parse_args(argv=None):
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="show a traceback on failure")
     cli.add_broker_options(parser)
-    store.add_store_options(parser)
+    cli.add_store_options(parser)
     args = parser.parse_args(argv)
-    try:
-        args.broker_url, args.transport_options = broker_settings(args)
-        args.store_url = store.resolve_store_url(args.store, args.store_file, args.broker_url)
-    except CheckError as exc:
-        parser.error(str(exc))
     args.queues = list(dict.fromkeys(q.strip() for q in args.queues or ["celery"]))
     if not all(args.queues):
         parser.error("a queue name cannot be empty")
@@ -125,9 +122,9 @@ def parse_args(argv=None):
 
 
 def store_client(args, timeout):
-    from celery_checks.broker import redis_client
+    from celery_checks.connect.redis import redis_client
 
-    return redis_client(args.store_url, args.transport_options, timeout)
+    return redis_client(args.store.url, args.broker.options, timeout)
 
 
 class Publisher:
@@ -140,17 +137,17 @@ class Publisher:
     def __init__(self, args, timeout):
         from celery import Celery
 
-        from celery_checks.broker import kombu_redis_compat
+        from celery_checks.connect.kombu import kombu_redis_compat
 
         self.args = args
-        self.redis = transport_of(args.broker_url) == "redis"
+        self.redis = args.broker.transport == "redis"
         if self.redis:
             kombu_redis_compat()  # kombu 5.2 + redis-py 4.3 (Debian 12)
-        options = dict(args.transport_options)
+        options = dict(args.broker.options)
         for key in ("socket_timeout", "socket_connect_timeout", "read_timeout", "write_timeout"):
             options.setdefault(key, timeout)  # redis / py-amqp transports
         options.setdefault("max_retries", 0)
-        self.app = app = Celery("celery_checks_trigger", broker=args.broker_url,
+        self.app = app = Celery("celery_checks_trigger", broker=args.broker.url,
                                 set_as_current=False)
         app.conf.update(
             broker_transport_options=options,
@@ -169,7 +166,7 @@ class Publisher:
             self.undeclared = self._undeclared(args.queues)
 
     def _errors(self):
-        return _broker_errors(self.args.broker_url)
+        return _broker_errors(self.args.broker.url)
 
     def _undeclared(self, queues):
         """The queues a publish would lose: on Redis no _kombu.binding.*
@@ -191,11 +188,11 @@ class Publisher:
         return missing
 
     def _undeclared_redis(self, queues):
-        from celery_checks.broker import redis_client
+        from celery_checks.connect.redis import redis_client
         from celery_checks.queue import KOMBU_BINDING_PREFIX, RedisLayout, discover_redis_queues
 
-        layout = RedisLayout(self.args.transport_options)
-        client = redis_client(self.args.broker_url, self.args.transport_options, self.timeout)
+        layout = RedisLayout(self.args.broker.options)
+        client = redis_client(self.args.broker.url, self.args.broker.options, self.timeout)
         try:
             # Fast path: a worker consuming Q binds it to exchange Q.
             pipe = client.pipeline(transaction=False)
@@ -246,7 +243,7 @@ class _broker_errors:
             return False
         if isinstance(exc, ImportError):
             return False
-        from celery_checks.broker import describe_amqp_error  # digs out the cause
+        from celery_checks.connect.urls import describe_amqp_error  # digs out the cause
 
         raise Unreachable("cannot publish to broker %s: %s" % (
             secrets.redact_url(self.url), describe_amqp_error(exc)))
@@ -256,13 +253,13 @@ def run(args, task_ids, step):
     """Prepare, read the store's time, publish, record what was published.
     Returns None, or the failure message after recording it for the queues
     it concerns (best effort: the store may be what failed)."""
-    from celery_checks.broker import redis_errors
+    from celery_checks.connect.redis import redis_errors
 
     publisher = client = None
     sent, published, recorded = [], None, False
     try:
         publisher = Publisher(args, step)
-        with redis_errors(args.store_url, "heartbeat store"):
+        with redis_errors(args.store.url, "heartbeat store"):
             client = store_client(args, step)
             published = store.now(client)
         ids = dict(zip(args.queues, task_ids))
@@ -272,9 +269,9 @@ def run(args, task_ids, step):
             if queue not in publisher.undeclared:
                 publisher.send(queue, ids[queue], published)
                 sent.append(queue)
-        with redis_errors(args.store_url, "heartbeat store"):
+        with redis_errors(args.store.url, "heartbeat store"):
             store.record_published(client, sent, [ids[q] for q in sent], published,
-                                   _publisher(), args.transport_options)
+                                   _publisher(), args.broker.options)
         recorded = True
         if publisher.undeclared:
             raise _Undeclared(publisher.undeclared)
@@ -308,7 +305,7 @@ def _message(exc, args):
     if isinstance(exc, _Undeclared):
         return "%s %s not declared on broker %s: no worker consumes %s" % (
             "queue" if len(exc.queues) == 1 else "queues", ", ".join(exc.queues),
-            secrets.redact_url(args.broker_url), "it" if len(exc.queues) == 1 else "them")
+            secrets.redact_url(args.broker.url), "it" if len(exc.queues) == 1 else "them")
     if isinstance(exc, (Unreachable, CheckError)):
         return str(exc)
     if isinstance(exc, Exception):
@@ -330,9 +327,9 @@ def _salvage(args, client, sent, task_ids, published, recorded, exc, message):
         if sent and not recorded:
             ids = dict(zip(args.queues, task_ids))
             store.record_published(client, sent, [ids[q] for q in sent], published,
-                                   _publisher(), args.transport_options)
+                                   _publisher(), args.broker.options)
         if failed:
-            store.record_failure(client, failed, secrets.redact(message), args.transport_options)
+            store.record_failure(client, failed, secrets.redact(message), args.broker.options)
     except BaseException:
         pass
 

@@ -24,7 +24,7 @@ import uuid
 
 import pytest
 
-from celery_checks.secrets import redact_url
+from celery_checks.plugin.secrets import redact_url
 from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.faults import Listener, TcpProxy, closed_port
 from tests.kit.plugin import broker_scripts, run_check, run_parallel
@@ -223,7 +223,7 @@ def _pulse_env(path):
 
 
 def _heartbeat_started(client, queue):
-    from celery_checks import heartbeat_store
+    from celery_checks.store import heartbeats as heartbeat_store
 
     fields = client.hgetall(heartbeat_store.key_for(queue))
     return fields.get(b"started_id") and fields.get(b"started_id") == fields.get(b"published_id")

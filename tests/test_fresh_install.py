@@ -182,7 +182,7 @@ def test_trigger_worker_heartbeat_check(run, fleet, redis_url, amqp_url, kind):
 
     import redis
 
-    from celery_checks.heartbeat_store import key_for
+    from celery_checks.store.heartbeats import key_for
 
     client = redis.Redis.from_url(redis_url)
     try:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from celery_checks import heartbeat_store as store
+from celery_checks.store import heartbeats as store
 from tests.kit.faults import Listener
 from tests.kit.plugin import executable, run_check
 from tests.kit.waiting import wait_for
@@ -322,7 +322,7 @@ def test_beat_schedule_entries():
 
 
 def test_store_url_precedence(tmp_path):
-    from celery_checks.policy import CheckError
+    from celery_checks.plugin.policy import CheckError
 
     env = {"CELERY_CHECKS_STORE_URL": "redis://env/1"}
     path = tmp_path / "store"
@@ -372,7 +372,7 @@ def test_publish_through_an_installed_app_is_stamped_and_survives_a_store_outage
     from celery.signals import before_task_publish
 
     import celery_checks
-    from celery_checks import heartbeat_task
+    from celery_checks.worker import heartbeat as heartbeat_task
 
     for store_url in (redis_url, "redis://:secret@127.0.0.1:1/0"):
         app = Celery("publisher", broker=redis_url, set_as_current=False)

@@ -191,7 +191,7 @@ def scenario_queue(request, files):
 def scenario_heartbeat(request, files):
     """The cron side too: trigger_celery_heartbeat runs as nagios (a crontab
     of the monitoring user), a real worker runs the heartbeat."""
-    from celery_checks import heartbeat_store as store
+    from celery_checks.store import heartbeats as store
 
     redis_url = request.getfixturevalue("redis_url")
     redis_client = request.getfixturevalue("redis_client")

@@ -24,8 +24,9 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from celery_checks import cli, perfdata, pulsefile, secrets, workers
-from celery_checks.policy import CheckError
+from celery_checks import pulsefile, workers
+from celery_checks.plugin import cli, perfdata, secrets
+from celery_checks.plugin.policy import CheckError
 from tests.kit import project
 from tests.kit.faults import closed_port
 from tests.kit.plugin import PERF_ITEM, parse_perfdata, run_check

@@ -1,4 +1,4 @@
-"""The pulse emitter (celery_checks.pulse) in real worker and beat processes,
+"""The pulse emitter (celery_checks.worker.pulse) in real worker and beat processes,
 judged by check_celery_pulsefile run as a process.
 
 Workers write every 0.5 s here, so "fresh" is judged with -w 2 -c 4 and a
@@ -14,7 +14,7 @@ import time
 import pytest
 from celery import Celery
 
-from celery_checks import pulse as emitter
+from celery_checks.worker import pulse as emitter
 from tests.kit import prerequisites
 from tests.kit.plugin import run_check
 from tests.kit.redis_servers import RedisServer
@@ -306,14 +306,14 @@ def test_unknown_placeholder_disables_the_pulse_with_an_error(caplog):
 
 def test_write_is_atomic_json_and_failures_are_logged_once(tmp_path, caplog):
     target = tmp_path / "deep" / "er" / "w.pulse"
-    pulse = emitter.PulseFile(str(target), "w@h", 1.0)
+    pulse = emitter.PulseWriter(str(target), "w@h", 1.0)
     assert pulse.write("running")  # creates the missing directories
     data = content(target)
     assert set(data) == {"node", "pid", "time", "state", "celery"}
     assert (data["node"], data["pid"], data["state"]) == ("w@h", os.getpid(), "running")
     assert os.listdir(target.parent) == ["w.pulse"]
 
-    blocked = emitter.PulseFile(str(tmp_path / "deep" / "er" / "w.pulse" / "x"), "w@h", 1.0)
+    blocked = emitter.PulseWriter(str(tmp_path / "deep" / "er" / "w.pulse" / "x"), "w@h", 1.0)
     with caplog.at_level(logging.INFO):
         assert not blocked.write() and not blocked.write() and not blocked.write()
     assert caplog.text.count("cannot write pulse file") == 1

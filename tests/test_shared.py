@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
-from celery_checks import cli, perfdata, secrets
-from celery_checks.broker import resolve_broker_url, transport_of
-from celery_checks.policy import CheckError
+from celery_checks.plugin import cli, perfdata, secrets
+from celery_checks.connect.urls import resolve_broker_url, transport_of
+from celery_checks.plugin.policy import CheckError
 from tests.kit.project import ROOT
 from tests.kit.plugin import Result, parse_perfdata
 
@@ -116,8 +116,8 @@ def test_transport_option_rejects(spec):
 TOY_CHECK = textwrap.dedent('''
     import sys, time
     import nagiosplugin
-    from celery_checks import cli, secrets
-    from celery_checks.policy import Unreachable, CheckError
+    from celery_checks.plugin import cli, secrets
+    from celery_checks.plugin.policy import Unreachable, CheckError
 
     class Toy(nagiosplugin.Resource):
         def probe(self):
@@ -182,7 +182,7 @@ def test_password_only_url_means_the_default_user_on_every_redis_py(redis_server
     """A URL with a password but no user authenticates Redis's default user
     with redis-py 4 (Debian 12) as with redis-py 6+, so a server without a
     password accepts it on both, as it does with AUTH default PW."""
-    from celery_checks.broker import redis_client
+    from celery_checks.connect.redis import redis_client
 
     client = redis_client(redis_server.url(redis_db, auth=":any-pw"), timeout=2)
     try:
@@ -200,7 +200,7 @@ def test_kombu_redis_connection_failure_keeps_its_reason():
     import kombu
     import redis
 
-    from celery_checks.broker import kombu_redis_compat
+    from celery_checks.connect.kombu import kombu_redis_compat
 
     kombu_redis_compat()
     kombu_redis_compat()  # idempotent

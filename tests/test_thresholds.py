@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from celery_checks import heartbeat_store as store
+from celery_checks.store import heartbeats as store
 from tests.kit.plugin import run_check
 
 

@@ -1,7 +1,7 @@
 """Broker URLs mean what they mean to Celery.
 
 - Differentially, in-process: for each URL form of kombu's and Celery's
-  documentation and tests, what celery_checks.broker.parse_url derives
+  documentation and tests, what celery_checks.connect.urls.parse_url derives
   (host, port, user, password, vhost or DB, transport, TLS, sentinels)
   equals what kombu itself would hand to py-amqp or redis-py: the keyword
   arguments of kombu's pyamqp Transport.establish_connection and of the
@@ -17,8 +17,8 @@ import uuid
 
 import pytest
 
-from celery_checks import broker
-from celery_checks.policy import CheckError
+from celery_checks.connect import urls
+from celery_checks.plugin.policy import CheckError
 from tests.kit.faults import closed_port
 from tests.kit.plugin import run_check
 from tests.kit.producers import publish
@@ -155,7 +155,7 @@ def kombu_redis(url):
 def ours(url):
     import ssl
 
-    parsed = broker.parse_url(url)
+    parsed = urls.parse_url(url)
     derived = dict(transport=parsed.transport, userid=parsed.userid, password=parsed.password,
                    tls=parsed.tls)
     if parsed.transport == "amqp":
@@ -196,7 +196,7 @@ def test_a_url_kombu_rejects_is_a_usage_error(url, why):
         with pytest.raises(Exception):  # kombu refuses it too
             (kombu_amqp if url.startswith("amqp") else kombu_redis)(url)
     with pytest.raises(CheckError) as info:
-        broker.parse_url(url)
+        urls.parse_url(url)
     assert why in str(info.value)
     assert "sekrit" not in str(info.value)
     del kombu
@@ -209,19 +209,19 @@ def test_transport_option_lists_are_kombus():
     from kombu.connection import Connection
     from kombu.transport import redis
 
-    retry = set(broker.RETRY_TRANSPORT_OPTIONS)
+    retry = set(urls.RETRY_TRANSPORT_OPTIONS)
     assert {"max_retries", "interval_start", "interval_step", "interval_max",
             "connect_retries_timeout"} == retry
     assert all(key in inspect.getsource(Connection._extract_failover_opts) for key in retry)
-    assert set(broker.REDIS_TRANSPORT_OPTIONS) == set(redis.Channel.from_transport_options) | retry
-    assert set(broker.SENTINEL_TRANSPORT_OPTIONS) == \
+    assert set(urls.REDIS_TRANSPORT_OPTIONS) == set(redis.Channel.from_transport_options) | retry
+    assert set(urls.SENTINEL_TRANSPORT_OPTIONS) == \
         set(redis.SentinelChannel.from_transport_options) | retry
     where_and_who = {"self", "kwargs", "host", "userid", "password", "login_method",
                      "login_response", "authentication", "virtual_host", "ssl"}
     parameters = inspect.signature(amqp.Connection.__init__).parameters
     passed_on = {name for name, p in parameters.items() if name not in where_and_who
                  and not name.startswith("on_") and not callable(p.default)}
-    assert set(broker.AMQP_TRANSPORT_OPTIONS) == passed_on | retry
+    assert set(urls.AMQP_TRANSPORT_OPTIONS) == passed_on | retry
 
 
 # ------------------------------------------------------- as the user runs it

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from celery_checks import workers as W
-from celery_checks.policy import CheckError
+from celery_checks.plugin.policy import CheckError
 from tests.kit import prerequisites
 from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.project import ROOT

@@ -2,7 +2,8 @@
 
 - :class:`Threshold`: -w/-c style ranges, critical first, then warning;
   perfdata that always parses. A check words its results by overriding
-  :meth:`Threshold.describe` (or passing ``describe=``), given the item the
+  :meth:`Threshold.words` (or passing ``words=``; not ``describe``, which
+  nagiosplugin's Context already has), given the item the
   metric is about (looked up exactly, :meth:`Resource.item`), the value and
   the range it broke (None when in range).
 - :class:`Condition`: a metric that is a problem of one configured state
@@ -16,10 +17,12 @@ from celery_checks.plugin.perfdata import label, number
 
 
 class Threshold(nagiosplugin.ScalarContext):
-    def __init__(self, name, warning=None, critical=None, describe=None, perfdata=True):
-        super().__init__(name, warning, critical)
-        if describe is not None:
-            self.describe = describe
+    def __init__(self, name, warning=None, critical=None, words=None, perfdata=True):
+        # fmt_metric None: results carry only the check's words, not a
+        # generic "age is 5s" in front of them.
+        super().__init__(name, warning, critical, fmt_metric=None)
+        if words is not None:
+            self.words = words
         self.with_perfdata = perfdata
 
     def evaluate(self, metric, resource):
@@ -27,10 +30,10 @@ class Threshold(nagiosplugin.ScalarContext):
         for state, limit in ((nagiosplugin.Critical, self.critical),
                              (nagiosplugin.Warn, self.warning)):
             if not limit.match(metric.value):
-                return self.result_cls(state, self.describe(item, metric.value, limit), metric)
-        return self.result_cls(nagiosplugin.Ok, self.describe(item, metric.value, None), metric)
+                return self.result_cls(state, self.words(item, metric.value, limit), metric)
+        return self.result_cls(nagiosplugin.Ok, self.words(item, metric.value, None), metric)
 
-    def describe(self, item, value, broken):
+    def words(self, item, value, broken):
         """The result's words; ``broken`` is the Range the value is outside
         of, None when it is in range (then None: nothing to say)."""
         return None
@@ -49,19 +52,19 @@ class Condition(nagiosplugin.Context):
     """True (or a non-zero count) is a problem of ``state``; no perfdata
     unless ``perfdata`` (then the value as a plain number)."""
 
-    def __init__(self, name, state=nagiosplugin.Critical, describe=None, perfdata=False):
+    def __init__(self, name, state=nagiosplugin.Critical, words=None, perfdata=False):
         super().__init__(name)
         self.state = state
-        if describe is not None:
-            self.describe = describe
+        if words is not None:
+            self.words = words
         self.with_perfdata = perfdata
 
     def evaluate(self, metric, resource):
         if not metric.value or self.state == nagiosplugin.Ok:
             return self.result_cls(nagiosplugin.Ok, None, metric)
-        return self.result_cls(self.state, self.describe(resource.item(metric), metric.value), metric)
+        return self.result_cls(self.state, self.words(resource.item(metric), metric.value), metric)
 
-    def describe(self, item, value):
+    def words(self, item, value):
         return None
 
     def performance(self, metric, resource):

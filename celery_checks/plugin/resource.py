@@ -3,21 +3,19 @@
 A check's Resource subclass implements :meth:`Resource.acquire` (the only
 part that does I/O: the broker, the store, the files, stdin) and
 :meth:`Resource.metrics` (facts -> Metrics, through :meth:`metric`). Tests
-hand literal facts to the constructor instead, so a check's evaluate and
-present parts run in-process with no service at all.
+hand literal facts to the constructor instead (``facts=``), so a check's
+evaluate and present parts run in-process with no service at all.
 """
 
 import nagiosplugin
 
 from celery_checks.plugin.perfdata import unique_label
 
-_NOT_GIVEN = object()
-
 
 class Resource(nagiosplugin.Resource):
-    def __init__(self, facts=_NOT_GIVEN):
-        self.facts = None if facts is _NOT_GIVEN else facts
-        self._given = facts is not _NOT_GIVEN
+    def __init__(self, facts=None):
+        self.facts = facts
+        self._given = facts is not None
         self._items = {}
         self._labels = set()
 

@@ -173,6 +173,26 @@ def run_check(name, *args, env=None, stdin=None, timeout=60, extra_env=None):
     return Result(command, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
+def render(check, verbose=0):
+    """What ``check`` (a nagiosplugin Check, its Resource given literal
+    facts) prints, run in-process: a :class:`Result`, exit code included.
+    Output is worded, joined and redacted as the executable does it, but
+    no Runtime singleton, alarm or exit is involved."""
+    import io
+
+    from nagiosplugin.output import Output
+
+    from celery_checks.plugin import secrets
+
+    class Log:
+        stream = io.StringIO()
+
+    check()
+    output = Output(Log(), verbose)
+    output.add(check)
+    return Result(["in-process"], check.exitcode, secrets.redact(str(output)), "", 0.0)
+
+
 def run_parallel(jobs, parallel=6):
     """Run ``jobs`` = [(name, args, kwargs)] a few at a time; Results in order."""
     def one(job):

@@ -62,7 +62,7 @@ def pulse_interval(app):
 
 
 def pulse_for(app, key, node):
-    """A PulseFile for the path configured under ``key``, or None."""
+    """A PulseWriter for the path configured under ``key``, or None."""
     template = app.conf.get(key)
     if not template:
         return None
@@ -71,10 +71,10 @@ def pulse_for(app, key, node):
     except ValueError as exc:  # an unknown %x placeholder
         logger.error("celery-checks: %s=%r: %s; no pulse file", key, template, exc)
         return None
-    return PulseFile(os.path.abspath(path), node, pulse_interval(app))
+    return PulseWriter(os.path.abspath(path), node, pulse_interval(app))
 
 
-class PulseFile:
+class PulseWriter:
     """Writes {node, pid, time, state, celery} atomically; never raises."""
 
     def __init__(self, path, node, interval):

@@ -1,38 +1,26 @@
-"""The command line every check shares: options, usage errors, the runner.
-
-A check module builds its parser with :func:`make_parser`, builds a
-``nagiosplugin.Check`` from the parsed arguments and hands both to
-:func:`run`. Everything that makes the suite behave the same from one check
-to the next lives here, once:
+"""The command line every check shares: the parser, its option types, and
+the options every check (or every broker check) takes, defined once.
 
 - usage errors, ``-h`` and ``-V`` exit 3 (UNKNOWN) like the Monitoring
   Plugins do, never argparse's 2 (which a monitoring core reads as CRITICAL);
-- threshold ranges are validated while parsing;
-- :class:`~celery_checks.policy.Unreachable` becomes CRITICAL, our own
-  timeout and internal errors become UNKNOWN, tracebacks only at ``-vvv``;
-- every line printed passes through the secret redaction.
+- threshold ranges are validated while parsing; a default -w that an
+  explicit -c makes meaningless is dropped;
+- the broker and store URLs are resolved once parsing is done
+  (celery_checks.connect.urls), into ``args.broker`` / ``args.store``
+  :class:`~celery_checks.connect.urls.Target` values.
 
 Nothing here imports celery, redis or pika.
 """
 
 import argparse
-import functools
 import json
 import os
 import sys
 import textwrap
-import time
-import traceback
 
 from celery_checks import __version__
-from celery_checks import secrets
-from celery_checks.policy import (
-    CRITICAL,
-    STATE_NAMES,
-    UNKNOWN,
-    CheckError,
-    Unreachable,
-)
+from celery_checks.plugin import secrets
+from celery_checks.plugin.policy import STATE_NAMES, UNKNOWN, CheckError
 
 HELP_WIDTH = 79
 DEFAULT_TIMEOUT = 10
@@ -45,6 +33,7 @@ class CheckArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args, status_name, **kwargs):
         self.status_name = status_name
+        self.finishers = []  # run on the parsed arguments; CheckError -> usage
         super().__init__(*args, **kwargs)
 
     def error(self, message):
@@ -68,28 +57,14 @@ class CheckArgumentParser(argparse.ArgumentParser):
         sys.stdout.flush()
         sys.exit(UNKNOWN if status in (0, 2) else status)
 
-    def print_help(self, file=None):
-        super().print_help(file or sys.stdout)
-
     def parse_args(self, args=None, namespace=None):
         parsed = super().parse_args(args, namespace)
-        if hasattr(parsed, "broker"):
-            from celery_checks.broker import broker_settings
-
-            try:
-                parsed.broker_url, parsed.transport_options = broker_settings(parsed, os.environ)
-            except CheckError as exc:
-                self.error(str(exc))
-        _threshold_defaults(self, parsed)
+        try:
+            for finish in self.finishers:
+                finish(parsed)
+        except CheckError as exc:
+            self.error(str(exc))
         return parsed
-
-
-class _VersionAction(argparse.Action):
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.exit(0, "%s (celery-checks) %s\n" % (parser.prog, __version__))
 
 
 def threshold_range(spec):
@@ -112,34 +87,25 @@ def threshold_range(spec):
     return text
 
 
-def positive_int(spec):
-    try:
-        value = int(spec)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a whole number" % spec)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("%r must be greater than 0" % spec)
-    return value
+def _number(kind, minimum, inclusive):
+    words = {int: "a whole number", float: "a number"}[kind]
+    bound = "%s %s" % ("at least" if inclusive else "greater than", minimum)
+
+    def parse(spec):
+        try:
+            value = kind(spec)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not %s" % (spec, words))
+        if value < minimum or (value == minimum and not inclusive) or value == float("inf"):
+            raise argparse.ArgumentTypeError("%r must be %s %s" % (spec, words, bound))
+        return value
+
+    return parse
 
 
-def non_negative_int(spec):
-    try:
-        value = int(spec)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a whole number" % spec)
-    if value < 0:
-        raise argparse.ArgumentTypeError("%r must not be negative" % spec)
-    return value
-
-
-def positive_float(spec):
-    try:
-        value = float(spec)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number" % spec)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("%r must be a number greater than 0" % spec)
-    return value
+positive_int = _number(int, 0, inclusive=False)
+non_negative_int = _number(int, 0, inclusive=True)
+positive_float = _number(float, 0, inclusive=False)
 
 
 def state_name(spec):
@@ -220,12 +186,13 @@ def make_parser(
     )
     parser._optionals.title = "options"  # Python < 3.10 says "optional arguments"
     parser.add_argument("-h", "--help", action="help", help="show this help and exit 3")
-    parser.add_argument("-V", "--version", action=_VersionAction, help="show the version and exit 3")
+    parser.add_argument("-V", "--version", action="version", help="show the version and exit 3",
+                        version="%s (celery-checks) %s" % (prog, __version__))
     if thresholds:
         what, warning, critical = thresholds
         # Both default to None so that parse_args knows what was given; the
         # defaults are filled in there (_threshold_defaults).
-        parser.threshold_defaults = (warning, critical)
+        parser.finishers.append(lambda parsed: _threshold_defaults(parsed, warning, critical))
         warning_default = warning or "none"
         if warning and critical:
             warning_default += ", none when -c is lower"
@@ -250,14 +217,11 @@ def make_parser(
     return parser
 
 
-def _threshold_defaults(parser, parsed):
+def _threshold_defaults(parsed, warning, critical):
     """Fill in -w/-c defaults. A default -w that the given -c makes
     meaningless is dropped: with -c 60 and the default -w 120 every age
     that would warn is already critical, and perfdata saying warn 120,
     crit 60 would contradict the check. An explicit -w is always kept."""
-    warning, critical = getattr(parser, "threshold_defaults", (None, None))
-    if not hasattr(parsed, "warning"):
-        return
     if parsed.critical is None:
         parsed.critical = critical
     elif parsed.warning is None and warning and _never_reached(warning, parsed.critical):
@@ -279,11 +243,13 @@ def _never_reached(warning, critical):
 
 
 def add_broker_options(parser):
-    from celery_checks.broker import DEFAULT_BROKER_URL
+    """-b/--broker-file and -O; after parsing, ``args.broker`` is the
+    :class:`~celery_checks.connect.urls.Target` they name."""
+    from celery_checks.connect.urls import DEFAULT_BROKER_URL
 
     group = parser.add_argument_group("broker")
     group.add_argument(
-        "-b", "--broker", metavar="URL",
+        "-b", "--broker", metavar="URL", dest="broker_given",
         help="broker URL; prefer --broker-file or $CELERY_BROKER_URL, which keep "
         "the password out of the process list (default: %s)" % DEFAULT_BROKER_URL,
     )
@@ -297,89 +263,38 @@ def add_broker_options(parser):
         help="kombu broker_transport_options entry, JSON values allowed "
         "(global_keyprefix, sep, priority_steps, master_name, ...); repeatable",
     )
+    parser.finishers.append(_broker_target)
     return group
 
 
-def network_timeout(args):
-    """Per-call socket timeout: below -t, so a silent peer is reported as an
-    outage (CRITICAL) by us before the -t alarm (UNKNOWN) has to fire.
+def _broker_target(parsed):
+    from celery_checks.connect.urls import broker_target
 
-    What the run already spent counts, and at least 1 s of -t is kept for
-    our own work (client import, TLS set-up, output), which a loaded host
-    slows down: with 20% alone, -t 3 still ran into the alarm."""
-    budget = args.timeout - (time.monotonic() - getattr(args, "started", time.monotonic()))
-    return max(0.2, min(args.timeout * 0.8, budget - 1.0))
+    parsed.broker = broker_target(parsed.broker_given, parsed.broker_file,
+                                  dict(parsed.transport_option or ()), os.environ,
+                                  redis_store=hasattr(parsed, "store_given"))
 
 
-class _RedactingStream:
-    """The Runtime prints with print(file=...): scrub secrets on the way."""
+def add_store_options(parser):
+    """--store/--store-file (after the broker options); after parsing,
+    ``args.store`` is the heartbeat store's Target."""
+    from celery_checks.connect.urls import STORE_ENV
 
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text):
-        return self.stream.write(secrets.redact(text))
-
-    def flush(self):
-        self.stream.flush()
-
-
-def _finish(status_name, code, message, detail=None):
-    lines = ["%s %s - %s" % (status_name, STATE_NAMES[code], " ".join(message.split()))]
-    if detail:
-        lines.append(detail.rstrip("\n"))
-    sys.stdout.write(secrets.redact("\n".join(lines).replace("|", "/")) + "\n")
-    sys.stdout.flush()
-    sys.exit(code)
+    group = parser.add_argument_group("heartbeat store")
+    group.add_argument(
+        "--store", metavar="URL", dest="store_given",
+        help="Redis URL of the heartbeat store; else --store-file, else $%s, "
+        "else the broker URL when the broker is Redis" % STORE_ENV,
+    )
+    group.add_argument(
+        "--store-file", metavar="PATH",
+        help="read the store URL from the first line of this file",
+    )
+    parser.finishers.append(_store_target)
+    return group
 
 
-def run(check, args):
-    """Run ``check`` under the suite's status policy; never returns."""
-    import nagiosplugin
+def _store_target(parsed):
+    from celery_checks.connect.urls import store_target
 
-    status_name = check.name.upper()
-    runtime = nagiosplugin.Runtime()
-    runtime.stdout = _RedactingStream(sys.stdout)
-    args.started = time.monotonic()  # the -t alarm starts now: network_timeout()
-    try:
-        check.main(verbose=args.verbose, timeout=args.timeout)
-    except nagiosplugin.Timeout:
-        _finish(status_name, UNKNOWN, "plugin timed out after %ds (-t)" % args.timeout)
-    except Unreachable as exc:
-        _finish(status_name, CRITICAL, str(exc), _traceback(args))
-    except (CheckError, nagiosplugin.CheckError) as exc:
-        _finish(status_name, UNKNOWN, str(exc), _traceback(args))
-    except Exception as exc:
-        _finish(
-            status_name, UNKNOWN,
-            "internal error: %s: %s" % (type(exc).__name__, exc),
-            _traceback(args),
-        )
-    sys.exit(UNKNOWN)  # check.main() always exits; this is a safety net
-
-
-def guarded(status_name):
-    """Decorate a check's main(): whatever escapes before :func:`run` takes
-    over (an import error, a bug while parsing) still ends as one UNKNOWN
-    line and exit 3, never a bare traceback and exit 1."""
-
-    def decorate(main):
-        @functools.wraps(main)
-        def wrapper(argv=None):
-            try:
-                return main(argv)
-            except Exception as exc:
-                verbose = "-vvv" in (argv if argv is not None else sys.argv)
-                _finish(
-                    status_name, UNKNOWN,
-                    "internal error: %s: %s" % (type(exc).__name__, exc),
-                    traceback.format_exc() if verbose else None,
-                )
-
-        return wrapper
-
-    return decorate
-
-
-def _traceback(args):
-    return traceback.format_exc() if args.verbose >= 3 else None
+    parsed.store = store_target(parsed.store_given, parsed.store_file, parsed.broker, os.environ)

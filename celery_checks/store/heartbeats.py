@@ -27,19 +27,17 @@ contribute a clock reading. The publish time travels inside the heartbeat
 message (header :data:`PUBLISHED_HEADER`, a store time too), so the worker
 can compute the wait without trusting its own clock.
 
-redis is imported lazily (by :func:`celery_checks.broker.redis_client`).
+redis is imported lazily (by :func:`celery_checks.connect.redis.redis_client`).
 """
 
 import os
 
-from celery_checks.broker import read_url_file, transport_of
-from celery_checks.policy import CheckError
-from celery_checks.secrets import redact_url
+from celery_checks.connect.urls import STORE_ENV, transport_of
+from celery_checks.plugin.policy import CheckError
 
 KEY_PREFIX = "celery_checks:heartbeat:"
 PUBLISHED_HEADER = "celery_checks_published"
 TASK_NAME = "celery_checks.heartbeat"
-STORE_ENV = "CELERY_CHECKS_STORE_URL"
 
 # KEYS: one hash per queue; ARGV: publisher, then one task id per key.
 # Returns the store time of the publish, as text (Lua numbers would be
@@ -132,43 +130,6 @@ def key_for(queue, transport_options=None):
 
 # ------------------------------------------------------------- store URL
 
-def add_store_options(parser):
-    group = parser.add_argument_group("heartbeat store")
-    group.add_argument(
-        "--store", metavar="URL",
-        help="Redis URL of the heartbeat store; else --store-file, else $%s, "
-        "else the broker URL when the broker is Redis" % STORE_ENV,
-    )
-    group.add_argument(
-        "--store-file", metavar="PATH",
-        help="read the store URL from the first line of this file",
-    )
-    return group
-
-
-def resolve_store_url(store, store_file, broker_url, environ=os.environ):
-    """The store URL by the documented precedence; CheckError if unusable."""
-    if store:
-        url, origin = store, "--store"
-    elif store_file:
-        url, origin = read_url_file(store_file, "--store-file"), "--store-file"
-    elif environ.get(STORE_ENV):
-        url, origin = environ[STORE_ENV], "$" + STORE_ENV
-    elif transport_of(broker_url, "the broker") == "redis":
-        url, origin = broker_url, "the broker URL"
-    else:
-        raise CheckError(
-            "the broker %s is not Redis: name the Redis heartbeat store with "
-            "--store URL" % redact_url(broker_url)
-        )
-    url = url.strip()
-    redact_url(url)  # register the password before anything can print it
-    if transport_of(url, origin) != "redis":
-        raise CheckError("the heartbeat store must be Redis, got %s from %s"
-                         % (redact_url(url), origin))
-    return url
-
-
 def worker_store(conf, environ=os.environ):
     """(url, transport_options) of the store for a worker/beat app's conf:
     ``checks_store_url``, else $CELERY_CHECKS_STORE_URL, else the broker
@@ -244,6 +205,26 @@ def read(client, queues, transport_options=None):
     seconds, micros = replies[0]
     now = int(seconds) + int(micros) / 1e6
     return now, {q: _decode(raw) for q, raw in zip(queues, replies[1:])}
+
+
+def prefixes_elsewhere(client, queues, transport_options=None):
+    """{queue: [other global_keyprefix values holding its record]}: one
+    SCAN, for queues without a record under the given prefix (a wrong or
+    missing -O global_keyprefix)."""
+    ours = key_for("", transport_options)
+    wanted = set(queues)
+    escaped = _glob_escape(KEY_PREFIX)
+    pattern = "*" + escaped + ("*" if len(queues) > 1 else _glob_escape(queues[0]))
+    found = {}
+    for key in client.scan_iter(match=pattern, count=1000):
+        prefix, _, queue = _text(key).rpartition(KEY_PREFIX)
+        if queue in wanted and prefix + KEY_PREFIX != ours:
+            found.setdefault(queue, []).append(prefix)
+    return {q: sorted(p) for q, p in found.items()}
+
+
+def _glob_escape(text):
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 _FLOATS = ("published", "pending_since", "started", "latency", "failed")

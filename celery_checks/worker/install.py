@@ -8,8 +8,8 @@ project sets them as ``CELERY_CHECKS_*`` through the usual
 ``app.config_from_object("django.conf:settings", namespace="CELERY")``.
 """
 
-from celery_checks.heartbeat_task import register_heartbeat_task
-from celery_checks.pulse import register_pulse
+from celery_checks.worker.heartbeat import register_heartbeat_task
+from celery_checks.worker.pulse import register_pulse
 
 
 def install(app):

@@ -77,9 +77,12 @@ def plural(count, noun, plural_noun=None):
 def seconds(value, limit=None):
     """A duration in words: ``0.123s``, ``3.1s``, ``310s``.
 
-    With ``limit`` (the threshold it is compared with, a number), enough
-    decimals are shown that the two never read alike: 3.04 s against a
-    limit of 3 is ``3.04s (> 3s)``, not ``3.0s (> 3s)``."""
+    With ``limit`` (the threshold it is compared with: a number, or the
+    nagiosplugin Range it broke), enough decimals are shown that the two
+    never read alike: 3.04 s against a limit of 3 is ``3.04s (> 3s)``, not
+    ``3.0s (> 3s)``."""
+    if isinstance(limit, nagiosplugin.Range):
+        limit = limit.end if limit.end != float("inf") else limit.start
     value = float(value)
     places = 0 if abs(value) >= 100 else 1 if abs(value) >= 1 else 3
     text = "%.*f" % (places, value)

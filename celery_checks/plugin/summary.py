@@ -8,7 +8,11 @@ import nagiosplugin
 class ProblemSummary(nagiosplugin.Summary):
     """On a problem, the status line is the worst result's words, with
     ``(+N more)`` when there are several; the long output (-v) lists every
-    problem, worst first, then one line per item (:meth:`item_lines`)."""
+    problem, worst first, then one line per item (:meth:`item_lines`), and
+    at -vv the settings used (:meth:`settings_lines`, URLs redacted)."""
+
+    def __init__(self, verbose=0):
+        self.verbosity = verbose
 
     def problems(self, results):
         """Non-OK results, worst state first, then the larger value first."""
@@ -23,11 +27,19 @@ class ProblemSummary(nagiosplugin.Summary):
         return text
 
     def verbose(self, results):
+        resource = results[0].resource if results else None
         lines = ["%s: %s" % (r.state.text.upper(), r) for r in self.problems(results)]
-        return lines + self.item_lines(results[0].resource if results else None)
+        lines += self.item_lines(resource)
+        if self.verbosity >= 2:
+            lines += self.settings_lines(resource)
+        return lines
 
     def item_lines(self, resource):
         """One line per monitored item; none by default."""
+        return []
+
+    def settings_lines(self, resource):
+        """-vv: what the check used (URLs redacted); none by default."""
         return []
 
 

@@ -27,3 +27,11 @@ class Unreachable(Exception):
     """What we monitor cannot be reached or refuses us: reported as CRITICAL."""
 
     exitcode = CRITICAL
+
+
+def nagios_state(code):
+    """nagiosplugin's state object for an exit code (``--*-state`` options)."""
+    import nagiosplugin
+
+    return {OK: nagiosplugin.Ok, WARNING: nagiosplugin.Warn, CRITICAL: nagiosplugin.Critical,
+            UNKNOWN: nagiosplugin.Unknown}[code]

@@ -23,8 +23,8 @@ import logging
 import os
 import socket
 
-from celery_checks import heartbeat_store as store
-from celery_checks.secrets import redact, redact_url
+from celery_checks.store import heartbeats as store
+from celery_checks.plugin.secrets import redact, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class _Store:
         self._pid = None
 
     def client(self):
-        from celery_checks.broker import redis_client
+        from celery_checks.connect.redis import redis_client
 
         url, options = store.worker_store(self.app.conf)
         if not url:

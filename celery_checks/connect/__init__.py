@@ -1,0 +1,14 @@
+"""The connection layer: the only code that knows URLs, Redis, AMQP and kombu.
+
+- :mod:`.urls`      what a broker or store URL means (read as kombu reads it),
+                    which URL a check uses (one precedence rule for every
+                    kind of URL) and the -O transport options kombu knows
+- :mod:`.redis`     a redis-py client for a URL; its failures in the status policy
+- :mod:`.amqp`      pika's parameters for a URL; its failures likewise
+- :mod:`.kombu`     a kombu Connection for the checks that need one
+- :mod:`.layout`    where kombu keeps queues, bindings and replies in Redis
+- :mod:`.failures`  what every client's failure becomes (short reasons, -t)
+
+Client libraries are imported inside functions: a check pays only for the
+one it uses.
+"""

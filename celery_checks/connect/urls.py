@@ -1,0 +1,375 @@
+"""What a broker or store URL means, and which one a check uses.
+
+- :func:`parse_url`: the one reading of every URL, as kombu reads it (a
+  :class:`BrokerURL`); tests/test_urls.py holds it against kombu itself;
+- :func:`resolve_broker_url` / :func:`broker_settings`: the precedence rule
+  (-b, else --broker-file, else the environment, else the default) and the
+  -O keys checked against what kombu knows for the transport.
+"""
+
+import os
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from celery_checks.connect.failures import reason
+from celery_checks.plugin.policy import CheckError
+from celery_checks.plugin.secrets import redact_url
+
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+#: the URL schemes kombu accepts for Redis and AMQP, as kombu names them
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+AMQP_SCHEMES = ("amqp", "pyamqp", "amqps", "librabbitmq")
+AMQP_PORT, AMQPS_PORT, REDIS_PORT, SENTINEL_PORT = 5672, 5671, 6379, 26379
+
+# Query keys kombu.Connection takes from a URL (kombu.utils.url.parse_url
+# turns every other key into a keyword argument of Connection._init_params,
+# which has no others: a TypeError). ssl_* keys become the ``ssl`` dict.
+# hostname, port, userid, password, virtual_host and transport are always
+# set from the URL itself, so kombu rejects them in the query (given twice).
+URL_QUERY_KEYS = ("insist", "ssl", "connect_timeout", "login_method", "heartbeat",
+                  "credential_provider")
+URL_PART_KEYS = ("transport", "hostname", "port", "userid", "password", "virtual_host")
+SSL_CERT_REQS = ("CERT_REQUIRED", "CERT_OPTIONAL", "CERT_NONE", "required", "optional", "none")
+
+# -O keys kombu knows (checked against kombu by tests/test_urls.py): kombu's
+# Connection reads the retry keys for every transport, the Redis transport
+# reads Channel.from_transport_options (SentinelChannel adds its own), and
+# py-amqp's transport hands the options to amqp.Connection() as keyword
+# arguments, less those that say where and as whom to connect (the URL's
+# business) and the callbacks (not expressible on a command line).
+RETRY_TRANSPORT_OPTIONS = ("max_retries", "interval_start", "interval_step",
+                           "interval_max", "connect_retries_timeout")
+REDIS_TRANSPORT_OPTIONS = (
+    "body_encoding", "deadletter_queue", "sep", "ack_emulation", "unacked_key",
+    "unacked_index_key", "unacked_mutex_key", "unacked_mutex_expire",
+    "visibility_timeout", "unacked_restore_limit", "unacked_restore_interval",
+    "unacked_restore_throttle", "fanout_prefix", "fanout_patterns",
+    "global_keyprefix", "socket_timeout", "socket_connect_timeout",
+    "socket_keepalive", "socket_keepalive_options", "queue_order_strategy",
+    "max_connections", "health_check_interval", "retry_on_timeout",
+    "priority_steps", "client_name",
+) + RETRY_TRANSPORT_OPTIONS
+SENTINEL_TRANSPORT_OPTIONS = REDIS_TRANSPORT_OPTIONS + (
+    "master_name", "min_other_sentinels", "sentinel_kwargs", "sentinel_fanout_compat")
+AMQP_TRANSPORT_OPTIONS = (
+    "locale", "client_properties", "connect_timeout", "channel_max", "frame_max",
+    "heartbeat", "confirm_publish", "read_timeout", "write_timeout", "socket_settings",
+) + RETRY_TRANSPORT_OPTIONS
+
+
+class BrokerURL:
+    """What a kombu broker URL means: where and as whom kombu connects.
+
+    Built by :func:`parse_url` only; every client (redis-py, pika) is made
+    from it, so no check reads a URL by rules of its own.
+
+    - ``transport``: ``"redis"`` or ``"amqp"``; ``scheme`` as written (lower case);
+    - ``hostname``, ``port``: defaults applied as kombu's transports do
+      (AMQP: localhost read as 127.0.0.1, 5672 or 5671 with TLS; Redis:
+      127.0.0.1, 6379, sentinel 26379); ``socket_path`` for redis+socket;
+    - ``userid``, ``password``: AMQP without them is guest/guest; Redis
+      None when absent;
+    - ``virtual_host``: the AMQP vhost (``//``, ``/%2F`` and no path are
+      ``/``); ``db``: the Redis database (path, or ``?virtual_host=`` of
+      redis+socket);
+    - ``ssl``: False, True or kombu's dict of ``ssl_*`` query options
+      (rediss:// without any: ``{"ssl_cert_reqs": "CERT_NONE"}``, kombu's
+      own insecure default);
+    - ``sentinels``: the (host, port) of every ``sentinel://`` of the list;
+      ``alternates``: the whole ``;``-separated list, as written.
+    """
+
+    fields = ("transport", "scheme", "hostname", "port", "socket_path", "userid", "password",
+              "virtual_host", "db", "ssl", "sentinels", "alternates", "query")
+
+    def __init__(self, url, **values):
+        self.url = url
+        for name in self.fields:
+            setattr(self, name, values.get(name))
+
+    @property
+    def shown(self):
+        """The URL as it may be printed: every password masked."""
+        return redact_url(self.url)
+
+    @property
+    def tls(self):
+        return bool(self.ssl)
+
+    def __repr__(self):
+        return "BrokerURL(%s)" % self.shown
+
+
+def _usage(message, url):
+    return CheckError("bad URL %s: %s" % (redact_url(url), message))
+
+
+def _split_url(url, text):
+    """kombu.utils.url.url_to_parts, with kombu's errors as usage errors."""
+    scheme = urlsplit(text).scheme
+    parts = urlsplit("http://" + text[len(scheme) + 3:])
+    try:
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", "could not be cast"
+        raise _usage("port %s" % ("out of range" if "range" in str(exc) else "not a number"), url)
+    path = parts.path or ""
+    path = path[1:] if path.startswith("/") else path
+    try:
+        query = dict(parse_qsl(parts.query, strict_parsing=bool(parts.query)))
+    except ValueError:
+        raise _usage("malformed query string", url)
+    hostname = unquote(parts.hostname or "") or None
+    if hostname and any(char.isspace() for char in hostname):
+        raise _usage("a space in the host name", url)
+    return (scheme.lower(), hostname, port, unquote(parts.username or "") or None,
+            unquote(parts.password or "") or None, unquote(path) or None, query)
+
+
+def _url_query(url, query):
+    """kombu.utils.url.parse_url's query rules: ssl_* keys make the ssl
+    dict, the few Connection arguments pass, anything else kombu rejects."""
+    ssl, rest = {}, {}
+    for key, value in query.items():
+        if key.startswith("ssl_"):
+            if key == "ssl_check_hostname":
+                value = value.lower() != "false"
+            elif key == "ssl_cert_reqs" and value not in SSL_CERT_REQS:
+                raise _usage("invalid ssl_cert_reqs=%s (expected required, optional or "
+                             "none)" % value, url)
+            ssl[key] = value
+        elif key in URL_PART_KEYS:
+            raise _usage("kombu rejects %s= in the query (put it in the URL itself)" % key, url)
+        elif key not in URL_QUERY_KEYS:
+            raise _usage("unknown query parameter %s= (kombu rejects it)" % key, url)
+        else:
+            rest[key] = value
+    if ssl and "ssl" in rest:
+        raise _usage("both ssl= and ssl_* in the query", url)
+    return ssl, rest
+
+
+def parse_url(url):
+    """The one reading of a broker or store URL: a :class:`BrokerURL` with
+    exactly what kombu.Connection(url) would connect to, or CheckError (a
+    usage error) for a URL kombu would reject."""
+    url = url.strip()
+    alternates = [part.strip() for part in url.split(";")]
+    first = alternates[0]
+    if "://" not in first:
+        raise _usage("no scheme (expected redis://, rediss://, redis+socket://, "
+                     "sentinel://, amqp://, amqps://)", url)
+    written = first.split("://", 1)[0]
+    scheme = written.lower()
+    if "+" in written and written != "redis+socket":
+        # kombu splits "x+y://" into transport x, taken as written
+        raise _usage("unsupported scheme %s:// (kombu knows redis+socket://)" % written, url)
+    if scheme in AMQP_SCHEMES:
+        return _parse_amqp(url, first, alternates)
+    if scheme in REDIS_SCHEMES:
+        return _parse_redis(url, first, alternates)
+    raise _usage("unsupported scheme %s:// (expected redis://, rediss://, "
+                 "redis+socket://, sentinel://, amqp://, amqps://)" % written, url)
+
+
+def _parse_amqp(url, first, alternates):
+    scheme, hostname, port, userid, password, path, query = _split_url(url, first)
+    ssl, rest = _url_query(url, query)
+    # ?ssl=VALUE is passed on as a string: any non-empty one means TLS to kombu
+    ssl = ssl or rest.pop("ssl", None) or scheme == "amqps"
+    hostname = hostname or "localhost"
+    return BrokerURL(
+        url, transport="amqp", scheme=scheme,
+        # py-amqp's transport connects to 127.0.0.1 for "localhost"
+        hostname="127.0.0.1" if hostname == "localhost" else hostname,
+        port=port or (AMQPS_PORT if ssl else AMQP_PORT),
+        userid=userid or "guest", password=password or "guest",
+        virtual_host=path or "/", ssl=ssl, sentinels=[], alternates=alternates, query=rest)
+
+
+def _db_number(url, vhost):
+    """kombu's Redis Channel._prepare_virtual_host."""
+    if not vhost or vhost == "/":
+        return 0
+    if vhost.startswith("/"):
+        vhost = vhost[1:]
+    try:
+        return int(vhost)
+    except ValueError:
+        raise _usage("invalid Redis database number %r" % vhost, url)
+
+
+def _parse_redis(url, first, alternates):
+    if first.startswith("redis+socket://"):
+        # kombu passes "socket://PATH?QUERY" on to the Redis channel, which
+        # reads user, password, path and ?virtual_host= (the DB) from it.
+        text = first[len("redis+"):]
+        scheme, _host, _port, userid, password, path, query = _split_url(url, text)
+        if not path:
+            raise _usage("no socket path", url)
+        unknown = sorted(set(query) - {"virtual_host", "db"})
+        if unknown:
+            raise _usage("unknown query parameter %s= (redis+socket:// takes "
+                         "virtual_host=DB)" % unknown[0], url)
+        return BrokerURL(
+            url, transport="redis", scheme="redis+socket", socket_path="/" + path,
+            userid=userid, password=password, db=_db_number(url, query.get("virtual_host")),
+            ssl=False, sentinels=[], alternates=alternates, query={})
+    scheme, hostname, port, userid, password, path, query = _split_url(url, first)
+    ssl, rest = _url_query(url, query)
+    if scheme == "rediss" and not ssl:
+        ssl = {"ssl_cert_reqs": "CERT_NONE"}  # kombu's (logged) insecure default
+    if "ssl" in rest:
+        # kombu's Redis channel silently ignores a non-dict ssl: plain TCP
+        raise _usage("ssl= has no effect on Redis in kombu (use rediss:// or ssl_cert_reqs=)", url)
+    ssl = ssl or False
+    sentinels = []
+    if scheme == "sentinel":
+        for part in alternates:
+            if part.lower().startswith("sentinel://"):
+                _s, host, sport = _split_url(url, part)[:3]
+                sentinels.append((host, sport or SENTINEL_PORT))
+    return BrokerURL(
+        url, transport="redis", scheme=scheme, hostname=hostname or "127.0.0.1",
+        port=port or (SENTINEL_PORT if scheme == "sentinel" else REDIS_PORT),
+        userid=userid, password=password, db=_db_number(url, path), ssl=ssl,
+        sentinels=sentinels, alternates=alternates, query=rest)
+
+
+def check_transport_options(parsed, options, redis_store=False):
+    """CheckError naming an -O key kombu does not know for this transport,
+    and the nearest one it knows. ``redis_store``: the options also serve a
+    Redis heartbeat store, so Redis keys are known too."""
+    import difflib
+
+    if parsed.transport == "amqp":
+        known, name = AMQP_TRANSPORT_OPTIONS, "AMQP"
+        if redis_store:
+            known, name = known + SENTINEL_TRANSPORT_OPTIONS, "AMQP or the Redis store's"
+    elif parsed.scheme == "sentinel":
+        known, name = SENTINEL_TRANSPORT_OPTIONS, "Redis Sentinel"
+    else:
+        known, name = REDIS_TRANSPORT_OPTIONS, "Redis"
+        if redis_store:
+            known = SENTINEL_TRANSPORT_OPTIONS
+    for key in options:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, 1, 0.6)
+            hint = "did you mean %s?" % near[0] if near else "see kombu's transport options"
+            raise CheckError("unknown transport option -O %s for the %s transport (%s)"
+                             % (key, name, hint))
+
+
+# Where each kind of URL comes from, in this order: its option, its
+# -file option (first line), an environment variable, then a fallback.
+URL_SOURCES = {
+    "broker": ("--broker", "--broker-file", "CELERY_BROKER_URL"),
+    "store": ("--store", "--store-file", "CELERY_CHECKS_STORE_URL"),
+}
+STORE_ENV = URL_SOURCES["store"][2]
+
+
+def resolve_url(kind, given, given_file, environ=os.environ, fallback=None):
+    """(url, origin) of ``kind`` ("broker", "store") by the one precedence
+    rule; ``fallback`` is (url, origin) when none of the three is set.
+    CheckError (a usage error) for an empty or unreadable one."""
+    option, file_option, variable = URL_SOURCES[kind]
+    if given:
+        url, origin = given, option
+    elif given_file:
+        url, origin = read_url_file(given_file, file_option), file_option
+    elif environ.get(variable):
+        url, origin = environ[variable], "$" + variable
+    elif fallback is not None:
+        url, origin = fallback
+    else:
+        raise CheckError("no %s URL: give %s, %s or $%s" % (kind, option, file_option, variable))
+    url = url.strip()
+    if not url:
+        raise CheckError("the %s URL from %s is empty" % (kind, origin))
+    return url, origin
+
+
+def resolve_broker_url(broker=None, broker_file=None, environ=os.environ):
+    """The broker URL to use: the first of a ``;``-separated fail-over list
+    (kombu's first choice), or for sentinel:// the whole list (the
+    sentinels of one master). CheckError if bad."""
+    url, _origin = resolve_url("broker", broker, broker_file, environ,
+                               (DEFAULT_BROKER_URL, "the default"))
+    parsed = parse_url(url)
+    if parsed.scheme != "sentinel":
+        url = parsed.alternates[0]
+        parse_url(url)
+    return url
+
+
+def resolve_store_url(store, store_file, broker_url, environ=os.environ):
+    """The Redis heartbeat store's URL; the broker's when it is Redis and
+    nothing else names one. CheckError if unusable."""
+    fallback = (broker_url, "the broker URL") if parse_url(broker_url).transport == "redis" else None
+    try:
+        url, origin = resolve_url("store", store, store_file, environ, fallback)
+    except CheckError:
+        if fallback is None and not (store or store_file or environ.get(STORE_ENV)):
+            raise CheckError("the broker %s is not Redis: name the Redis heartbeat store "
+                             "with --store URL" % redact_url(broker_url))
+        raise
+    if parse_url(url).transport != "redis":
+        raise CheckError("the heartbeat store must be Redis, got %s from %s"
+                         % (redact_url(url), origin))
+    return url
+
+
+class Target:
+    """What a check connects to, handed to its Resource: the URL (as
+    :func:`parse_url` reads it), the -O transport options, and what it is to
+    the user ("broker", "heartbeat store"), for messages."""
+
+    def __init__(self, url, options=None, role="broker"):
+        self.url = url
+        self.parsed = parse_url(url)
+        self.options = dict(options or {})
+        self.role = role
+
+    @property
+    def transport(self):
+        return self.parsed.transport
+
+    @property
+    def shown(self):
+        """The URL as it may be printed: every password masked."""
+        return redact_url(self.url)
+
+    def __repr__(self):
+        return "Target(%s %s)" % (self.role, self.shown)
+
+
+def broker_target(given, given_file, options, environ=os.environ, redis_store=False):
+    """The broker :class:`Target` of a command line: the URL by the
+    precedence rule, the -O keys checked against what kombu knows for its
+    transport (``redis_store``: they also serve a Redis store). CheckError
+    (a usage error) if bad."""
+    url = resolve_broker_url(given, given_file, environ)
+    check_transport_options(parse_url(url), options, redis_store=redis_store)
+    return Target(url, options, "broker")
+
+
+def store_target(given, given_file, broker, environ=os.environ):
+    """The heartbeat store's Target: its own URL, else the broker's when the
+    broker is Redis; the same transport options (global_keyprefix)."""
+    url = resolve_store_url(given, given_file, broker.url, environ)
+    return Target(url, broker.options, "heartbeat store")
+
+
+def read_url_file(path, option):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            line = handle.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckError("cannot read %s %s: %s" % (option, path, reason(exc)))
+    if not line:
+        raise CheckError("%s %s is empty" % (option, path))
+    return line
+
+
+def transport_of(url, origin="URL"):
+    """'redis' or 'amqp' for a kombu broker URL; CheckError for anything else."""
+    return parse_url(url).transport

@@ -1,0 +1,108 @@
+"""Running a check under the suite's status policy.
+
+- :class:`Deadline`: the run's -t, started when the run starts; every
+  network call takes its socket timeout from it;
+- :func:`run`: :class:`~celery_checks.plugin.policy.Unreachable` becomes
+  CRITICAL, our own -t and internal errors UNKNOWN, tracebacks only at
+  -vvv, and every line printed passes through the redaction;
+- :func:`guarded`: the same for whatever fails before :func:`run` starts.
+"""
+
+import functools
+import sys
+import time
+import traceback
+
+from celery_checks.plugin import secrets
+from celery_checks.plugin.policy import CRITICAL, STATE_NAMES, UNKNOWN, CheckError, Unreachable
+
+
+class Deadline:
+    """The -t of one run."""
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.started = time.monotonic()
+
+    def start(self):
+        """The -t alarm starts now (called by :func:`run`)."""
+        self.started = time.monotonic()
+
+    def network_timeout(self, wait=0.0):
+        """Per-call socket timeout: below -t, so a silent peer is reported
+        as an outage (CRITICAL) by us before the -t alarm (UNKNOWN) fires.
+
+        What the run already spent counts, at least 1 s of -t is kept for
+        our own work (client import, TLS set-up, output), which a loaded
+        host slows down (with 20% alone, -t 3 still ran into the alarm),
+        and ``wait`` (a listening window the check will spend) is set
+        aside, so a broker that goes silent mid-check is CRITICAL before
+        -t fires."""
+        budget = self.timeout - (time.monotonic() - self.started)
+        return max(0.2, min(self.timeout * 0.8, budget - 1.0, (self.timeout - wait) * 0.8))
+
+
+class _RedactingStream:
+    """The Runtime prints with print(file=...): scrub secrets on the way."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        return self.stream.write(secrets.redact(text))
+
+    def flush(self):
+        self.stream.flush()
+
+
+def _finish(status_name, code, message, detail=None):
+    lines = ["%s %s - %s" % (status_name, STATE_NAMES[code], " ".join(message.split()))]
+    if detail:
+        lines.append(detail.rstrip("\n"))
+    sys.stdout.write(secrets.redact("\n".join(lines).replace("|", "/")) + "\n")
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def run(check, verbose, deadline):
+    """Run ``check`` under the suite's status policy; never returns."""
+    import nagiosplugin
+
+    status_name = check.name.upper()
+    runtime = nagiosplugin.Runtime()
+    runtime.stdout = _RedactingStream(sys.stdout)
+    detail = (lambda: traceback.format_exc()) if verbose >= 3 else (lambda: None)
+    deadline.start()
+    try:
+        check.main(verbose=verbose, timeout=deadline.timeout)
+    except nagiosplugin.Timeout:
+        _finish(status_name, UNKNOWN, "plugin timed out after %ds (-t)" % deadline.timeout)
+    except Unreachable as exc:
+        _finish(status_name, CRITICAL, str(exc), detail())
+    except (CheckError, nagiosplugin.CheckError) as exc:
+        _finish(status_name, UNKNOWN, str(exc), detail())
+    except Exception as exc:
+        _finish(status_name, UNKNOWN, "internal error: %s: %s" % (type(exc).__name__, exc),
+                detail())
+    sys.exit(UNKNOWN)  # check.main() always exits; this is a safety net
+
+
+def guarded(status_name):
+    """Decorate a check's main(): whatever escapes before :func:`run` takes
+    over (an import error, a bug while parsing) still ends as one UNKNOWN
+    line and exit 3, never a bare traceback and exit 1."""
+
+    def decorate(main):
+        @functools.wraps(main)
+        def wrapper(argv=None):
+            try:
+                return main(argv)
+            except Exception as exc:
+                verbose = "-vvv" in (argv if argv is not None else sys.argv)
+                _finish(status_name, UNKNOWN,
+                        "internal error: %s: %s" % (type(exc).__name__, exc),
+                        traceback.format_exc() if verbose else None)
+
+        return wrapper
+
+    return decorate
