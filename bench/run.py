@@ -126,8 +126,8 @@ class Context:
 
 
 def prepare(ctx, scenario, warmup):
-    """Resolve the command and run it unmeasured (the last of those runs
-    tells whether it works); False when it cannot be measured."""
+    """Resolve the command and run it ``warmup`` times unmeasured (the last
+    run tells whether it works); False when it cannot be measured."""
     argv = ctx.install.resolve(scenario.argv)
     if argv is None:
         scenario.status = "not built"
@@ -182,7 +182,8 @@ def options(argv=None):
                         help="measured rounds (scenarios of a second or more: a third, "
                         "at least 5)")
     parser.add_argument("--warmup", type=int, default=2,
-                        help="unmeasured runs first")
+                        help="unmeasured runs first (at least 1: the last tells whether "
+                        "the scenario works)")
     parser.add_argument("--only", metavar="REGEX", help="only scenarios whose key matches")
     parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -192,7 +193,9 @@ def options(argv=None):
     parser.add_argument("--python", metavar="PATH",
                         help="run the checks with this interpreter's libraries, e.g. "
                         "/usr/bin/python3 for Debian's packages (default: this venv's)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.warmup = max(1, args.warmup)
+    return args
 
 
 def main(argv=None):
