@@ -36,9 +36,12 @@ class Sample:
 # and pika loaded, ~45 MiB) would report at least that much. python -S -I
 # is ~8.5 MiB, about `python -c pass` itself; json adds nothing measurable.
 # One JSON request a line in ({"argv", "env", "out"}), the child's PID a
-# line out, then its figures as one JSON object a line.
+# line out, then its figures as one JSON object a line. Ctrl-C reaches the
+# launcher too: it ignores it (the benchmark kills the child and closes the
+# launcher's input), its children get the default back.
 LAUNCHER = r"""
-import json, os, sys, time
+import json, os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 for line in sys.stdin:
     request = json.loads(line)
     argv, env = request["argv"], request["env"]
@@ -48,6 +51,7 @@ for line in sys.stdin:
     if pid == 0:
         try:
             os.setsid()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
@@ -82,11 +86,14 @@ class Launcher:
         request = {"argv": list(argv), "env": env, "out": self.out}
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
-        pid = int(self.proc.stdout.readline())
+        pid = int(self._answer())
         killer = threading.Timer(limit, kill_group, (pid,))
         killer.start()
         try:
-            figures = json.loads(self.proc.stdout.readline())
+            figures = json.loads(self._answer())
+        except BaseException:  # Ctrl-C, SIGTERM: the child must not outlive us
+            kill_group(pid)
+            raise
         finally:
             killer.cancel()
         with open(self.out, "rb") as handle:
@@ -94,9 +101,20 @@ class Launcher:
         return Sample(figures["wall"], figures["cpu"], figures["rss_kib"] / 1024.0,
                       figures["rc"], output)
 
+    def _answer(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the launcher exited (%s)" % self.proc.wait(10))
+        return line
+
     def close(self):
+        """End the launcher: it leaves its loop when its input closes."""
         self.proc.stdin.close()
-        self.proc.wait(10)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 def kill_group(pid):

@@ -208,6 +208,7 @@ def main(argv=None):
     started = datetime.datetime.now().astimezone()
     load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="celery-checks-bench-"))
+    log("working in %s" % workdir)
     results = []
     ctx = launcher = None
     versions = "?"
