@@ -89,7 +89,12 @@ class Context:
         self.only = only
         # A redis-server of the benchmark's own, like the tests': it never
         # touches a Redis it did not start.
-        self.redis = RedisServer(workdir).start()
+        self.redis = RedisServer(workdir)
+        try:
+            self.redis.start()
+        except BaseException:  # not up in time, or interrupted: stop what runs
+            self.redis.stop()
+            raise
         log("redis-server of our own on port %d" % self.redis.port)
         self.databases = Databases(self.redis)
         self.held = contextlib.ExitStack()
