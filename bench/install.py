@@ -56,6 +56,12 @@ def declared_scripts():
     return dict(re.findall(r'^(\S+)\s*=\s*"([^"]+)"', section, re.M))
 
 
+def module_exists(module):
+    """Whether the checkout has ``module`` as a file or as a package."""
+    path = ROOT / module.replace(".", "/")
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
 class Install:
     """A venv in ``workdir`` with the package copied in and the scripts of
     every declared executable whose module exists (others: not built)."""
@@ -87,8 +93,7 @@ class Install:
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         subprocess.run([self.python, "-m", "compileall", "-q", str(target)], check=False)
         for name, spec in declared_scripts().items():
-            module = spec.split(":")[0]
-            if (ROOT / (module.replace(".", "/") + ".py")).exists():
+            if module_exists(spec.split(":")[0]):
                 self._wrapper(name, spec)
 
     def _wrapper(self, name, spec):
