@@ -37,7 +37,6 @@ This file holds the options, the services and the loop; bench/__init__.py
 lists the other parts.
 """
 
-
 import argparse
 import contextlib
 import datetime
