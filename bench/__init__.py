@@ -1,0 +1,11 @@
+"""The benchmark (run it as ``python bench/run.py``; not part of the product).
+
+- :mod:`bench.run`        options, the services (from the test kit), the loop
+- :mod:`bench.install`    the throwaway venv with a regular copy of the package
+- :mod:`bench.measure`    the launcher (wall, CPU, peak RSS of one process), the imports probe
+- :mod:`bench.scenarios`  the scenarios, their phases and floors
+- :mod:`bench.budgets`    the budgets each run is judged by
+- :mod:`bench.report`     the Markdown, written into docs/performance.md
+
+A regular package, so that no other ``bench`` on sys.path can shadow it.
+"""

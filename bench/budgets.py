@@ -1,0 +1,104 @@
+"""The budgets of issue 8, judged on the measured scenarios: each a row
+(budget, measured, verdict) with verdict met / **MISSED** / why it was not
+measured."""
+
+import statistics
+
+from bench.measure import HEAVY
+
+HEARTBEAT_INTERVAL = 2.0  # celery worker's default --heartbeat-interval
+
+
+def paired(s, base, field="wall"):
+    """Median of per-round ratios: both ran in the same round, under the
+    same load from elsewhere, so the ratio is steadier than one of medians."""
+    pairs = list(zip(s.samples, base.samples))
+    return statistics.median(getattr(a, field) / getattr(b, field) for a, b in pairs)
+
+
+def verdict(ok):
+    return "met" if ok else "**MISSED**"
+
+
+class Judge:
+    """Collects the rows over the scenarios of a run, by key."""
+
+    def __init__(self, by_key):
+        self.by_key = by_key
+        self.rows = []
+
+    def get(self, key):
+        s = self.by_key.get(key)
+        return s if s is not None and s.status == "ok" and s.samples else None
+
+    def missing(self, key):
+        s = self.by_key.get(key)
+        if s is None:
+            return "not measured (--only)"
+        return "not measured" if s.status == "pending" else s.status
+
+    def limit(self, key, field, bound, unit, text):
+        s = self.get(key)
+        if s is None:
+            self.rows.append((text, "", self.missing(key)))
+            return
+        value = s.stat(field)
+        if field == "wall":  # CPU shows how much of the wall time load added
+            shown = "%.3f s (CPU %.3f s)" % (value, s.stat("cpu"))
+        else:
+            shown = "%.1f %s" % (value, unit)
+        self.rows.append((text, shown, verdict(value <= bound)))
+
+    def relative(self, key, base_key, bound, text):
+        s, base = self.get(key), self.get(base_key)
+        if s is None or base is None:
+            self.rows.append((text, "", self.missing(key if s is None else base_key)))
+            return
+        value = paired(s, base)
+        shown = "%.3f× (medians %.3f s / %.3f s; CPU %.2f×)" % (
+            value, s.stat("wall"), base.stat("wall"), paired(s, base, "cpu"))
+        if bound < 1:
+            shown = "%.1f× faster: %s" % (1 / value, shown)
+        self.rows.append((text, shown, verdict(value <= bound)))
+
+    def imports_none(self, key, text):
+        s = self.get(key)
+        if s is None or s.imports is None:
+            self.rows.append((text, "", self.missing(key)))
+            return
+        heavy = sorted(set(HEAVY) & s.imports)
+        self.rows.append((text, ", ".join(heavy) or "none", verdict(not heavy)))
+
+    def largest_rss(self, bound):
+        checks = [s for s in self.by_key.values() if s.kind == "check" and self.get(s.key)]
+        if checks:
+            worst = max(checks, key=lambda s: s.stat("rss", max))
+            self.rows.append(("any check ≤ %d MiB peak RSS" % bound,
+                              "largest: %s %.1f MiB (max of runs)" % (
+                                  worst.key, worst.stat("rss", max)),
+                              verdict(worst.stat("rss", max) <= bound)))
+
+
+def budgets(by_key):
+    """(budget, measured, verdict) rows for the scenarios of a run."""
+    judge = Judge(by_key)
+    for key in ("pulsefile-1", "pulsefile-50"):
+        judge.limit(key, "wall", 0.06, "s", "%s ≤ 0.06 s" % key)
+        judge.limit(key, "rss", 20, "MiB", "%s ≤ 20 MiB" % key)
+    judge.imports_none("pulsefile-1", "pulsefile imports none of celery/redis/pika")
+    for key in ("queue-redis-1", "queue-redis-100", "queue-amqp-1", "queue-amqp-20"):
+        judge.limit(key, "wall", 0.25, "s", "%s ≤ 0.25 s" % key)
+    judge.relative("queue-redis-100", "queue-redis-1", 1.1,
+                   "queue Redis: 100 queues ≤ 1.1× 1 queue")
+    judge.relative("queue-amqp-20", "queue-amqp-1", 1.2,
+                   "queue RabbitMQ: 20 queues ≤ 1.2× 1 queue")
+    judge.limit("heartbeat-100", "wall", 0.25, "s", "heartbeat-100 ≤ 0.25 s")
+    judge.limit("trigger-10", "wall", 0.5, "s", "trigger-10 ≤ 0.5 s (issue 4)")
+    for tag in ("2", "10"):
+        judge.relative("workers-ping-%s" % tag, "celery-status-%s" % tag, 0.2,
+                       "workers-ping-%s ≥ 5× faster than `celery status` (≤ 0.20×)" % tag)
+        judge.limit("workers-events-%s" % tag, "wall", HEARTBEAT_INTERVAL, "s",
+                    "workers-events-%s ≤ 1 heartbeat interval (%.0f s)" % (
+                        tag, HEARTBEAT_INTERVAL))
+    judge.largest_rss(50)
+    return judge.rows
