@@ -18,6 +18,7 @@ RabbitMQ path only pika.
 import argparse
 import difflib
 import json
+import time
 
 import nagiosplugin
 
@@ -261,6 +262,22 @@ class RedisLayout:
                 names.append(parts[2])
         return names
 
+    def check_separator(self, queue, members):
+        """CheckError when ``queue``'s own binding (QUEUE sep sep QUEUE, as
+        Celery binds a queue to the exchange named after it) was written
+        with another separator: every priority sub-list would be missed."""
+        for member in members:
+            text = _text(member)
+            middle = text[len(queue):-len(queue)] if len(text) > 2 * len(queue) else ""
+            half = len(middle) // 2
+            if text.startswith(queue) and text.endswith(queue) and middle and \
+                    middle[:half] == middle[half:] and middle[:half] != self.sep:
+                raise CheckError(
+                    "the bindings of queue %s use the separator %s, not %s: give -O sep=%s "
+                    "as in the app's broker_transport_options" % (
+                        shown(queue), _quoted(middle[:half]), _quoted(self.sep),
+                        shown(middle[:half])))
+
     def queues_of_binding(self, key, members):
         """Queue names in one _kombu.binding.EXCHANGE set, Celery's internal
         exchanges and queues (pidbox, replies, events) left out."""
@@ -302,7 +319,7 @@ def redis_depths(url, queues, layout, options, timeout, all_queues=False, per_qu
             if all_queues:
                 queues = discover_redis_queues(client, layout)
                 if not queues:
-                    places = _bound_elsewhere(client, layout, db, None)
+                    places = _bound_elsewhere(client, layout, db, None, _deadline(timeout))
                     absence = Absence(None, layout, db, places)
             pipe = client.pipeline(transaction=False)
             plan, asked = [], []
@@ -330,7 +347,10 @@ def redis_depths(url, queues, layout, options, timeout, all_queues=False, per_qu
             for queue, keys in plan:
                 buckets = [(step, replies.pop()) for step, _key in keys]
                 waiting = sum(n for _s, n in buckets)
-                bound = queue in layout.bound_queues(replies.pop())
+                members = replies.pop()
+                bound = queue in layout.bound_queues(members)
+                if not bound:
+                    layout.check_separator(queue, members)
                 declared = all_queues or bound or bool(waiting)
                 depths.append(Depth(queue, waiting, buckets, declared=declared))
             by_default = set(layout.bound_queues(replies.pop()))
@@ -343,7 +363,7 @@ def redis_depths(url, queues, layout, options, timeout, all_queues=False, per_qu
                     depth.unacked = routed.get(depth.name, 0)
             undeclared = [d for d in depths if not d.declared]
             if undeclared:
-                _not_declared(client, layout, db, undeclared)
+                _not_declared(client, layout, db, undeclared, _deadline(timeout))
     finally:
         client.connection_pool.disconnect()
     return RedisFindings(db, depths, unacked, absence)
@@ -357,10 +377,10 @@ def discover_redis_queues(client, layout, internals=False):
     return sorted(set(found))
 
 
-def _bindings(client, pattern, budget=None):
+def _bindings(client, pattern, deadline=None):
     """[(key, members)] of the binding sets matching ``pattern`` (SCAN, then
     SMEMBERS in one pipeline); ``client`` may be a _RawDb."""
-    keys = sorted({_text(k) for k in _scan(client, pattern, budget)})
+    keys = sorted({_text(k) for k in _scan(client, pattern, deadline)})
     if not keys:
         return []
     return list(zip(keys, _checked(client.smembers_all(keys) if isinstance(client, _RawDb)
@@ -375,20 +395,28 @@ def _smembers_all(client, keys):
 
 
 # SCAN calls (COUNT 1000 keys each) the search for a misplaced queue may make
-# per database, so that a huge keyspace cannot turn the answer into a timeout.
+# per database, and the share of the network timeout it may take, so that a
+# huge keyspace cannot turn "not declared" into a timeout: the search stops
+# and the hint is left out.
 SCAN_BUDGET = 200
+SEARCH_SHARE = 0.5
 
 
-def _scan(client, pattern, budget=None):
-    if isinstance(client, _RawDb):
-        return client.scan(pattern, budget or SCAN_BUDGET)
-    if budget is None:
+def _deadline(timeout):
+    return time.monotonic() + timeout * SEARCH_SHARE
+
+
+def _scan(client, pattern, deadline=None):
+    """Keys matching ``pattern``: all of them, or (with ``deadline``) those
+    found within SCAN_BUDGET calls and before the deadline."""
+    if deadline is None and not isinstance(client, _RawDb):
         return list(client.scan_iter(match=pattern, count=1000))
+    call = client.call if isinstance(client, _RawDb) else client.execute_command
     cursor, keys = 0, []
-    for _ in range(budget):
-        cursor, batch = client.scan(cursor=cursor, match=pattern, count=1000)
+    for _ in range(SCAN_BUDGET):
+        cursor, batch = call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
         keys.extend(batch)
-        if not int(cursor):
+        if not int(cursor) or (deadline is not None and time.monotonic() > deadline):
             break
     return keys
 
@@ -436,7 +464,7 @@ def _quoted(text):
     return "'%s'" % shown(text).replace("'", "\\'")
 
 
-def _not_declared(client, layout, db, depths):
+def _not_declared(client, layout, db, depths, deadline):
     """The failure path for queues with no message and no binding in the
     exchange named after them: a binding through another exchange still
     declares them (one SCAN of this prefix's binding sets); the rest get an
@@ -451,7 +479,7 @@ def _not_declared(client, layout, db, depths):
             missing.append(depth)
     if not missing:
         return
-    places = _bound_elsewhere(client, layout, db, {d.name for d in missing})
+    places = _bound_elsewhere(client, layout, db, {d.name for d in missing}, deadline)
     visible = sorted({queue for key, members in bindings
                       for queue in layout.queues_of_binding(key, members)})
     for depth in missing:
@@ -460,7 +488,7 @@ def _not_declared(client, layout, db, depths):
         depth.absence = Absence(depth.name, layout, db, found, close[0] if close else None)
 
 
-def _bound_elsewhere(client, layout, db, queues):
+def _bound_elsewhere(client, layout, db, queues, deadline):
     """Where else in this Redis queues are bound: {queue: [(db, prefix)]}
     for the names in ``queues``, or [(db, prefix)] with any (non-internal)
     binding when ``queues`` is None. Other key prefixes of this DB (one
@@ -490,16 +518,18 @@ def _bound_elsewhere(client, layout, db, queues):
 
     pattern = "*" + _glob_escape(KOMBU_BINDING_PREFIX) + "*"
     try:
-        collect(db, _bindings(client, pattern, SCAN_BUDGET))
+        collect(db, _bindings(client, pattern, deadline))
         keyspace = client.info("keyspace")
     except redis.ResponseError:
         keyspace = {}
     for name in sorted(keyspace, key=lambda n: int(n[2:]) if n[2:].isdigit() else -1):
         if not (name.startswith("db") and name[2:].isdigit()) or int(name[2:]) == db:
             continue
+        if time.monotonic() > deadline:
+            break
         other = _RawDb(client, int(name[2:]))
         try:
-            collect(int(name[2:]), _bindings(other, pattern, SCAN_BUDGET))
+            collect(int(name[2:]), _bindings(other, pattern, deadline))
         except redis.ResponseError:
             continue
         finally:
@@ -521,15 +551,6 @@ class _RawDb:
     def call(self, *args):
         self.connection.send_command(*args)
         return self.connection.read_response()
-
-    def scan(self, pattern, budget):
-        cursor, keys = b"0", []
-        for _ in range(budget):
-            cursor, batch = self.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-            keys.extend(batch)
-            if int(cursor) == 0:
-                break
-        return keys
 
     def smembers_all(self, keys):
         import redis

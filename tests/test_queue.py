@@ -118,8 +118,11 @@ def test_priority_steps_and_sep_transport_options(redis_url, redis_client, celer
     result = check("-b", redis_url, "-q", queue, "-O", "priority_steps=[0,1,2,3,4,5,6,7,8,9]",
                    "-O", "sep=:").assert_ok("has 10 waiting messages")
     assert result.perfdata[queue].value == 10
-    # Without the options only the base list and the default buckets count.
-    assert check("-b", redis_url, "-q", queue).perfdata[queue].value == 1
+    # Without -O sep=: the priority sub-lists would be missed (1 of 10):
+    # the queue's binding, written with ":", says so.
+    check("-b", redis_url, "-q", queue, "-O", "priority_steps=[0,1,2,3,4,5,6,7,8,9]"
+          ).assert_unknown("the bindings of queue %s use the separator ':', not "
+                           "'\\x06\\x16': give -O sep=:" % queue)
 
 
 def test_global_keyprefix(redis_url, celery_apps):
