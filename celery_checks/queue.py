@@ -547,6 +547,10 @@ class _RawDb:
     def __init__(self, client, db):
         pool = client.connection_pool
         self.connection = pool.connection_class(**dict(pool.connection_kwargs, db=db))
+        # connect() first, as a pool does: a sentinel-managed connection
+        # asks the sentinels for the master there, while the first command
+        # would connect it to its default address (localhost:6379).
+        self.connection.connect()
 
     def call(self, *args):
         self.connection.send_command(*args)

@@ -484,6 +484,9 @@ def test_unix_socket_password_and_acl_user(own_redis, celery_apps):
     publish(celery_apps(url), "celery", 3)
     result = check("-b", url).assert_ok("has 3 waiting messages")
     assert result.perfdata["celery"].value == 3
+    other = "redis+socket://:sekrit-pw@%s?virtual_host=5" % server.socket
+    check("-b", other).assert_critical(
+        "queue celery not declared under key prefix '' in DB 5; found in DB 2")
     acl = "redis://alice:alice-pw@127.0.0.1:%d/2" % server.port
     result = check("-b", acl, "-vv").assert_ok()
     assert result.perfdata["celery"].value == 3
@@ -541,6 +544,10 @@ def test_sentinel_master_name(own_redis, tmp_path, celery_apps):
         publish(celery_apps(url, master_name="themaster"), "celery", 4, priority=6)
         result = check("-b", url, "-O", "master_name=themaster").assert_ok("has 4 waiting messages")
         assert result.perfdata["celery"].value == 4
+        # Another DB through the same sentinel: the hint's own connection
+        # to DB 3 goes to the master the sentinel names.
+        check("-b", url[:-1] + "4", "-O", "master_name=themaster").assert_critical(
+            "queue celery not declared under key prefix '' in DB 4; found in DB 3")
         check("-b", url, "-O", "master_name=nosuch", "-t", "3").assert_critical(
             "sentinel://127.0.0.1:%d/3" % sentinel_port)
         check("-b", url).assert_unknown("master_name")
