@@ -31,6 +31,17 @@ def check(*args, **kw):
     return run_check(NAME, *args, **kw)
 
 
+def declare(app, *names):
+    """Declare queues the way a producer or worker does (kombu's queue
+    declare and bind), without publishing anything."""
+    from kombu import Exchange, Queue
+
+    with app.connection_for_write() as connection:
+        for name in names:
+            # What Celery makes of a queue name: an exchange and routing key alike.
+            Queue(name, Exchange(name), routing_key=name)(connection.default_channel).declare()
+
+
 def qname(suffix="q"):
     return "cq-%s-%s" % (uuid.uuid4().hex[:6], suffix)
 
@@ -72,8 +83,11 @@ def test_priority_steps_and_sep_transport_options(redis_url, redis_client, celer
     result = check("-b", redis_url, "-q", queue, "-O", "priority_steps=[0,1,2,3,4,5,6,7,8,9]",
                    "-O", "sep=:").assert_ok("has 10 waiting messages")
     assert result.perfdata[queue].value == 10
-    # Without the options only the base list and the default buckets count.
-    assert check("-b", redis_url, "-q", queue).perfdata[queue].value == 1
+    # Without -O sep=: the priority sub-lists would be missed (1 of 10):
+    # the queue's binding, written with ":", says so.
+    check("-b", redis_url, "-q", queue, "-O", "priority_steps=[0,1,2,3,4,5,6,7,8,9]"
+          ).assert_unknown("the bindings of queue %s use the separator ':', not "
+                           "'\\x06\\x16': give -O sep=:" % queue)
 
 
 def test_global_keyprefix(redis_url, celery_apps):
@@ -89,6 +103,7 @@ def test_global_keyprefix(redis_url, celery_apps):
 def test_several_queues_in_one_status_line(redis_url, celery_apps):
     app = celery_apps(redis_url)
     first, second, empty = qname("a"), qname("b"), qname("c")
+    declare(app, empty)
     publish(app, first, 3)
     publish(app, second, 7, priority=9)
     result = check("-b", redis_url, "-q", first, "-q", second, "-q", empty, "-v")
@@ -159,8 +174,10 @@ def test_all_queues_with_prefix_and_none_found(redis_url, celery_apps):
     publish(celery_apps(redis_url), qname("other"), 1)
     result = check("-b", redis_url, "--all-queues", "-O", "global_keyprefix=p[1]*:").assert_ok()
     assert sorted(result.perfdata) == [queue, "unacked"] and result.perfdata[queue].value == 2
-    check("-b", redis_url, "--all-queues", "-O", "global_keyprefix=nothing:").assert_ok(
-        "no queues found")
+    # Nothing under the prefix given, but bindings elsewhere: never OK.
+    check("-b", redis_url, "--all-queues", "-O", "global_keyprefix=nothing:").assert_critical(
+        "no queues declared under key prefix 'nothing:' in DB %s; found under prefix "
+        % redis_url.rsplit("/", 1)[1])
 
 
 def test_unacked_reserved_by_a_real_worker(redis_url, celery_apps, celery_worker):
@@ -183,16 +200,12 @@ def _reserved(url, queue):
     return result if result.perfdata["unacked"].value else None
 
 
-def test_labels_sanitised_only_where_perfdata_forbids(redis_url, redis_client):
+def test_labels_sanitised_only_where_perfdata_forbids(redis_url, redis_client, celery_apps):
     redis_client.lpush("my queue=x|y", "m1", "m2")
+    declare(celery_apps(redis_url), "a'b")
     result = check("-b", redis_url, "-q", "my queue=x|y", "-q", "a'b", "-w", "1")
     result.assert_warning("queue my queue=x/y has 2 waiting messages (> 1)")
     assert result.perfdata["my queue_x_y"].value == 2 and result.perfdata["a_b"].value == 0
-
-
-def test_key_of_another_type_is_unknown(redis_url, redis_client):
-    redis_client.set("notalist", "x")
-    check("-b", redis_url, "-q", "notalist").assert_unknown("other than a list")
 
 
 # ------------------------------------------------------------ never changes it
@@ -259,7 +272,7 @@ def test_rabbitmq_with_a_real_worker_consuming(rabbitmq, celery_apps, celery_wor
 
     result = wait_for(drained, 20, "the worker to drain the queue")
     assert result, "the worker did not drain %s" % queue
-    result.assert_ok("queue %s has 0 waiting messages, 1 consumers" % queue)
+    result.assert_ok("queue %s has 0 waiting messages, 1 consumer" % queue)
     assert result.perfdata["consumers_" + queue].value == 1
 
 
@@ -347,6 +360,9 @@ def test_unix_socket_password_and_acl_user(own_redis, celery_apps):
     publish(celery_apps(url), "celery", 3)
     result = check("-b", url).assert_ok("has 3 waiting messages")
     assert result.perfdata["celery"].value == 3
+    other = "redis+socket://:sekrit-pw@%s?virtual_host=5" % server.socket
+    check("-b", other).assert_critical(
+        "queue celery not declared under key prefix '' in DB 5; found in DB 2")
     acl = "redis://alice:alice-pw@127.0.0.1:%d/2" % server.port
     result = check("-b", acl, "-vv").assert_ok()
     assert result.perfdata["celery"].value == 3
@@ -391,6 +407,10 @@ def test_sentinel_master_name(own_redis, tmp_path, celery_apps):
         publish(celery_apps(url, master_name="themaster"), "celery", 4, priority=6)
         result = check("-b", url, "-O", "master_name=themaster").assert_ok("has 4 waiting messages")
         assert result.perfdata["celery"].value == 4
+        # Another DB through the same sentinel: the hint's own connection
+        # to DB 3 goes to the master the sentinel names.
+        check("-b", url[:-1] + "4", "-O", "master_name=themaster").assert_critical(
+            "queue celery not declared under key prefix '' in DB 4; found in DB 3")
         check("-b", url, "-O", "master_name=nosuch", "-t", "3").assert_critical(
             "sentinel://127.0.0.1:%d/3" % sentinel_port)
         check("-b", url).assert_unknown("master_name")
@@ -411,7 +431,8 @@ def _sentinel_knows(port):
         return False
 
 
-def test_runs_from_the_thin_executable(redis_url, tmp_path):
+def test_runs_from_the_thin_executable(redis_url, tmp_path, celery_apps):
+    declare(celery_apps(redis_url), "celery")
     target = tmp_path / NAME
     shutil.copy(ROOT / "checks" / NAME, target)
     os.chmod(target, 0o755)
@@ -419,3 +440,267 @@ def test_runs_from_the_thin_executable(redis_url, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("CELERY_QUEUE OK - queue celery has 0 waiting messages")
+
+
+# ------------------------------------------- misconfiguration never reads OK
+#
+# A Redis server of our own for these, so that Celery's literal default
+# queue `celery` can be used in every DB and the "found in DB n" hints see
+# nobody else's bindings.
+
+@pytest.fixture
+def own_server(own_redis):
+    return own_redis().start()
+
+
+PFX = {"CELERY_BROKER_TRANSPORT_OPTIONS": '{"global_keyprefix": "pfx:"}'}
+
+
+def test_prefixed_app_checked_without_the_prefix_is_critical(own_server, celery_apps):
+    url = own_server.url(0)
+    publish(celery_apps(url, global_keyprefix="pfx:"), "celery", 120)
+    result = check("-b", url)
+    assert result.first_line == (
+        "CELERY_QUEUE CRITICAL - queue celery not declared under key prefix '' in DB 0; "
+        "found under prefix 'pfx:' (-O global_keyprefix=pfx:)")
+    assert result.rc == 2 and "celery" not in result.perfdata
+    result = check("-b", url, "-O", "global_keyprefix=pfx:").assert_ok(
+        "queue celery has 120 waiting messages")
+    assert result.perfdata["celery"].value == 120
+
+
+def test_worker_with_prefix_declared_queue_but_check_without(own_server, celery_worker):
+    """A real worker with global_keyprefix declares its (empty) queue: with
+    the prefix it is 0 waiting, OK; without it the check says where it is."""
+    url = own_server.url(2)
+    celery_worker.start(url, queues=("celery", "mail"), env=dict(NO_CHECKS, **PFX))
+    result = check("-b", url, "-q", "mail", "-O", "global_keyprefix=pfx:")
+    result.assert_ok("queue mail has 0 waiting messages")
+    assert result.perfdata["mail"].value == 0
+    check("-b", url, "-q", "mail").assert_critical(
+        "queue mail not declared under key prefix '' in DB 2; found under prefix 'pfx:' "
+        "(-O global_keyprefix=pfx:)")
+    # The wrong prefix as well as the wrong DB.
+    check("-b", own_server.url(0), "-q", "celery").assert_critical(
+        "queue celery not declared under key prefix '' in DB 0; found in DB 2 under prefix 'pfx:'")
+
+
+def test_wrong_db_number_is_critical_and_names_the_right_one(own_server, celery_apps):
+    publish(celery_apps(own_server.url(1)), "celery", 7)
+    for url, db in ((own_server.url(3), 3), ("redis://127.0.0.1:%d" % own_server.port, 0)):
+        result = check("-b", url)
+        assert result.first_line == ("CELERY_QUEUE CRITICAL - queue celery not declared under "
+                                     "key prefix '' in DB %d; found in DB 1" % db)
+        assert sorted(result.perfdata) == ["unacked"]
+    assert check("-b", own_server.url(1)).assert_ok().perfdata["celery"].value == 7
+
+
+def test_typo_in_the_queue_name_is_critical(own_server, celery_apps):
+    url = own_server.url(0)
+    app = celery_apps(url)
+    publish(app, "celery", 2)
+    publish(app, "mail", 1)
+    check("-b", url, "-q", "celry").assert_critical(
+        "queue celry not declared under key prefix '' in DB 0; did you mean celery?")
+    check("-b", url, "-q", "celery,mail").assert_critical(
+        "queue celery,mail not declared", "(-q takes one name: repeat -q for each queue)")
+    check("-b", url, "-q", "celery ").assert_critical("queue celery  not declared")
+    result = check("-b", url, "-q", "celery", "-q", "invoices", "-v")
+    result.assert_critical("queue invoices not declared under key prefix '' in DB 0")
+    assert result.perfdata["celery"].value == 2 and "invoices" not in result.perfdata
+    assert "invoices: not declared" in result.long_output
+    assert "celery: 2 waiting" in result.long_output
+
+
+@pytest.mark.parametrize("state,expect", [("warning", 1), ("unknown", 3), ("CRITICAL", 2)])
+def test_missing_state_option_on_redis(own_server, state, expect):
+    result = check("-b", own_server.url(0), "-q", "celery", "--missing-state", state)
+    assert result.rc == expect, result.describe()
+    assert result.first_line.endswith("queue celery not declared under key prefix '' in DB 0")
+
+
+def test_missing_state_ok_still_says_what_is_missing(own_server, celery_apps):
+    url = own_server.url(0)
+    publish(celery_apps(url), "celery", 1)
+    result = check("-b", url, "-q", "celery", "-q", "gone", "--missing-state", "ok")
+    result.assert_ok("queue celery has 1 waiting message; 1 queue missing")
+    check("-b", url, "-q", "gone", "--missing-state", "ok").assert_ok(
+        "queue gone not declared under key prefix '' in DB 0")
+    check("-b", url, "-q", "gone", "--missing-state", "bogus").assert_unknown("invalid state")
+
+
+def test_declared_but_empty_through_any_exchange_is_0_waiting(redis_url, celery_apps,
+                                                              celery_worker):
+    """Declared by a real worker (exchange named after the queue) or by a
+    producer binding it to a direct, topic or fanout exchange of another
+    name: 0 waiting, OK."""
+    from kombu import Exchange, Queue
+
+    by_worker, direct, topic, fanout = qname("w"), qname("d"), qname("t"), qname("f")
+    celery_worker.start(redis_url, queues=(by_worker,), env=NO_CHECKS)
+    app = celery_apps(redis_url)
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        Queue(direct, Exchange("cq-tasks", type="direct"), routing_key="route-d")(channel).declare()
+        Queue(topic, Exchange("cq-topic", type="topic"), routing_key="mail.#")(channel).declare()
+        Queue(fanout, Exchange("cq-fanout", type="fanout"))(channel).declare()
+    for queue in (by_worker, direct, topic, fanout):
+        result = check("-b", redis_url, "-q", queue).assert_ok(
+            "queue %s has 0 waiting messages" % queue)
+        assert result.perfdata[queue].value == 0
+    check("-b", redis_url, "-q", direct, "-q", topic, "-q", fanout).assert_ok(
+        "3 queues, no messages waiting")
+
+
+def test_all_queues_with_nothing_under_the_prefix(own_server, celery_apps):
+    publish(celery_apps(own_server.url(0), global_keyprefix="pfx:"), "celery", 3)
+    result = check("-b", own_server.url(0), "--all-queues")
+    assert result.first_line == (
+        "CELERY_QUEUE CRITICAL - no queues declared under key prefix '' in DB 0; found under "
+        "prefix 'pfx:' (-O global_keyprefix=pfx:)")
+    check("-b", own_server.url(4), "--all-queues", "-O", "global_keyprefix=pfx:").assert_critical(
+        "no queues declared under key prefix 'pfx:' in DB 4; found in DB 0")
+    check("-b", own_server.url(0), "--all-queues", "-O", "global_keyprefix=pfx:").assert_ok(
+        "queue celery has 3 waiting messages")
+    check("-b", own_server.url(5), "--all-queues", "--missing-state", "warning").assert_warning(
+        "no queues declared under key prefix '' in DB 5; found in DB 0 under prefix 'pfx:'")
+
+
+def test_rabbitmq_wrong_vhost_and_missing_queue_stay_critical(rabbitmq, celery_apps):
+    queue = rabbitmq.queue_name()
+    publish(celery_apps(rabbitmq.url), queue, 1)
+    wrong = rabbitmq.url + "-typo"
+    check("-b", wrong, "-q", queue).assert_critical("refused access to vhost")
+    typo = queue[:-1]
+    check("-b", rabbitmq.url, "-q", typo).assert_critical(
+        "queue %s not found on vhost %s" % (typo, rabbitmq.vhost))
+    result = check("-b", rabbitmq.url, "-q", typo, "-q", queue, "--missing-state", "warning")
+    result.assert_warning("queue %s not found on vhost %s" % (typo, rabbitmq.vhost))
+    assert result.perfdata[queue].value == 1
+
+
+# --------------------------------------------- every item looked up exactly
+
+def test_names_that_extend_each_other_are_reported_exactly_on_rabbitmq(rabbitmq, celery_apps):
+    """`mail` missing, `missing mail` and `mail_2` present: each queue keeps
+    its own label, count and words (no name is a prefix of another's)."""
+    base = rabbitmq.queue_name("mail")
+    longer, suffixed = "missing " + base, base + "_2"
+    rabbitmq.queues.extend([longer, suffixed])
+    app = celery_apps(rabbitmq.url)
+    publish(app, longer, 5)
+    publish(app, suffixed, 1)
+    result = check("-b", rabbitmq.url, "-q", base, "-q", longer, "-q", suffixed, "-w", "4", "-v")
+    result.assert_critical("queue %s not found on vhost %s (+1 more)" % (base, rabbitmq.vhost))
+    assert {k: p.value for k, p in result.perfdata.items()} == {
+        longer: 5, "consumers_" + longer: 0, suffixed: 1, "consumers_" + suffixed: 0}
+    assert "WARNING: queue %s has 5 waiting messages (> 4)" % longer in result.long_output
+    assert "%s: 1 waiting, 0 consumers" % suffixed in result.long_output
+
+
+def test_names_that_extend_each_other_are_reported_exactly_on_redis(own_server, celery_apps):
+    url = own_server.url(0)
+    app = celery_apps(url)
+    publish(app, "missing mail", 5)
+    publish(app, "mail_2", 1)
+    publish(app, "mail2", 2)
+    result = check("-b", url, "-q", "mail", "-q", "missing mail", "-q", "mail_2", "-w", "4", "-v")
+    result.assert_critical("queue mail not declared under key prefix '' in DB 0; did you mean")
+    assert {k: p.value for k, p in result.perfdata.items()} == {
+        "missing mail": 5, "mail_2": 1, "unacked": 0}
+    assert "WARNING: queue missing mail has 5 waiting messages (> 4)" in result.long_output
+    assert "mail: not declared" in result.long_output
+    result = check("-b", url, "-q", "mail_2", "-q", "mail2", "-c", "1")
+    result.assert_critical("queue mail2 has 2 waiting messages (> 1)")
+    assert result.perfdata["mail_2"].value == 1 and result.perfdata["mail2"].value == 2
+
+
+# ------------------------------------------------------------------ wording
+
+def test_counts_of_one_are_singular(redis_url, rabbitmq, celery_apps, celery_worker):
+    queue = qname()
+    publish(celery_apps(redis_url), queue, 1)
+    result = check("-b", redis_url, "-q", queue).assert_ok()
+    assert result.summary == "queue %s has 1 waiting message" % queue
+    check("-b", redis_url, "-q", queue, "-w", "0").assert_warning(
+        "queue %s has 1 waiting message (> 0)" % queue)
+    amqp = rabbitmq.queue_name()
+    publish(celery_apps(rabbitmq.url), amqp, 1)
+    check("-b", rabbitmq.url, "-q", amqp).assert_ok(
+        "queue %s has 1 waiting message, 0 consumers" % amqp)
+    celery_worker.start(rabbitmq.url, queues=(amqp,), env=NO_CHECKS)
+    result = wait_for(lambda: _drained(rabbitmq.url, amqp))
+    assert result, "the worker did not drain %s" % amqp
+    result.assert_ok("queue %s has 0 waiting messages, 1 consumer" % amqp)
+    check("-b", rabbitmq.url, "-q", amqp, "--consumers-warning", "2:").assert_warning(
+        "queue %s has 1 consumer (< 2)" % amqp)
+
+
+def _drained(url, queue):
+    result = check("-b", url, "-q", queue)
+    return result if result.rc == 0 and result.perfdata[queue].value == 0 else None
+
+
+# ------------------------------------------------------- other user mistakes
+
+def test_a_priority_sub_list_given_as_queue_is_a_usage_error():
+    check("-q", "celery\x06\x163").assert_unknown(
+        "celery\\x06\\x163 is the key of queue celery's priority 3 sub-list, not a queue")
+    check("-q", "mail:9", "-O", "sep=:").assert_unknown(
+        "mail:9 is the key of queue mail's priority 9 sub-list")
+    # Not a configured step: an ordinary name.
+    down = "redis://127.0.0.1:%d/0" % closed_port()
+    check("-b", down, "-q", "mail:7", "-O", "sep=:", "-t", "2").assert_critical("cannot reach")
+
+
+def test_key_of_another_type_names_the_key(redis_url, redis_client):
+    name = qname("str")
+    redis_client.set(name, "x")
+    check("-b", redis_url, "-q", name).assert_unknown(
+        "key '%s' holds another type of data than kombu keeps there" % name)
+
+
+def test_task_queues_bound_to_celerys_default_exchange(redis_url, tmp_path, celery_apps):
+    """task_queues = [Queue("reports")] binds it to exchange "celery" (Celery's
+    default exchange) with routing key "reports": declared, 0 waiting, OK."""
+    from kombu import Queue
+
+    queue = qname("r")
+    app = celery_apps(redis_url)
+    app.conf.task_queues = [Queue(queue)]
+    with app.connection_for_write() as connection:
+        for declared in app.amqp.queues.values():
+            declared(connection.default_channel).declare()
+    check("-b", redis_url, "-q", queue).assert_ok("queue %s has 0 waiting messages" % queue)
+
+
+def test_healthy_path_needs_no_scan(own_server, celery_apps):
+    """Queues declared the ways Celery declares them (named after the queue,
+    or task_queues bound to the default exchange), empty or not, are judged
+    from the one pipeline: the server ran no SCAN, INFO or SELECT for it."""
+    import redis
+    from kombu import Queue
+
+    url = own_server.url(0)
+    app = celery_apps(url)
+    app.conf.task_queues = [Queue("reports"), Queue("celery")]
+    with app.connection_for_write() as connection:
+        for declared in app.amqp.queues.values():
+            declared(connection.default_channel).declare()
+    publish(app, "mail", 2)
+    server = redis.Redis.from_url(url)
+    server.config_resetstat()
+    result = check("-b", url, "-q", "celery", "-q", "reports", "-q", "mail")
+    result.assert_ok("3 queues, 2 messages waiting, most in mail (2)")
+    stats = server.info("commandstats")
+    assert not {"cmdstat_scan", "cmdstat_info", "cmdstat_select"} & set(stats), stats
+    assert stats["cmdstat_smembers"]["calls"] == 4  # each queue's exchange + "celery"
+    # An empty queue bound elsewhere only: one SCAN of this prefix, still OK.
+    with app.connection_for_write() as connection:
+        from kombu import Exchange
+        Queue("audit", Exchange("events", type="topic"), routing_key="audit.#")(
+            connection.default_channel).declare()
+    server.config_resetstat()
+    check("-b", url, "-q", "audit").assert_ok("queue audit has 0 waiting messages")
+    assert "cmdstat_info" not in server.info("commandstats")
+    server.close()
