@@ -189,7 +189,7 @@ class Publisher:
 
     def _undeclared_redis(self, queues):
         from celery_checks.connect.redis import redis_client
-        from celery_checks.queue import KOMBU_BINDING_PREFIX, RedisLayout, discover_redis_queues
+        from celery_checks.connect.layout import RedisLayout, discover_redis_queues
 
         layout = RedisLayout(self.args.broker.options)
         client = redis_client(self.args.broker.url, self.args.broker.options, self.timeout)
@@ -197,11 +197,10 @@ class Publisher:
             # Fast path: a worker consuming Q binds it to exchange Q.
             pipe = client.pipeline(transaction=False)
             for queue in queues:
-                pipe.smembers(layout.prefix + KOMBU_BINDING_PREFIX + queue)
+                pipe.smembers(layout.binding_key(queue))
             missing = []
             for queue, members in zip(queues, pipe.execute()):
-                key = layout.prefix + KOMBU_BINDING_PREFIX + queue
-                if queue not in layout.queues_of_binding(key, members):
+                if queue not in layout.queues_of_binding(layout.binding_key(queue), members):
                     missing.append(queue)
             if missing:  # bound to another exchange? one SCAN of the bindings
                 known = set(discover_redis_queues(client, layout))

@@ -106,3 +106,15 @@ def violation(limit, unit=""):
     if limit.start in (0, -inf):
         return "> %s%s" % (limit.end, unit)
     return "outside %s" % str(limit)
+
+
+def shown(name):
+    """A queue name safe inside the status line (no perfdata pipe, no
+    control characters such as kombu's separator)."""
+    text = name.replace("|", "/")
+    return "".join(c if c.isprintable() else "\\x%02x" % ord(c) for c in text)
+
+
+def quoted(text):
+    """``'text'``, shown safely, its quotes escaped."""
+    return "'%s'" % shown(text).replace("'", "\\'")

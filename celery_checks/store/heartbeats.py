@@ -32,6 +32,7 @@ redis is imported lazily (by :func:`celery_checks.connect.redis.redis_client`).
 
 import os
 
+from celery_checks.connect.layout import as_text, glob_escape
 from celery_checks.connect.urls import STORE_ENV, transport_of
 from celery_checks.plugin.policy import CheckError
 
@@ -157,7 +158,7 @@ def record_publish(client, queues, task_ids, publisher, transport_options=None):
     """Record that heartbeats ``task_ids`` are about to be published to
     ``queues``, in one round trip; returns the store time (float)."""
     keys = [key_for(q, transport_options) for q in queues]
-    return float(_text(client.eval(_PUBLISH, len(keys), *(keys + [publisher] + list(task_ids)))))
+    return float(as_text(client.eval(_PUBLISH, len(keys), *(keys + [publisher] + list(task_ids)))))
 
 
 def now(client):
@@ -189,7 +190,7 @@ def record_start(client, queue, published, task_id, worker, transport_options=No
     published at store time ``published`` (None if unknown)."""
     key = key_for(queue, transport_options)
     sent = "" if published is None else "%.6f" % float(published)
-    return float(_text(client.eval(_START, 1, key, sent, task_id or "", worker or "")))
+    return float(as_text(client.eval(_START, 1, key, sent, task_id or "", worker or "")))
 
 
 # ------------------------------------------------------------------- reads
@@ -213,18 +214,14 @@ def prefixes_elsewhere(client, queues, transport_options=None):
     missing -O global_keyprefix)."""
     ours = key_for("", transport_options)
     wanted = set(queues)
-    escaped = _glob_escape(KEY_PREFIX)
-    pattern = "*" + escaped + ("*" if len(queues) > 1 else _glob_escape(queues[0]))
+    escaped = glob_escape(KEY_PREFIX)
+    pattern = "*" + escaped + ("*" if len(queues) > 1 else glob_escape(queues[0]))
     found = {}
     for key in client.scan_iter(match=pattern, count=1000):
-        prefix, _, queue = _text(key).rpartition(KEY_PREFIX)
+        prefix, _, queue = as_text(key).rpartition(KEY_PREFIX)
         if queue in wanted and prefix + KEY_PREFIX != ours:
             found.setdefault(queue, []).append(prefix)
     return {q: sorted(p) for q, p in found.items()}
-
-
-def _glob_escape(text):
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 _FLOATS = ("published", "pending_since", "started", "latency", "failed")
@@ -233,7 +230,7 @@ _FLOATS = ("published", "pending_since", "started", "latency", "failed")
 def _decode(raw):
     record = {}
     for key, value in raw.items():
-        key, value = _text(key), _text(value)
+        key, value = as_text(key), as_text(value)
         if key in _FLOATS:
             try:
                 value = float(value)
@@ -241,7 +238,3 @@ def _decode(raw):
                 continue  # a damaged field counts as absent
         record[key] = value
     return record
-
-
-def _text(value):
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,207 @@
+"""Where kombu's Redis transport keeps things: the one place that knows.
+
+From kombu/transport/redis.py (the same in kombu 5.2.4 and 5.7): a queue is
+a list named after it, with one more list per priority step (QUEUE<sep>3,
+...), every key behind the ``global_keyprefix`` transport option; declaring
+a queue adds ``routing_key<sep>pattern<sep>queue`` to the set
+``_kombu.binding.<exchange>``; reserved messages wait in the ``unacked``
+hash; a broadcast (fanout) is a PUBLISH on ``/{db}.<exchange>``.
+
+The second half reads those sets from a redis-py client (the caller's
+connection and errors): every declared queue, within a budget.
+"""
+
+import time
+
+from celery_checks.plugin.perfdata import quoted, shown
+from celery_checks.plugin.policy import CheckError
+
+# kombu's Redis transport defaults (kombu/transport/redis.py, Channel).
+KOMBU_SEP = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+KOMBU_UNACKED_KEY = "unacked"
+KOMBU_BINDING_PREFIX = "_kombu.binding."
+KOMBU_PERMANENT_BINDING_PREFIX = "_kombu.binding_permanent."  # kombu >= 5.6
+CELERY_DEFAULT_EXCHANGE = "celery"  # Celery's task_default_exchange
+
+
+class RedisLayout:
+    """Where kombu's Redis transport keeps things, from the transport options
+    (kombu/transport/redis.py: Channel._q_for_pri, keyprefix_queue,
+    _queue_bind, and the global_keyprefix that PrefixedStrictRedis puts
+    before every key; the same in kombu 5.2.4 and 5.7)."""
+
+    def __init__(self, options):
+        self.sep = str(options.get("sep", KOMBU_SEP))
+        self.prefix = str(options.get("global_keyprefix") or "")
+        self.unacked_key = self.prefix + str(options.get("unacked_key") or KOMBU_UNACKED_KEY)
+        steps = options.get("priority_steps", KOMBU_PRIORITY_STEPS)
+        if not isinstance(steps, (list, tuple)) or not steps or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
+            raise CheckError("transport option priority_steps must be a JSON list of "
+                             "whole numbers >= 0, e.g. -O 'priority_steps=[0,3,6,9]'")
+        self.steps = list(dict.fromkeys(steps))
+
+    def keys(self, queue):
+        """[(step, key)]: the list for priority 0 is the queue itself."""
+        base = self.prefix + queue
+        return [(step, "%s%s%d" % (base, self.sep, step) if step else base) for step in self.steps]
+
+    def bucket_of(self, name):
+        """(queue, step) when ``name`` is the key of a priority sub-list
+        (QUEUE<sep>STEP), which kombu cannot tell from a queue of that name."""
+        for step in self.steps:
+            suffix = "%s%d" % (self.sep, step)
+            if step and name.endswith(suffix) and len(name) > len(suffix):
+                return name[:-len(suffix)], step
+        return None
+
+    def binding_key(self, exchange):
+        """The set kombu adds a queue's binding to (SADD) when a worker or
+        producer declares it: Celery names a queue's exchange after it."""
+        return self.prefix + KOMBU_BINDING_PREFIX + exchange
+
+    def binding_pattern(self, prefix=None):
+        return glob_escape(self.prefix if prefix is None else prefix) + \
+            glob_escape(KOMBU_BINDING_PREFIX) + "*"
+
+    def bound_queues(self, members):
+        """Queue names in the members of one _kombu.binding.EXCHANGE set."""
+        names = []
+        for member in members:
+            # member = routing_key <sep> pattern <sep> queue (neither the
+            # routing key nor a topic pattern holds the separator)
+            parts = as_text(member).split(self.sep, 2)
+            if len(parts) == 3 and parts[2]:
+                names.append(parts[2])
+        return names
+
+    def check_separator(self, queue, members):
+        """CheckError when ``queue``'s own binding (QUEUE sep sep QUEUE, as
+        Celery binds a queue to the exchange named after it) was written
+        with another separator: every priority sub-list would be missed."""
+        for member in members:
+            text = as_text(member)
+            middle = text[len(queue):-len(queue)] if len(text) > 2 * len(queue) else ""
+            half = len(middle) // 2
+            if text.startswith(queue) and text.endswith(queue) and middle and \
+                    middle[:half] == middle[half:] and middle[:half] != self.sep:
+                raise CheckError(
+                    "the bindings of queue %s use the separator %s, not %s: give -O sep=%s "
+                    "as in the app's broker_transport_options" % (
+                        shown(queue), quoted(middle[:half]), quoted(self.sep),
+                        shown(middle[:half])))
+
+    def queues_of_binding(self, key, members):
+        """Queue names in one _kombu.binding.EXCHANGE set, Celery's internal
+        exchanges and queues (pidbox, replies, events) left out."""
+        exchange = key[len(self.prefix + KOMBU_BINDING_PREFIX):]
+        if exchange == "celeryev" or exchange.endswith("pidbox"):
+            return []
+        return [queue for queue in self.bound_queues(members)
+                if not queue.startswith("celeryev.") and not queue.endswith("pidbox")]
+
+
+def glob_escape(text):
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def as_text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+# ------------------------------------------------------ reading the bindings
+
+def discover_redis_queues(client, layout, internals=False):
+    found = []
+    for key, members in bindings(client, layout.binding_pattern()):
+        found.extend(layout.bound_queues(members) if internals
+                     else layout.queues_of_binding(key, members))
+    return sorted(set(found))
+
+
+def bindings(client, pattern, deadline=None):
+    """[(key, members)] of the binding sets matching ``pattern`` (SCAN, then
+    SMEMBERS in one pipeline); ``client`` may be a RawDb."""
+    keys = sorted({as_text(k) for k in scan(client, pattern, deadline)})
+    if not keys:
+        return []
+    return list(zip(keys, checked(client.smembers_all(keys) if isinstance(client, RawDb)
+                                   else smembers_all(client, keys), keys)))
+
+
+def smembers_all(client, keys):
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.smembers(key)
+    return pipe.execute(raise_on_error=False)
+
+
+SCAN_BUDGET = 200  # SCAN calls (COUNT 1000 keys each) a bounded scan may make
+
+
+def scan(client, pattern, deadline=None):
+    """Keys matching ``pattern``: all of them, or (with ``deadline``) those
+    found within SCAN_BUDGET calls and before the deadline."""
+    if deadline is None and not isinstance(client, RawDb):
+        return list(client.scan_iter(match=pattern, count=1000))
+    call = client.call if isinstance(client, RawDb) else client.execute_command
+    cursor, keys = 0, []
+    for _ in range(SCAN_BUDGET):
+        cursor, batch = call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+        keys.extend(batch)
+        if not int(cursor) or (deadline is not None and time.monotonic() > deadline):
+            break
+    return keys
+
+
+class RawDb:
+    """One connection of its own to another database of the same server
+    (same address, credentials and TLS as the check's client), never
+    returned to the pool, so the check's own client never changes DB."""
+
+    def __init__(self, client, db):
+        pool = client.connection_pool
+        self.connection = pool.connection_class(**dict(pool.connection_kwargs, db=db))
+        # connect() first, as a pool does: a sentinel-managed connection
+        # asks the sentinels for the master there, while the first command
+        # would connect it to its default address (localhost:6379).
+        self.connection.connect()
+
+    def call(self, *args):
+        self.connection.send_command(*args)
+        return self.connection.read_response()
+
+    def smembers_all(self, keys):
+        import redis
+
+        self.connection.send_packed_command(
+            self.connection.pack_commands([("SMEMBERS", key) for key in keys]))
+        replies = []
+        for _key in keys:
+            try:
+                replies.append(self.connection.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+        return replies
+
+    def close(self):
+        self.connection.disconnect()
+
+
+def checked(replies, keys=None):
+    """Raise the first error a pipeline returned; a key of the wrong type
+    (somebody else's data under a queue's name) cannot be judged."""
+    import redis
+
+    for index, reply in enumerate(replies):
+        if isinstance(reply, redis.ResponseError):
+            if str(reply).startswith("WRONGTYPE"):
+                key = keys[index] if keys and index < len(keys) else None
+                raise CheckError("key %s holds another type of data than kombu keeps "
+                                 "there: not a Celery queue (WRONGTYPE)" % (
+                                     quoted(key) if key is not None else "?"))
+            raise reply
+        if isinstance(reply, Exception):
+            raise reply
+    return list(replies)

@@ -1,0 +1,215 @@
+"""The queues as kombu keeps them in Redis: one pipeline for every queue's
+lists, the binding sets that declare them and the unacked hash; only an
+empty queue nobody declared costs more (where its bindings are instead)."""
+
+import difflib
+import json
+import time
+
+from celery_checks.connect.layout import (
+    CELERY_DEFAULT_EXCHANGE, KOMBU_BINDING_PREFIX, RawDb, RedisLayout, bindings, checked,
+    discover_redis_queues, glob_escape)
+from celery_checks.plugin.perfdata import quoted, shown
+from celery_checks.queue.facts import Depth, Findings
+
+
+# The share of the network timeout the search for a misplaced queue may
+# take (and SCAN_BUDGET calls per DB): a huge keyspace cannot turn "not
+# declared" into a timeout; the search stops and the hint is left out.
+SEARCH_SHARE = 0.5
+
+
+def _deadline(timeout):
+    return time.monotonic() + timeout * SEARCH_SHARE
+
+
+def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=False):
+    """Findings, in one pipeline: each queue's lists, the binding set
+    of the exchange named after it (Celery's automatic queues) and that of
+    Celery's default exchange (task_queues naming no exchange), the unacked
+    hash. Only an empty queue bound in neither costs more (_not_declared)."""
+    from celery_checks.connect.redis import redis_client, redis_errors
+
+    client = redis_client(target.url, target.options, timeout)
+    try:
+        with redis_errors(target.url, target.role):
+            db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+            absence = None
+            if all_queues:
+                queues = discover_redis_queues(client, layout)
+                if not queues:
+                    places = _bound_elsewhere(client, layout, db, None, _deadline(timeout))
+                    absence = Absence(None, layout, db, places)
+            pipe = client.pipeline(transaction=False)
+            plan, asked = [], []
+            for queue in queues:
+                keys = layout.keys(queue)
+                for _step, key in keys:
+                    pipe.llen(key)
+                    asked.append(key)
+                pipe.smembers(layout.binding_key(queue))
+                asked.append(layout.binding_key(queue))
+                plan.append((queue, keys))
+            # Celery binds the queues of task_queues that name no exchange
+            # to its default exchange, "celery" unless task_default_exchange
+            # says otherwise: one more small set covers them.
+            pipe.smembers(layout.binding_key(CELERY_DEFAULT_EXCHANGE))
+            asked.append(layout.binding_key(CELERY_DEFAULT_EXCHANGE))
+            pipe.hlen(layout.unacked_key)
+            asked.append(layout.unacked_key)
+            if per_queue:
+                pipe.hvals(layout.unacked_key)
+                asked.append(layout.unacked_key)
+            replies = checked(pipe.execute(raise_on_error=False), asked)
+            replies.reverse()  # pop() from the front
+            depths = []
+            for queue, keys in plan:
+                buckets = [(step, replies.pop()) for step, _key in keys]
+                waiting = sum(n for _s, n in buckets)
+                members = replies.pop()
+                bound = queue in layout.bound_queues(members)
+                if not bound:
+                    layout.check_separator(queue, members)
+                declared = all_queues or bound or bool(waiting)
+                depths.append(Depth(queue, waiting, buckets, declared=declared))
+            by_default = set(layout.bound_queues(replies.pop()))
+            for depth in depths:
+                depth.declared = depth.declared or depth.name in by_default
+            unacked = replies.pop()
+            if per_queue:
+                routed = _unacked_by_routing_key(replies.pop())
+                for depth in depths:
+                    depth.unacked = routed.get(depth.name, 0)
+            undeclared = [d for d in depths if not d.declared]
+            if undeclared:
+                _not_declared(client, layout, db, undeclared, _deadline(timeout))
+    finally:
+        client.connection_pool.disconnect()
+    return Findings(db, depths, unacked, absence)
+
+
+class Absence:
+    """Why a queue (or, for --all-queues, any queue) reads as missing on
+    Redis, and where its bindings are instead."""
+
+    def __init__(self, queue, layout, db, places=(), similar=None):
+        self.queue = queue  # None: --all-queues found none
+        self.prefix = layout.prefix
+        self.db = db
+        self.places = sorted(places, key=lambda p: (p[0] != db, p[0], p[1]))  # [(db, prefix)]
+        self.similar = similar
+
+    def text(self):
+        what = "queue %s not declared" % shown(self.queue) if self.queue is not None \
+            else "no queues declared"
+        text = "%s under key prefix %s in DB %d" % (what, quoted(self.prefix), self.db)
+        if self.places:
+            db, prefix = self.places[0]
+            where = []
+            if db != self.db:
+                where.append("in DB %d" % db)
+            if prefix != self.prefix:
+                where.append("under prefix %s" % quoted(prefix))
+            text += "; found " + " ".join(where)
+            if db == self.db:
+                text += " (-O global_keyprefix=%s)" % shown(prefix) if prefix \
+                    else " (without -O global_keyprefix)"
+            if len(self.places) > 1:
+                text += " (+%d more)" % (len(self.places) - 1)
+        elif self.similar:
+            text += "; did you mean %s?" % shown(self.similar)
+        elif self.queue is not None and "," in self.queue:
+            text += " (-q takes one name: repeat -q for each queue)"
+        return text
+
+    def places_text(self):
+        return ["bindings found in DB %d under key prefix %s" % (db, quoted(prefix))
+                for db, prefix in self.places]
+
+
+def _not_declared(client, layout, db, depths, deadline):
+    """The failure path for queues with no message and no binding in the
+    exchange named after them: a binding through another exchange still
+    declares them (one SCAN of this prefix's binding sets); the rest get an
+    Absence saying where their bindings are, if anywhere."""
+    declared = bindings(client, layout.binding_pattern())
+    here = {q for _key, members in declared for q in layout.bound_queues(members)}
+    missing = []
+    for depth in depths:
+        if depth.name in here:
+            depth.declared = True
+        else:
+            missing.append(depth)
+    if not missing:
+        return
+    places = _bound_elsewhere(client, layout, db, {d.name for d in missing}, deadline)
+    visible = sorted({queue for key, members in declared
+                      for queue in layout.queues_of_binding(key, members)})
+    for depth in missing:
+        found = places.get(depth.name, [])
+        close = difflib.get_close_matches(depth.name, visible, n=1, cutoff=0.75)
+        depth.absence = Absence(depth.name, layout, db, found, close[0] if close else None)
+
+
+def _bound_elsewhere(client, layout, db, queues, deadline):
+    """Where else in this Redis queues are bound: {queue: [(db, prefix)]}
+    for the names in ``queues``, or [(db, prefix)] with any (non-internal)
+    binding when ``queues`` is None. Other key prefixes of this DB (one
+    SCAN), then every other DB INFO keyspace lists. Best effort: a server
+    that refuses INFO or SELECT (ACLs) only leaves the hint out."""
+    import redis
+
+    found = {}
+    places = set()
+
+    def collect(number, key_members):
+        for key, members in key_members:
+            at = key.find(KOMBU_BINDING_PREFIX)
+            prefix = key[:at]
+            if at < 0 or (number == db and prefix == layout.prefix):
+                continue
+            other = RedisLayout(dict(sep=layout.sep, global_keyprefix=prefix,
+                                     priority_steps=layout.steps))
+            names = other.queues_of_binding(key, members)
+            if queues is None:
+                if names:
+                    places.add((number, prefix))
+                continue
+            for name in names:
+                if name in queues:
+                    found.setdefault(name, set()).add((number, prefix))
+
+    pattern = "*" + glob_escape(KOMBU_BINDING_PREFIX) + "*"
+    try:
+        collect(db, bindings(client, pattern, deadline))
+        keyspace = client.info("keyspace")
+    except redis.ResponseError:
+        keyspace = {}
+    for name in sorted(keyspace, key=lambda n: int(n[2:]) if n[2:].isdigit() else -1):
+        if not (name.startswith("db") and name[2:].isdigit()) or int(name[2:]) == db:
+            continue
+        if time.monotonic() > deadline:
+            break
+        other = RawDb(client, int(name[2:]))
+        try:
+            collect(int(name[2:]), bindings(other, pattern, deadline))
+        except redis.ResponseError:
+            continue
+        finally:
+            other.close()
+    if queues is None:
+        return sorted(places)
+    return {name: sorted(where) for name, where in found.items()}
+
+
+def _unacked_by_routing_key(values):
+    """kombu stores each unacked message as JSON [message, exchange,
+    routing_key]; Celery's routing key is the queue's name."""
+    counts = {}
+    for value in values:
+        try:
+            routing_key = json.loads(value)[2]
+        except (ValueError, TypeError, IndexError, KeyError):
+            continue
+        counts[routing_key] = counts.get(routing_key, 0) + 1
+    return counts
