@@ -322,6 +322,7 @@ def test_redis_path_db_password_only_and_acl_user(own_redis, celery_apps):
         result.assert_ok("queue celery has 3 waiting messages")
         assert result.perfdata["celery"].value == 3
     # DB 0 is another database: the path is read, not ignored
-    assert queue("-b", "redis://:pw-only@%s/0" % base).perfdata["celery"].value == 0
+    queue("-b", "redis://:pw-only@%s/0" % base).assert_critical(
+        "queue celery not declared under key prefix '' in DB 0; found in DB 4")
     result = queue("-b", "redis://alice@%s/4" % base)  # an ACL user without password
     result.assert_critical("refused")
