@@ -242,7 +242,7 @@ class _broker_errors:
             return False
         if isinstance(exc, ImportError):
             return False
-        from celery_checks.connect.urls import describe_amqp_error  # digs out the cause
+        from celery_checks.connect.amqp import describe_amqp_error  # digs out the cause
 
         raise Unreachable("cannot publish to broker %s: %s" % (
             secrets.redact_url(self.url), describe_amqp_error(exc)))

@@ -60,8 +60,9 @@ class Condition(nagiosplugin.Context):
         self.with_perfdata = perfdata
 
     def evaluate(self, metric, resource):
-        if not metric.value or self.state == nagiosplugin.Ok:
+        if not metric.value:
             return self.result_cls(nagiosplugin.Ok, None, metric)
+        # Also when the configured state is OK: the words still say what is so.
         return self.result_cls(self.state, self.words(resource.item(metric), metric.value), metric)
 
     def words(self, item, value):
