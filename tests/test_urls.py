@@ -325,3 +325,92 @@ def test_redis_path_db_password_only_and_acl_user(own_redis, celery_apps):
     assert queue("-b", "redis://:pw-only@%s/0" % base).perfdata["celery"].value == 0
     result = queue("-b", "redis://alice@%s/4" % base)  # an ACL user without password
     result.assert_critical("refused")
+
+
+# ------------------------- Celery's documented forms, through every executable
+
+def _default_vhost():
+    """A channel on RabbitMQ's vhost "/" (pika, named explicitly: no URL
+    reading of ours or pika's is involved)."""
+    import pika
+
+    params = pika.ConnectionParameters(AMQP_HOST, AMQP_PORT, "/", pika.PlainCredentials("guest", "guest"))
+    return pika.BlockingConnection(params)
+
+
+@pytest.fixture
+def durable_default_vhost_queue():
+    """A uniquely named durable queue on "/", declared as a worker would
+    before any heartbeat is sent; deleted again."""
+    connection = _default_vhost()
+    name = "cc-urls-trigger-%s" % uuid.uuid4().hex[:10]
+    channel = connection.channel()
+    channel.queue_declare(name, durable=True)
+    try:
+        yield name, channel
+    finally:
+        channel.queue_delete(name)
+        connection.close()
+
+
+@pytest.mark.parametrize("form", [
+    "amqp://guest:guest@{host}:{port}//",   # Celery's documented default
+    "pyamqp://guest@{host}:{port}//",       # a user, no password: guest's
+])
+def test_trigger_publishes_to_vhost_slash(durable_default_vhost_queue, redis_url, redis_client, form):
+    name, channel = durable_default_vhost_queue
+    url = form.format(host=AMQP_HOST, port=AMQP_PORT)
+    result = run_check("trigger_celery_heartbeat", "-b", url, "--store", redis_url, "-q", name)
+    assert result.rc == 0 and result.stderr == "", result.describe("trigger failed")
+    assert result.stdout == "published 1 heartbeat (expire in 300s) to %s\n" % name
+    # exactly one message arrived in the queue on "/": the heartbeat
+    from tests.kit.waiting import wait_for
+
+    count = lambda: channel.queue_declare(name, durable=True, passive=True).method.message_count
+    wait_for(lambda: count() >= 1, 10, "the heartbeat on vhost /")
+    assert count() == 1
+    method, properties, _body = channel.basic_get(name, auto_ack=True)
+    assert properties.headers["task"] == "celery_checks.heartbeat"
+    # and the store recorded that publish, for check_celery_heartbeat
+    assert redis_client.keys("*%s*" % name)
+
+
+@pytest.fixture
+def events_exchange_on_default_vhost():
+    """The events source declares Celery's celeryev exchange as a worker
+    would; on "/" it is removed again if it was not there before (and only
+    while nothing is bound to it)."""
+    connection = _default_vhost()
+    channel = connection.channel()
+    try:
+        channel.exchange_declare("celeryev", passive=True)
+        existed = True
+    except Exception:  # 404 closes the channel
+        existed = False
+        channel = connection.channel()
+    yield
+    if not existed:
+        try:
+            channel.exchange_delete("celeryev", if_unused=True)
+        except Exception:
+            pass  # a worker bound to it meanwhile: it is theirs now
+    connection.close()
+
+
+def test_workers_events_source_reaches_vhost_slash_as_user_without_password(
+        events_exchange_on_default_vhost):
+    """No worker runs on "/" (the suite starts none there): the events
+    source reaches the vhost, listens and says that nobody is there; a
+    misread vhost would be refused (the second run shows how that reads)."""
+    name = "cc-urls-%s@nowhere" % uuid.uuid4().hex[:8]
+    url = "pyamqp://guest@%s:%d//" % (AMQP_HOST, AMQP_PORT)
+    result = run_check("check_celery_workers", "-b", url, "--source", "events", "--expect", name,
+                       "--window", "1", "-t", "8", "-vv")
+    result.assert_critical()
+    assert name in result.stdout and "refused" not in result.stdout and "vhost" not in result.stdout
+    assert "source events on broker %s" % url in result.long_output
+    assert result.perfdata["online"].value == 0 and result.perfdata["missing"].value == 1
+    missing = "pyamqp://guest@%s:%d/cc-no-such-%s" % (AMQP_HOST, AMQP_PORT, uuid.uuid4().hex[:6])
+    result = run_check("check_celery_workers", "-b", missing, "--source", "events", "--expect", name,
+                       "--window", "1", "-t", "8")
+    result.assert_critical("vhost")
