@@ -264,6 +264,35 @@ def check_transport_options(parsed, options, redis_store=False):
                              % (key, name, hint))
 
 
+#: -O keys redis_client() reads itself (to find a master through sentinels).
+SENTINEL_CONNECTION_OPTIONS = ("master_name", "min_other_sentinels", "sentinel_kwargs")
+#: -O keys kombu's Redis transport reads only for a consumer that
+#: acknowledges messages (the unacked hash, restored after the visibility
+#: timeout) or consumes several queues in turn: a check consumes nothing
+#: with acknowledgement, so they never change what it does.
+KOMBU_CONSUMER_OPTIONS = (
+    "ack_emulation", "unacked_key", "unacked_index_key", "unacked_mutex_key",
+    "unacked_mutex_expire", "visibility_timeout", "unacked_restore_limit",
+    "unacked_restore_interval", "unacked_restore_throttle", "queue_order_strategy")
+
+
+def unused_transport_options(options, used):
+    """The -O keys given (kombu knows them all: check_transport_options
+    refused the others) that do not change what this check does, sorted:
+    ``used`` is what the check (or kombu on its behalf) really reads."""
+    return sorted(key for key in options if key not in used)
+
+
+def unused_options_line(options, used):
+    """The -vv long-output line naming them, or None when every key is used:
+    an -O copied from the app's broker_transport_options is accepted, and
+    the user is told which keys had no effect here."""
+    unused = unused_transport_options(options, used)
+    if not unused:
+        return None
+    return "transport options not used by this check: %s" % ", ".join(unused)
+
+
 def resolve_broker_url(broker=None, broker_file=None, environ=os.environ):
     """Pick the broker URL by the documented precedence; CheckError if bad.
 

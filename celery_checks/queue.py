@@ -31,6 +31,11 @@ KOMBU_SEP = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 KOMBU_UNACKED_KEY = "unacked"
 KOMBU_BINDING_PREFIX = "_kombu.binding."
+#: the -O keys the Redis path reads (RedisLayout, redis_client); the
+#: RabbitMQ path reads none: pika takes where and as whom from the URL and
+#: its timeouts from -t.
+REDIS_OPTIONS_USED = ("sep", "global_keyprefix", "unacked_key", "priority_steps") \
+    + broker.SENTINEL_CONNECTION_OPTIONS
 
 HELP = dict(
     check="""\
@@ -433,6 +438,10 @@ class QueueSummary(ProblemSummary):
                 layout = args.layout
                 lines.append("priority steps %s, separator %s, key prefix %r, unacked hash %s" % (
                     layout.steps, shown(layout.sep), layout.prefix, shown(layout.unacked_key)))
+            unused = broker.unused_options_line(
+                args.transport_options, REDIS_OPTIONS_USED if args.transport == "redis" else ())
+            if unused:
+                lines.append(unused)
         return lines
 
 

@@ -27,6 +27,7 @@ import uuid
 import nagiosplugin
 
 from celery_checks import cli
+from celery_checks.broker import unused_options_line
 from celery_checks.perfdata import ThresholdContext, number, unique_label, violation
 from celery_checks.policy import CheckError, Unreachable
 from celery_checks.secrets import redact_url
@@ -830,6 +831,22 @@ def event_nodes(args, inventory):
     return replies
 
 
+def options_used(args):
+    """The -O keys this run reads: the Redis ping (redis-py alone) its key
+    layout and how to find a sentinel master; kombu (the AMQP ping, the
+    events) every key it knows but those of an acknowledging consumer; the
+    stdin source none (it talks to no broker)."""
+    from celery_checks import broker
+
+    if args.source == "stdin":
+        return ()
+    if args.source == "ping" and broker.transport_of(args.broker_url) == "redis":
+        return ("global_keyprefix", "sep", "priority_steps", "fanout_prefix") \
+            + broker.SENTINEL_CONNECTION_OPTIONS
+    known = broker.SENTINEL_TRANSPORT_OPTIONS + broker.AMQP_TRANSPORT_OPTIONS
+    return tuple(key for key in known if key not in broker.KOMBU_CONSUMER_OPTIONS)
+
+
 def io_timeout(args, wait):
     """Per-call socket timeout: what -t leaves after the wait, so a broker
     that goes silent mid-check is CRITICAL before -t fires."""
@@ -1008,6 +1025,10 @@ class WorkersSummary(nagiosplugin.Summary):
             lines.append("%s: %s%s" % (reply.name, reply.describe(), where))
         if resource.args.verbose >= 2 and resource.source != "stdin":
             lines.append("source %s on broker %s" % (resource.source, redact_url(resource.args.broker_url)))
+        if resource.args.verbose >= 2:
+            unused = unused_options_line(resource.args.transport_options, options_used(resource.args))
+            if unused:
+                lines.append(unused)
         return lines
 
 

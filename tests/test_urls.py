@@ -414,3 +414,47 @@ def test_workers_events_source_reaches_vhost_slash_as_user_without_password(
     result = run_check("check_celery_workers", "-b", missing, "--source", "events", "--expect", name,
                        "--window", "1", "-t", "8")
     result.assert_critical("vhost")
+
+
+# ------------------------------- -O keys kombu knows that a check does not use
+
+UNUSED = "transport options not used by this check: "
+
+
+def test_amqp_queue_check_names_every_option_pika_does_not_read(rabbitmq):
+    name = rabbitmq.queue_name()
+    rabbitmq.channel().queue_declare(name)
+    args = ["-b", rabbitmq.url, "-q", name, "-O", "heartbeat=30", "-O", "confirm_publish=true"]
+    result = queue(*args + ["-vv"])
+    result.assert_ok("queue %s has 0 waiting messages" % name)
+    assert UNUSED + "confirm_publish, heartbeat" in result.long_output
+    assert result.perfdata[name].value == 0
+    # only at -vv: the status line and -v are the same as without -O
+    plain = queue("-b", rabbitmq.url, "-q", name, "-v")
+    assert queue(*args + ["-v"]).stdout == plain.stdout
+    assert not any(line.startswith(UNUSED) for line in plain.long_output)
+
+
+def test_redis_checks_name_the_options_they_do_not_read(redis_url, redis_client):
+    options = ["-O", "visibility_timeout=43200", "-O", "global_keyprefix=pfx:",
+               "-O", "body_encoding=base64"]
+    redis_client.lpush("pfx:celery", b"{}")
+    result = queue("-b", redis_url, *options, "-vv")
+    result.assert_ok("queue celery has 1 waiting")  # the prefix was read
+    assert UNUSED + "body_encoding, visibility_timeout" in result.long_output
+    # everything it reads: no such line
+    result = queue("-b", redis_url, "-O", "global_keyprefix=pfx:", "-O", "sep=:", "-vv")
+    assert not any(line.startswith(UNUSED) for line in result.long_output), result.describe("")
+
+    result = run_check("check_celery_heartbeat", "--store", redis_url, "-q", "celery", *options, "-vv")
+    result.assert_critical("celery: no heartbeat ever recorded")
+    assert UNUSED + "body_encoding, visibility_timeout" in result.long_output
+
+    nobody = "cc-urls-%s@nowhere" % uuid.uuid4().hex[:8]
+    workers = ("check_celery_workers", "-b", redis_url, "--expect", nobody, "-t", "8", "-vv")
+    result = run_check(*workers, "--source", "ping", "--reply-timeout", "0.5", *options)
+    result.assert_critical("1 of 1 expected workers missing")
+    assert UNUSED + "body_encoding, visibility_timeout" in result.long_output  # redis-py alone
+    result = run_check(*workers, "--source", "events", "--window", "0.5", *options)
+    result.assert_critical("1 of 1 expected workers missing")
+    assert UNUSED + "visibility_timeout" in result.long_output  # kombu encodes the broadcast
