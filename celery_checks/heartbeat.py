@@ -21,7 +21,7 @@ import nagiosplugin
 
 from celery_checks import cli
 from celery_checks import heartbeat_store as store
-from celery_checks.broker import SENTINEL_CONNECTION_OPTIONS, unused_options_line
+from celery_checks.broker import sentinel_options_used, unused_options_line
 from celery_checks.perfdata import ThresholdContext, label, unique_label, violation
 from celery_checks.policy import CheckError
 from celery_checks.secrets import redact_url
@@ -32,9 +32,9 @@ log = logging.getLogger("nagiosplugin")
 WARNING_AGE = "300"
 CRITICAL_AGE = "600"
 STATES = {0: nagiosplugin.Ok, 1: nagiosplugin.Warn, 2: nagiosplugin.Critical, 3: nagiosplugin.Unknown}
-#: the -O keys the check reads: the store's key prefix, and how to find a
-#: sentinel store's master; the store is Redis, read with redis-py alone.
-STORE_OPTIONS_USED = ("global_keyprefix",) + SENTINEL_CONNECTION_OPTIONS
+#: the -O keys the check reads (and, for a sentinel:// store, how to find
+#: its master): the store is Redis, read with redis-py alone.
+STORE_OPTIONS_USED = ("global_keyprefix",)
 INSTALL_HINT = "no consumer, or its app lacks celery_checks.install(app)?"
 
 HELP = dict(
@@ -271,7 +271,8 @@ class HeartbeatSummary(ProblemSummary):
             return []
         lines = [q.describe() for q in resource.queues]
         if resource.args.verbose >= 2:
-            unused = unused_options_line(resource.args.transport_options, STORE_OPTIONS_USED)
+            used = STORE_OPTIONS_USED + sentinel_options_used(resource.args.store_url)
+            unused = unused_options_line(resource.args.transport_options, used)
             if unused:
                 lines.append(unused)
         return lines

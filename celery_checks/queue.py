@@ -31,11 +31,10 @@ KOMBU_SEP = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 KOMBU_UNACKED_KEY = "unacked"
 KOMBU_BINDING_PREFIX = "_kombu.binding."
-#: the -O keys the Redis path reads (RedisLayout, redis_client); the
-#: RabbitMQ path reads none: pika takes where and as whom from the URL and
-#: its timeouts from -t.
-REDIS_OPTIONS_USED = ("sep", "global_keyprefix", "unacked_key", "priority_steps") \
-    + broker.SENTINEL_CONNECTION_OPTIONS
+#: the -O keys the Redis path reads (RedisLayout; redis_client the sentinel
+#: ones of a sentinel:// URL); the RabbitMQ path reads none: pika takes where
+#: and as whom from the URL and its timeouts from -t.
+REDIS_OPTIONS_USED = ("sep", "global_keyprefix", "unacked_key", "priority_steps")
 
 HELP = dict(
     check="""\
@@ -438,8 +437,9 @@ class QueueSummary(ProblemSummary):
                 layout = args.layout
                 lines.append("priority steps %s, separator %s, key prefix %r, unacked hash %s" % (
                     layout.steps, shown(layout.sep), layout.prefix, shown(layout.unacked_key)))
-            unused = broker.unused_options_line(
-                args.transport_options, REDIS_OPTIONS_USED if args.transport == "redis" else ())
+            used = () if args.transport == "amqp" else \
+                REDIS_OPTIONS_USED + broker.sentinel_options_used(args.broker_url)
+            unused = broker.unused_options_line(args.transport_options, used)
             if unused:
                 lines.append(unused)
         return lines

@@ -834,16 +834,22 @@ def event_nodes(args, inventory):
 def options_used(args):
     """The -O keys this run reads: the Redis ping (redis-py alone) its key
     layout and how to find a sentinel master; kombu (the AMQP ping, the
-    events) every key it knows but those of an acknowledging consumer; the
-    stdin source none (it talks to no broker)."""
+    events) every key its transport for the URL reads but those of an
+    acknowledging consumer; the stdin source none (it talks to no broker)."""
     from celery_checks import broker
 
     if args.source == "stdin":
         return ()
-    if args.source == "ping" and broker.transport_of(args.broker_url) == "redis":
+    target = broker.parse_url(args.broker_url)
+    if args.source == "ping" and target.transport == "redis":
         return ("global_keyprefix", "sep", "priority_steps", "fanout_prefix") \
-            + broker.SENTINEL_CONNECTION_OPTIONS
-    known = broker.SENTINEL_TRANSPORT_OPTIONS + broker.AMQP_TRANSPORT_OPTIONS
+            + broker.sentinel_options_used(args.broker_url)
+    if target.transport == "amqp":
+        known = broker.AMQP_TRANSPORT_OPTIONS
+    elif target.scheme == "sentinel":
+        known = broker.SENTINEL_TRANSPORT_OPTIONS
+    else:
+        known = broker.REDIS_TRANSPORT_OPTIONS
     return tuple(key for key in known if key not in broker.KOMBU_CONSUMER_OPTIONS)
 
 

@@ -424,10 +424,13 @@ UNUSED = "transport options not used by this check: "
 def test_amqp_queue_check_names_every_option_pika_does_not_read(rabbitmq):
     name = rabbitmq.queue_name()
     rabbitmq.channel().queue_declare(name)
-    args = ["-b", rabbitmq.url, "-q", name, "-O", "heartbeat=30", "-O", "confirm_publish=true"]
+    # visibility_timeout: Celery's documentation sets it for Redis, and an app
+    # on RabbitMQ that keeps it runs (py-amqp takes any keyword): accepted
+    args = ["-b", rabbitmq.url, "-q", name, "-O", "heartbeat=30", "-O", "confirm_publish=true",
+            "-O", "visibility_timeout=43200"]
     result = queue(*args + ["-vv"])
     result.assert_ok("queue %s has 0 waiting messages" % name)
-    assert UNUSED + "confirm_publish, heartbeat" in result.long_output
+    assert UNUSED + "confirm_publish, heartbeat, visibility_timeout" in result.long_output
     assert result.perfdata[name].value == 0
     # only at -vv: the status line and -v are the same as without -O
     plain = queue("-b", rabbitmq.url, "-q", name, "-v")
@@ -458,3 +461,22 @@ def test_redis_checks_name_the_options_they_do_not_read(redis_url, redis_client)
     result = run_check(*workers, "--source", "events", "--window", "0.5", *options)
     result.assert_critical("1 of 1 expected workers missing")
     assert UNUSED + "visibility_timeout" in result.long_output  # kombu encodes the broadcast
+
+
+def test_keys_of_the_other_transport_are_accepted_and_named(rabbitmq, redis_url):
+    """kombu takes them silently (the Redis channel ignores what it does not
+    read; py-amqp's Connection takes any keyword): a usage error would refuse
+    the options an app runs with."""
+    nobody = "cc-urls-%s@nowhere" % uuid.uuid4().hex[:8]
+    result = run_check("check_celery_workers", "-b", rabbitmq.url, "--source", "events", "--expect",
+                       nobody, "--window", "0.5", "-t", "8", "-vv", "-O", "visibility_timeout=60",
+                       "-O", "global_keyprefix=pfx:")
+    result.assert_critical("1 of 1 expected workers missing")
+    assert UNUSED + "global_keyprefix, visibility_timeout" in result.long_output
+    result = queue("-b", redis_url, "-O", "heartbeat=30", "-O", "master_name=mymaster", "-vv")
+    result.assert_ok("queue celery has 0 waiting")
+    assert UNUSED + "heartbeat, master_name" in result.long_output  # not a sentinel:// URL
+    # a key no transport of kombu knows is still a usage error
+    queue("-b", redis_url, "-O", "visibility_timeot=60").assert_unknown(
+        "unknown transport option -O visibility_timeot for the Redis transport "
+        "(did you mean visibility_timeout?)")
