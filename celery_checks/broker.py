@@ -287,6 +287,30 @@ def sentinel_options_used(url):
     return SENTINEL_CONNECTION_OPTIONS if parse_url(url).scheme == "sentinel" else ()
 
 
+#: the -O keys that bound a socket operation, in kombu's Redis and py-amqp
+#: transports
+TIMEOUT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "connect_timeout",
+                   "read_timeout", "write_timeout")
+
+
+def bounded_timeouts(options, timeout, transport):
+    """Transport options for kombu whose socket timeouts are at most
+    ``timeout``: an app's broker_transport_options may carry ones meant for
+    a long-running worker (30 s, 120 s), which would let a silent broker
+    hold the run until -t (UNKNOWN) instead of being reported (CRITICAL).
+    A shorter one given with -O stays."""
+    options = dict(options)
+    own = ("socket_timeout", "socket_connect_timeout") if transport == "redis" else \
+        ("connect_timeout", "read_timeout", "write_timeout")
+    for key in TIMEOUT_OPTIONS:
+        value = options.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= timeout:
+            continue
+        if key in own or key in options:
+            options[key] = timeout
+    return options
+
+
 def unused_transport_options(options, used):
     """The -O keys given (kombu knows them all: check_transport_options
     refused the others) that do not change what this check does, sorted:

@@ -129,13 +129,13 @@ def publish(args, task_ids, published, timeout):
     socket operation bounded by ``timeout``."""
     from celery import Celery
 
-    from celery_checks.broker import kombu_redis_compat, transport_of
+    from celery_checks.broker import bounded_timeouts, kombu_redis_compat, transport_of
 
-    if transport_of(args.broker_url) == "redis":
+    transport = transport_of(args.broker_url)
+    if transport == "redis":
         kombu_redis_compat()  # kombu 5.2 + redis-py 4.3 (Debian 12)
-    options = dict(args.transport_options)
-    for key in ("socket_timeout", "socket_connect_timeout", "read_timeout", "write_timeout"):
-        options.setdefault(key, timeout)  # redis / py-amqp transports
+    # every socket operation bounded by ``timeout``, whatever -O says
+    options = bounded_timeouts(args.transport_options, timeout, transport)
     options.setdefault("max_retries", 0)
     app = Celery("celery_checks_trigger", broker=args.broker_url, set_as_current=False)
     app.conf.update(

@@ -435,14 +435,14 @@ class Broker:
         self.url = url
         self.shown = redact_url(url)
         self.kind = transport_of(url)
-        options = dict(transport_options)
+        from celery_checks.broker import bounded_timeouts
+
+        options = bounded_timeouts(transport_options, timeout, self.kind)
         options.setdefault("max_retries", 0)
         if self.kind == "redis":
             from celery_checks.broker import kombu_redis_compat
 
             kombu_redis_compat()  # kombu 5.2 + redis-py 4.3 (Debian 12)
-            options.setdefault("socket_timeout", timeout)
-            options.setdefault("socket_connect_timeout", timeout)
         self.connection = Connection(
             url, connect_timeout=timeout, transport_options=options,
             heartbeat=0,

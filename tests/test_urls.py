@@ -480,3 +480,28 @@ def test_keys_of_the_other_transport_are_accepted_and_named(rabbitmq, redis_url)
     queue("-b", redis_url, "-O", "visibility_timeot=60").assert_unknown(
         "unknown transport option -O visibility_timeot for the Redis transport "
         "(did you mean visibility_timeout?)")
+
+
+@pytest.mark.parametrize("scheme,options", [
+    ("redis", ["-O", "socket_timeout=30", "-O", "socket_connect_timeout=30"]),
+    ("amqp", ["-O", "connect_timeout=30", "-O", "read_timeout=30"]),
+])
+def test_an_apps_long_socket_timeouts_do_not_outlast_the_check(scheme, options, redis_url):
+    """An app's broker_transport_options often carry socket timeouts meant
+    for a long-running worker: passed with -O they still leave a silent
+    broker CRITICAL (the outage), not UNKNOWN (our -t)."""
+    from tests.kit.faults import Listener
+
+    silent = Listener("silent")
+    try:
+        url = "%s://127.0.0.1:%d/0" % (scheme, silent.port) if scheme == "redis" else \
+            "amqp://guest:guest@127.0.0.1:%d//" % silent.port
+        result = run_check("check_celery_workers", "-b", url, "--source", "events", "-t", "3", *options)
+        result.assert_critical(url.replace("guest:guest", "guest:***"))
+        result = run_check("trigger_celery_heartbeat", "-b", url, "--store", redis_url, "-t", "3",
+                           *options)
+        assert result.rc == 1, result.describe("")
+        assert result.stderr.startswith("trigger_celery_heartbeat: cannot publish to broker %s: "
+                                        % url.replace("guest:guest", "guest:***")), result.describe("")
+    finally:
+        silent.close()
