@@ -240,28 +240,92 @@ def _parse_redis(url, first, alternates):
         sentinels=sentinels, alternates=alternates, query=rest)
 
 
-def check_transport_options(parsed, options, redis_store=False):
-    """CheckError naming an -O key kombu does not know for this transport,
-    and the nearest one it knows. ``redis_store``: the options also serve a
-    Redis heartbeat store, so Redis keys are known too."""
+def check_transport_options(parsed, options):
+    """CheckError naming an -O key that none of kombu's Redis and AMQP
+    transports knows (a typo), and the nearest key it knows.
+
+    A key of the other transport is accepted: kombu takes it silently (the
+    Redis channel ignores what it does not read, py-amqp's Connection takes
+    any keyword), so an app runs with it and so must its check; -vv names
+    the keys a check does not use (:func:`unused_options_line`)."""
     import difflib
 
     if parsed.transport == "amqp":
-        known, name = AMQP_TRANSPORT_OPTIONS, "AMQP"
-        if redis_store:
-            known, name = known + SENTINEL_TRANSPORT_OPTIONS, "AMQP or the Redis store's"
+        own, name = AMQP_TRANSPORT_OPTIONS, "AMQP"
     elif parsed.scheme == "sentinel":
-        known, name = SENTINEL_TRANSPORT_OPTIONS, "Redis Sentinel"
+        own, name = SENTINEL_TRANSPORT_OPTIONS, "Redis Sentinel"
     else:
-        known, name = REDIS_TRANSPORT_OPTIONS, "Redis"
-        if redis_store:
-            known = SENTINEL_TRANSPORT_OPTIONS
+        own, name = REDIS_TRANSPORT_OPTIONS, "Redis"
+    known = own + tuple(key for key in KOMBU_TRANSPORT_OPTIONS if key not in own)
     for key in options:
         if key not in known:
-            near = difflib.get_close_matches(key, known, 1, 0.6)
+            near = difflib.get_close_matches(key, own, 1, 0.6) or \
+                difflib.get_close_matches(key, known, 1, 0.6)
             hint = "did you mean %s?" % near[0] if near else "see kombu's transport options"
             raise CheckError("unknown transport option -O %s for the %s transport (%s)"
                              % (key, name, hint))
+
+
+#: -O keys redis_client() reads itself (to find a master through sentinels).
+SENTINEL_CONNECTION_OPTIONS = ("master_name", "min_other_sentinels", "sentinel_kwargs")
+#: every -O key kombu knows for the transports the checks speak
+KOMBU_TRANSPORT_OPTIONS = SENTINEL_TRANSPORT_OPTIONS + tuple(
+    key for key in AMQP_TRANSPORT_OPTIONS if key not in SENTINEL_TRANSPORT_OPTIONS)
+#: -O keys kombu's Redis transport reads only for a consumer that
+#: acknowledges messages (the unacked hash, restored after the visibility
+#: timeout) or consumes several queues in turn: a check consumes nothing
+#: with acknowledgement, so they never change what it does.
+KOMBU_CONSUMER_OPTIONS = (
+    "ack_emulation", "unacked_key", "unacked_index_key", "unacked_mutex_key",
+    "unacked_mutex_expire", "visibility_timeout", "unacked_restore_limit",
+    "unacked_restore_interval", "unacked_restore_throttle", "queue_order_strategy")
+
+
+def sentinel_options_used(url):
+    """The sentinel keys redis_client() reads for this URL: none unless it
+    is a sentinel:// URL."""
+    return SENTINEL_CONNECTION_OPTIONS if parse_url(url).scheme == "sentinel" else ()
+
+
+#: the -O keys that bound a socket operation, in kombu's Redis and py-amqp
+#: transports
+TIMEOUT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "connect_timeout",
+                   "read_timeout", "write_timeout")
+
+
+def bounded_timeouts(options, timeout, transport):
+    """Transport options for kombu whose socket timeouts are at most
+    ``timeout``: an app's broker_transport_options may carry ones meant for
+    a long-running worker (30 s, 120 s), which would let a silent broker
+    hold the run until -t (UNKNOWN) instead of being reported (CRITICAL).
+    A shorter one given with -O stays."""
+    options = dict(options)
+    own = ("socket_timeout", "socket_connect_timeout") if transport == "redis" else \
+        ("connect_timeout", "read_timeout", "write_timeout")
+    for key in TIMEOUT_OPTIONS:
+        value = options.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= timeout:
+            continue
+        if key in own or key in options:
+            options[key] = timeout
+    return options
+
+
+def unused_transport_options(options, used):
+    """The -O keys given (kombu knows them all: check_transport_options
+    refused the others) that do not change what this check does, sorted:
+    ``used`` is what the check (or kombu on its behalf) really reads."""
+    return sorted(key for key in options if key not in used)
+
+
+def unused_options_line(options, used):
+    """The -vv long-output line naming them, or None when every key is used:
+    an -O copied from the app's broker_transport_options is accepted, and
+    the user is told which keys had no effect here."""
+    unused = unused_transport_options(options, used)
+    if not unused:
+        return None
+    return "transport options not used by this check: %s" % ", ".join(unused)
 
 
 def resolve_broker_url(broker=None, broker_file=None, environ=os.environ):
@@ -294,7 +358,7 @@ def broker_settings(args, environ=os.environ):
     what kombu knows for its transport. CheckError (a usage error) if bad."""
     url = resolve_broker_url(args.broker, args.broker_file, environ)
     options = dict(args.transport_option or ())
-    check_transport_options(parse_url(url), options, redis_store=hasattr(args, "store"))
+    check_transport_options(parse_url(url), options)
     return url, options
 
 
