@@ -20,6 +20,7 @@ import textwrap
 
 import nagiosplugin
 
+from celery_checks.connect.options import sentinel_options_used, unused_options_line
 from celery_checks.plugin import cli, runner
 from celery_checks.plugin.contexts import Condition, Threshold
 from celery_checks.plugin.perfdata import seconds, violation
@@ -36,6 +37,9 @@ CRITICAL_AGE = "600"
 # discarded when a worker reaches it: it can never start.
 WARNING_LATENCY = "60"
 CRITICAL_LATENCY = "300"
+#: the -O keys the check reads (and, for a sentinel:// store, how to find
+#: its master): the store is Redis, read with redis-py alone.
+STORE_OPTIONS_USED = ("global_keyprefix",)
 INSTALL_HINT = "no consumer, or no celery_checks.install(app)?"
 
 HELP = dict(
@@ -310,7 +314,12 @@ class HeartbeatSummary(ProblemSummary):
         return [q.describe() for q in resource.facts] if resource else []
 
     def settings_lines(self, resource):
-        return ["heartbeat store %s" % resource.target.shown] if resource else []
+        if resource is None:
+            return []
+        lines = ["heartbeat store %s" % resource.target.shown]
+        used = STORE_OPTIONS_USED + sentinel_options_used(resource.target.url)
+        unused = unused_options_line(resource.target.options, used)
+        return lines + ([unused] if unused else [])
 
 
 def make_check(args, deadline, facts=None):

@@ -138,14 +138,14 @@ class Publisher:
         from celery import Celery
 
         from celery_checks.connect.kombu import kombu_redis_compat
+        from celery_checks.connect.options import bounded_timeouts
 
         self.args = args
         self.redis = args.broker.transport == "redis"
         if self.redis:
             kombu_redis_compat()  # kombu 5.2 + redis-py 4.3 (Debian 12)
-        options = dict(args.broker.options)
-        for key in ("socket_timeout", "socket_connect_timeout", "read_timeout", "write_timeout"):
-            options.setdefault(key, timeout)  # redis / py-amqp transports
+        # every socket operation bounded by ``timeout``, whatever -O says
+        options = bounded_timeouts(args.broker.options, timeout, args.broker.transport)
         options.setdefault("max_retries", 0)
         self.app = app = Celery("celery_checks_trigger", broker=args.broker.url,
                                 set_as_current=False)

@@ -27,6 +27,7 @@ import uuid
 import nagiosplugin
 
 from celery_checks import cli
+from celery_checks.broker import unused_options_line
 from celery_checks.perfdata import ThresholdContext, number, unique_label, violation
 from celery_checks.policy import CheckError, Unreachable
 from celery_checks.secrets import redact_url
@@ -434,14 +435,14 @@ class Broker:
         self.url = url
         self.shown = redact_url(url)
         self.kind = transport_of(url)
-        options = dict(transport_options)
+        from celery_checks.broker import bounded_timeouts
+
+        options = bounded_timeouts(transport_options, timeout, self.kind)
         options.setdefault("max_retries", 0)
         if self.kind == "redis":
             from celery_checks.broker import kombu_redis_compat
 
             kombu_redis_compat()  # kombu 5.2 + redis-py 4.3 (Debian 12)
-            options.setdefault("socket_timeout", timeout)
-            options.setdefault("socket_connect_timeout", timeout)
         self.connection = Connection(
             url, connect_timeout=timeout, transport_options=options,
             heartbeat=0,
@@ -830,6 +831,28 @@ def event_nodes(args, inventory):
     return replies
 
 
+def options_used(args):
+    """The -O keys this run reads: the Redis ping (redis-py alone) its key
+    layout and how to find a sentinel master; kombu (the AMQP ping, the
+    events) every key its transport for the URL reads but those of an
+    acknowledging consumer; the stdin source none (it talks to no broker)."""
+    from celery_checks import broker
+
+    if args.source == "stdin":
+        return ()
+    target = broker.parse_url(args.broker_url)
+    if args.source == "ping" and target.transport == "redis":
+        return ("global_keyprefix", "sep", "priority_steps", "fanout_prefix") \
+            + broker.sentinel_options_used(args.broker_url)
+    if target.transport == "amqp":
+        known = broker.AMQP_TRANSPORT_OPTIONS
+    elif target.scheme == "sentinel":
+        known = broker.SENTINEL_TRANSPORT_OPTIONS
+    else:
+        known = broker.REDIS_TRANSPORT_OPTIONS
+    return tuple(key for key in known if key not in broker.KOMBU_CONSUMER_OPTIONS)
+
+
 def io_timeout(args, wait):
     """Per-call socket timeout: what -t leaves after the wait, so a broker
     that goes silent mid-check is CRITICAL before -t fires."""
@@ -1008,6 +1031,10 @@ class WorkersSummary(nagiosplugin.Summary):
             lines.append("%s: %s%s" % (reply.name, reply.describe(), where))
         if resource.args.verbose >= 2 and resource.source != "stdin":
             lines.append("source %s on broker %s" % (resource.source, redact_url(resource.args.broker_url)))
+        if resource.args.verbose >= 2:
+            unused = unused_options_line(resource.args.transport_options, options_used(resource.args))
+            if unused:
+                lines.append(unused)
         return lines
 
 

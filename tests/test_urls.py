@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from celery_checks.connect import urls
+from celery_checks.connect import options, urls
 from celery_checks.plugin.policy import CheckError
 from tests.kit.faults import closed_port
 from tests.kit.plugin import run_check
@@ -209,19 +209,19 @@ def test_transport_option_lists_are_kombus():
     from kombu.connection import Connection
     from kombu.transport import redis
 
-    retry = set(urls.RETRY_TRANSPORT_OPTIONS)
+    retry = set(options.RETRY_TRANSPORT_OPTIONS)
     assert {"max_retries", "interval_start", "interval_step", "interval_max",
             "connect_retries_timeout"} == retry
     assert all(key in inspect.getsource(Connection._extract_failover_opts) for key in retry)
-    assert set(urls.REDIS_TRANSPORT_OPTIONS) == set(redis.Channel.from_transport_options) | retry
-    assert set(urls.SENTINEL_TRANSPORT_OPTIONS) == \
+    assert set(options.REDIS_TRANSPORT_OPTIONS) == set(redis.Channel.from_transport_options) | retry
+    assert set(options.SENTINEL_TRANSPORT_OPTIONS) == \
         set(redis.SentinelChannel.from_transport_options) | retry
     where_and_who = {"self", "kwargs", "host", "userid", "password", "login_method",
                      "login_response", "authentication", "virtual_host", "ssl"}
     parameters = inspect.signature(amqp.Connection.__init__).parameters
     passed_on = {name for name, p in parameters.items() if name not in where_and_who
                  and not name.startswith("on_") and not callable(p.default)}
-    assert set(urls.AMQP_TRANSPORT_OPTIONS) == passed_on | retry
+    assert set(options.AMQP_TRANSPORT_OPTIONS) == passed_on | retry
 
 
 # ------------------------------------------------------- as the user runs it
@@ -326,3 +326,183 @@ def test_redis_path_db_password_only_and_acl_user(own_redis, celery_apps):
         "queue celery not declared under key prefix '' in DB 0; found in DB 4")
     result = queue("-b", "redis://alice@%s/4" % base)  # an ACL user without password
     result.assert_critical("refused")
+
+
+# ------------------------- Celery's documented forms, through every executable
+
+def _default_vhost():
+    """A channel on RabbitMQ's vhost "/" (pika, named explicitly: no URL
+    reading of ours or pika's is involved)."""
+    import pika
+
+    params = pika.ConnectionParameters(AMQP_HOST, AMQP_PORT, "/", pika.PlainCredentials("guest", "guest"))
+    return pika.BlockingConnection(params)
+
+
+@pytest.fixture
+def durable_default_vhost_queue():
+    """A uniquely named durable queue on "/", declared as a worker would
+    before any heartbeat is sent; deleted again."""
+    connection = _default_vhost()
+    name = "cc-urls-trigger-%s" % uuid.uuid4().hex[:10]
+    channel = connection.channel()
+    channel.queue_declare(name, durable=True)
+    try:
+        yield name, channel
+    finally:
+        channel.queue_delete(name)
+        connection.close()
+
+
+@pytest.mark.parametrize("form", [
+    "amqp://guest:guest@{host}:{port}//",   # Celery's documented default
+    "pyamqp://guest@{host}:{port}//",       # a user, no password: guest's
+])
+def test_trigger_publishes_to_vhost_slash(durable_default_vhost_queue, redis_url, redis_client, form):
+    name, channel = durable_default_vhost_queue
+    url = form.format(host=AMQP_HOST, port=AMQP_PORT)
+    result = run_check("trigger_celery_heartbeat", "-b", url, "--store", redis_url, "-q", name)
+    assert result.rc == 0 and result.stderr == "", result.describe("trigger failed")
+    assert result.stdout == "published 1 heartbeat (expire in 300s) to %s\n" % name
+    # exactly one message arrived in the queue on "/": the heartbeat
+    from tests.kit.waiting import wait_for
+
+    count = lambda: channel.queue_declare(name, durable=True, passive=True).method.message_count
+    wait_for(lambda: count() >= 1, 10, "the heartbeat on vhost /")
+    assert count() == 1
+    method, properties, _body = channel.basic_get(name, auto_ack=True)
+    assert properties.headers["task"] == "celery_checks.heartbeat"
+    # and the store recorded that publish, for check_celery_heartbeat
+    assert redis_client.keys("*%s*" % name)
+
+
+@pytest.fixture
+def events_exchange_on_default_vhost():
+    """The events source declares Celery's celeryev exchange as a worker
+    would; on "/" it is removed again if it was not there before (and only
+    while nothing is bound to it)."""
+    connection = _default_vhost()
+    channel = connection.channel()
+    try:
+        channel.exchange_declare("celeryev", passive=True)
+        existed = True
+    except Exception:  # 404 closes the channel
+        existed = False
+        channel = connection.channel()
+    yield
+    if not existed:
+        try:
+            channel.exchange_delete("celeryev", if_unused=True)
+        except Exception:
+            pass  # a worker bound to it meanwhile: it is theirs now
+    connection.close()
+
+
+def test_workers_events_source_reaches_vhost_slash_as_user_without_password(
+        events_exchange_on_default_vhost):
+    """No worker runs on "/" (the suite starts none there): the events
+    source reaches the vhost, listens and says that nobody is there; a
+    misread vhost would be refused (the second run shows how that reads)."""
+    name = "cc-urls-%s@nowhere" % uuid.uuid4().hex[:8]
+    url = "pyamqp://guest@%s:%d//" % (AMQP_HOST, AMQP_PORT)
+    result = run_check("check_celery_workers", "-b", url, "--source", "events", "--expect", name,
+                       "--window", "1", "-t", "8", "-vv")
+    result.assert_critical()
+    assert name in result.stdout and "refused" not in result.stdout and "vhost" not in result.stdout
+    assert "source events on broker %s" % url in result.long_output
+    assert result.perfdata["online"].value == 0 and result.perfdata["missing"].value == 1
+    missing = "pyamqp://guest@%s:%d/cc-no-such-%s" % (AMQP_HOST, AMQP_PORT, uuid.uuid4().hex[:6])
+    result = run_check("check_celery_workers", "-b", missing, "--source", "events", "--expect", name,
+                       "--window", "1", "-t", "8")
+    result.assert_critical("vhost")
+
+
+# ------------------------------- -O keys kombu knows that a check does not use
+
+UNUSED = "transport options not used by this check: "
+
+
+def test_amqp_queue_check_names_every_option_pika_does_not_read(rabbitmq):
+    name = rabbitmq.queue_name()
+    rabbitmq.channel().queue_declare(name)
+    # visibility_timeout: Celery's documentation sets it for Redis, and an app
+    # on RabbitMQ that keeps it runs (py-amqp takes any keyword): accepted
+    args = ["-b", rabbitmq.url, "-q", name, "-O", "heartbeat=30", "-O", "confirm_publish=true",
+            "-O", "visibility_timeout=43200"]
+    result = queue(*args + ["-vv"])
+    result.assert_ok("queue %s has 0 waiting messages" % name)
+    assert UNUSED + "confirm_publish, heartbeat, visibility_timeout" in result.long_output
+    assert result.perfdata[name].value == 0
+    # only at -vv: the status line and -v are the same as without -O
+    plain = queue("-b", rabbitmq.url, "-q", name, "-v")
+    assert queue(*args + ["-v"]).stdout == plain.stdout
+    assert not any(line.startswith(UNUSED) for line in plain.long_output)
+
+
+def test_redis_checks_name_the_options_they_do_not_read(redis_url, redis_client):
+    options = ["-O", "visibility_timeout=43200", "-O", "global_keyprefix=pfx:",
+               "-O", "body_encoding=base64"]
+    redis_client.lpush("pfx:celery", b"{}")
+    result = queue("-b", redis_url, *options, "-vv")
+    result.assert_ok("queue celery has 1 waiting")  # the prefix was read
+    assert UNUSED + "body_encoding, visibility_timeout" in result.long_output
+    # everything it reads: no such line
+    result = queue("-b", redis_url, "-O", "global_keyprefix=pfx:", "-O", "sep=:", "-vv")
+    assert not any(line.startswith(UNUSED) for line in result.long_output), result.describe("")
+
+    result = run_check("check_celery_heartbeat", "--store", redis_url, "-q", "celery", *options, "-vv")
+    result.assert_critical("celery: no heartbeat ever recorded")
+    assert UNUSED + "body_encoding, visibility_timeout" in result.long_output
+
+    nobody = "cc-urls-%s@nowhere" % uuid.uuid4().hex[:8]
+    workers = ("check_celery_workers", "-b", redis_url, "--expect", nobody, "-t", "8", "-vv")
+    result = run_check(*workers, "--source", "ping", "--reply-timeout", "0.5", *options)
+    result.assert_critical("1 of 1 expected workers missing")
+    assert UNUSED + "body_encoding, visibility_timeout" in result.long_output  # redis-py alone
+    result = run_check(*workers, "--source", "events", "--window", "0.5", *options)
+    result.assert_critical("1 of 1 expected workers missing")
+    assert UNUSED + "visibility_timeout" in result.long_output  # kombu encodes the broadcast
+
+
+def test_keys_of_the_other_transport_are_accepted_and_named(rabbitmq, redis_url):
+    """kombu takes them silently (the Redis channel ignores what it does not
+    read; py-amqp's Connection takes any keyword): a usage error would refuse
+    the options an app runs with."""
+    nobody = "cc-urls-%s@nowhere" % uuid.uuid4().hex[:8]
+    result = run_check("check_celery_workers", "-b", rabbitmq.url, "--source", "events", "--expect",
+                       nobody, "--window", "0.5", "-t", "8", "-vv", "-O", "visibility_timeout=60",
+                       "-O", "global_keyprefix=pfx:")
+    result.assert_critical("1 of 1 expected workers missing")
+    assert UNUSED + "global_keyprefix, visibility_timeout" in result.long_output
+    result = queue("-b", redis_url, "-O", "heartbeat=30", "-O", "master_name=mymaster", "-vv")
+    result.assert_ok("queue celery has 0 waiting")
+    assert UNUSED + "heartbeat, master_name" in result.long_output  # not a sentinel:// URL
+    # a key no transport of kombu knows is still a usage error
+    queue("-b", redis_url, "-O", "visibility_timeot=60").assert_unknown(
+        "unknown transport option -O visibility_timeot for the Redis transport "
+        "(did you mean visibility_timeout?)")
+
+
+@pytest.mark.parametrize("scheme,options", [
+    ("redis", ["-O", "socket_timeout=30", "-O", "socket_connect_timeout=30"]),
+    ("amqp", ["-O", "connect_timeout=30", "-O", "read_timeout=30"]),
+])
+def test_an_apps_long_socket_timeouts_do_not_outlast_the_check(scheme, options, redis_url):
+    """An app's broker_transport_options often carry socket timeouts meant
+    for a long-running worker: passed with -O they still leave a silent
+    broker CRITICAL (the outage), not UNKNOWN (our -t)."""
+    from tests.kit.faults import Listener
+
+    silent = Listener("silent")
+    try:
+        url = "%s://127.0.0.1:%d/0" % (scheme, silent.port) if scheme == "redis" else \
+            "amqp://guest:guest@127.0.0.1:%d//" % silent.port
+        result = run_check("check_celery_workers", "-b", url, "--source", "events", "-t", "3", *options)
+        result.assert_critical(url.replace("guest:guest", "guest:***"))
+        result = run_check("trigger_celery_heartbeat", "-b", url, "--store", redis_url, "-t", "3",
+                           *options)
+        assert result.rc == 1, result.describe("")
+        assert result.stderr.startswith("trigger_celery_heartbeat: cannot publish to broker %s: "
+                                        % url.replace("guest:guest", "guest:***")), result.describe("")
+    finally:
+        silent.close()

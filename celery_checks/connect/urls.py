@@ -30,32 +30,6 @@ URL_QUERY_KEYS = ("insist", "ssl", "connect_timeout", "login_method", "heartbeat
 URL_PART_KEYS = ("transport", "hostname", "port", "userid", "password", "virtual_host")
 SSL_CERT_REQS = ("CERT_REQUIRED", "CERT_OPTIONAL", "CERT_NONE", "required", "optional", "none")
 
-# -O keys kombu knows (checked against kombu by tests/test_urls.py): kombu's
-# Connection reads the retry keys for every transport, the Redis transport
-# reads Channel.from_transport_options (SentinelChannel adds its own), and
-# py-amqp's transport hands the options to amqp.Connection() as keyword
-# arguments, less those that say where and as whom to connect (the URL's
-# business) and the callbacks (not expressible on a command line).
-RETRY_TRANSPORT_OPTIONS = ("max_retries", "interval_start", "interval_step",
-                           "interval_max", "connect_retries_timeout")
-REDIS_TRANSPORT_OPTIONS = (
-    "body_encoding", "deadletter_queue", "sep", "ack_emulation", "unacked_key",
-    "unacked_index_key", "unacked_mutex_key", "unacked_mutex_expire",
-    "visibility_timeout", "unacked_restore_limit", "unacked_restore_interval",
-    "unacked_restore_throttle", "fanout_prefix", "fanout_patterns",
-    "global_keyprefix", "socket_timeout", "socket_connect_timeout",
-    "socket_keepalive", "socket_keepalive_options", "queue_order_strategy",
-    "max_connections", "health_check_interval", "retry_on_timeout",
-    "priority_steps", "client_name",
-) + RETRY_TRANSPORT_OPTIONS
-SENTINEL_TRANSPORT_OPTIONS = REDIS_TRANSPORT_OPTIONS + (
-    "master_name", "min_other_sentinels", "sentinel_kwargs", "sentinel_fanout_compat")
-AMQP_TRANSPORT_OPTIONS = (
-    "locale", "client_properties", "connect_timeout", "channel_max", "frame_max",
-    "heartbeat", "confirm_publish", "read_timeout", "write_timeout", "socket_settings",
-) + RETRY_TRANSPORT_OPTIONS
-
-
 class BrokerURL:
     """What a kombu broker URL means: where and as whom kombu connects.
 
@@ -234,30 +208,6 @@ def _parse_redis(url, first, alternates):
         sentinels=sentinels, alternates=alternates, query=rest)
 
 
-def check_transport_options(parsed, options, redis_store=False):
-    """CheckError naming an -O key kombu does not know for this transport,
-    and the nearest one it knows. ``redis_store``: the options also serve a
-    Redis heartbeat store, so Redis keys are known too."""
-    import difflib
-
-    if parsed.transport == "amqp":
-        known, name = AMQP_TRANSPORT_OPTIONS, "AMQP"
-        if redis_store:
-            known, name = known + SENTINEL_TRANSPORT_OPTIONS, "AMQP or the Redis store's"
-    elif parsed.scheme == "sentinel":
-        known, name = SENTINEL_TRANSPORT_OPTIONS, "Redis Sentinel"
-    else:
-        known, name = REDIS_TRANSPORT_OPTIONS, "Redis"
-        if redis_store:
-            known = SENTINEL_TRANSPORT_OPTIONS
-    for key in options:
-        if key not in known:
-            near = difflib.get_close_matches(key, known, 1, 0.6)
-            hint = "did you mean %s?" % near[0] if near else "see kombu's transport options"
-            raise CheckError("unknown transport option -O %s for the %s transport (%s)"
-                             % (key, name, hint))
-
-
 # Where each kind of URL comes from, in this order: its option, its
 # -file option (first line), an environment variable, then a fallback.
 URL_SOURCES = {
@@ -342,13 +292,14 @@ class Target:
         return "Target(%s %s)" % (self.role, self.shown)
 
 
-def broker_target(given, given_file, options, environ=os.environ, redis_store=False):
+def broker_target(given, given_file, options, environ=os.environ):
     """The broker :class:`Target` of a command line: the URL by the
-    precedence rule, the -O keys checked against what kombu knows for its
-    transport (``redis_store``: they also serve a Redis store). CheckError
-    (a usage error) if bad."""
+    precedence rule, the -O keys checked against what kombu knows
+    (connect/options.py). CheckError (a usage error) if bad."""
+    from celery_checks.connect.options import check_transport_options
+
     url = resolve_broker_url(given, given_file, environ)
-    check_transport_options(parse_url(url), options, redis_store=redis_store)
+    check_transport_options(parse_url(url), options)
     return Target(url, options, "broker")
 
 

@@ -271,8 +271,7 @@ def _broker_target(parsed):
     from celery_checks.connect.urls import broker_target
 
     parsed.broker = broker_target(parsed.broker_given, parsed.broker_file,
-                                  dict(parsed.transport_option or ()), os.environ,
-                                  redis_store=hasattr(parsed, "store_given"))
+                                  dict(parsed.transport_option or ()), os.environ)
 
 
 def add_store_options(parser):

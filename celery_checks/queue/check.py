@@ -21,6 +21,7 @@ import argparse
 import nagiosplugin
 
 from celery_checks.connect.layout import RedisLayout
+from celery_checks.connect.options import sentinel_options_used, unused_options_line
 from celery_checks.plugin import cli, runner
 from celery_checks.plugin.contexts import Condition, Threshold
 from celery_checks.plugin.perfdata import plural, shown, violation
@@ -30,6 +31,10 @@ from celery_checks.plugin.summary import ProblemSummary
 from celery_checks.queue.facts import Depth, Findings
 
 DEFAULT_QUEUE = "celery"
+#: the -O keys the Redis path reads (RedisLayout; redis_client the sentinel
+#: ones of a sentinel:// URL); the RabbitMQ path reads none: pika takes where
+#: and as whom from the URL and its timeouts from -t.
+REDIS_OPTIONS_USED = ("sep", "global_keyprefix", "unacked_key", "priority_steps")
 
 HELP = dict(
     check="""\
@@ -275,7 +280,10 @@ class QueueSummary(ProblemSummary):
             lines.append("DB %s, priority steps %s, separator %s, key prefix %r, "
                          "unacked hash %s" % (resource.facts.db, layout.steps, shown(layout.sep),
                                               layout.prefix, shown(layout.unacked_key)))
-        return lines
+        used = () if args.transport == "amqp" else \
+            REDIS_OPTIONS_USED + sentinel_options_used(args.broker.url)
+        unused = unused_options_line(args.broker.options, used)
+        return lines + ([unused] if unused else [])
 
 
 def make_check(args, deadline, facts=None):

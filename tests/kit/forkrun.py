@@ -8,7 +8,9 @@ would import lazily) once, then forks one child per argv, PARALLEL at a
 time. Each child runs ``main(argv)`` to its exit like the console script
 would: its own sockets, its own nagiosplugin Runtime and -t alarm, its
 stdout/stderr captured to files. The parent writes
-``[{"argv", "rc", "stdout", "stderr", "elapsed"}]``.
+``[{"argv", "rc", "stdout", "stderr", "elapsed"}]``. An entry of the input
+may also be ``{"argv": [...], "env": {...}}``: that child runs with those
+variables added to its environment (e.g. $CELERY_BROKER_URL).
 
 For tests that need hundreds of runs (tests/test_no_leaks.py): what the
 broker sees from a forked run is what it sees from the executable. The
@@ -23,7 +25,8 @@ import tempfile
 import time
 
 
-def child(main, argv, out_path, err_path):
+def child(main, argv, out_path, err_path, env=None):
+    os.environ.update(env or {})
     out = os.open(out_path, os.O_WRONLY)
     err = os.open(err_path, os.O_WRONLY)
     os.dup2(out, 1)
@@ -61,13 +64,14 @@ def main():
     sys.stderr.flush()
     while pending or running:
         while pending and len(running) < parallel:
-            index, argv = pending.pop(0)
+            index, entry = pending.pop(0)
+            argv, env = (entry["argv"], entry.get("env")) if isinstance(entry, dict) else (entry, None)
             paths = [os.path.join(directory, "%d.%s" % (index, s)) for s in ("out", "err")]
             for path in paths:
                 open(path, "w").close()
             pid = os.fork()
             if pid == 0:
-                child(module.main, argv, *paths)
+                child(module.main, argv, *paths, env=env)
             running[pid] = (index, argv, paths, time.monotonic())
         pid, status = os.wait()
         index, argv, paths, started = running.pop(pid)

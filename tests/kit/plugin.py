@@ -203,11 +203,12 @@ def run_parallel(jobs, parallel=6):
         return list(pool.map(one, jobs))
 
 
-def fork_runs(name, argvs, parallel=8, extra_env=None):
+def fork_runs(name, argvs, parallel=8, extra_env=None, envs=None):
     """Run executable ``name`` once per argv, ``parallel`` at a time, each
     run a process of its own forked from one that imported the check
     already (tests/kit/forkrun.py): hundreds of runs at a fraction of the
-    cost. Results like run_check's."""
+    cost. ``extra_env`` goes to every run, ``envs`` (one dict per argv) to
+    each its own. Results like run_check's."""
     module = project.module_of(name)
     assert module.startswith("celery_checks."), module
     env = dict(os.environ)
@@ -217,7 +218,9 @@ def fork_runs(name, argvs, parallel=8, extra_env=None):
         [str(project.ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     proc = subprocess.run(
         [sys.executable, "-m", "tests.kit.forkrun", module[len("celery_checks."):], str(parallel)],
-        cwd=str(project.ROOT), input=json.dumps([[str(a) for a in argv] for argv in argvs]),
+        cwd=str(project.ROOT), input=json.dumps([
+            {"argv": [str(a) for a in argv], "env": dict(run_env or {})}
+            for argv, run_env in zip(argvs, envs or [None] * len(argvs))]),
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [Result([name] + r["argv"], r["rc"], r["stdout"], r["stderr"], r["elapsed"])
