@@ -116,7 +116,7 @@ def test_transport_option_rejects(spec):
 TOY_CHECK = textwrap.dedent('''
     import sys, time
     import nagiosplugin
-    from celery_checks.plugin import cli, secrets
+    from celery_checks.plugin import cli, runner, secrets
     from celery_checks.plugin.policy import Unreachable, CheckError
 
     class Toy(nagiosplugin.Resource):
@@ -138,7 +138,7 @@ TOY_CHECK = textwrap.dedent('''
     args = parser.parse_args(sys.argv[1:])
     check = nagiosplugin.Check(Toy(), nagiosplugin.ScalarContext("value"))
     check.name = "toy"
-    cli.run(check, args)
+    runner.run(check, args.verbose, runner.Deadline(args.timeout))
 ''')
 
 
