@@ -27,7 +27,7 @@ import uuid
 import nagiosplugin
 
 from celery_checks import cli
-from celery_checks.perfdata import ThresholdContext, number, unique_label, violation
+from celery_checks.perfdata import ThresholdContext, number, plural, unique_label, violation
 from celery_checks.policy import CheckError, Unreachable
 from celery_checks.secrets import redact_url
 
@@ -134,15 +134,28 @@ def parse_args(argv=None):
         "-t)" % DEFAULT_WINDOW,
     )
     source.add_argument(
-        "--versions-differ-state", metavar="STATE", type=cli.state_name, default=0,
+        "--versions-differ-state", metavar="STATE", type=cli.state_name,
         help="events: state when nodes run different Celery versions (default: ok)",
     )
     args = parser.parse_args(argv)
+    # An option another source reads would be ignored: say so rather than
+    # let the user believe it took effect (these default to None for that).
+    for option, source in (("reply_timeout", "ping"), ("window", "events"),
+                           ("versions_differ_state", "events")):
+        if getattr(args, option) is not None and args.source != source:
+            parser.error("--%s applies to --source %s only, not --source %s"
+                         % (option.replace("_", "-"), source, args.source))
+    if args.versions_differ_state is None:
+        args.versions_differ_state = 0
     if args.expect_file:
         try:
             args.expect = args.expect + read_expect_file(args.expect_file)
         except CheckError as exc:
             parser.error(str(exc))
+    try:
+        check_expectations(args.expect)
+    except ValueError as exc:
+        parser.error(str(exc))
     # Unset waits fit a short -t by themselves; given ones are checked.
     if args.reply_timeout is None:
         args.reply_timeout = min(DEFAULT_REPLY_TIMEOUT, args.timeout / 2)
@@ -186,6 +199,20 @@ def parse_expectation(spec):
     return pattern, value
 
 
+def check_expectations(expectations):
+    """ValueError for an inventory that would count a node twice: a pattern
+    given twice, or a literal name (no glob) with a COUNT above 1 (a name
+    matches one node)."""
+    seen = set()
+    for pattern, count in expectations:
+        if pattern in seen:
+            raise ValueError("worker pattern %s is expected twice (a node counts once)" % pattern)
+        seen.add(pattern)
+        if count > 1 and not has_glob(pattern):
+            raise ValueError("expected %s=%d: a name without a glob is one node, "
+                             "its COUNT must be 1" % (pattern, count))
+
+
 def read_expect_file(path):
     """Expectations from a file: one PATTERN[=COUNT] a line, # comments."""
     try:
@@ -218,11 +245,9 @@ class Inventory:
     """
 
     def __init__(self, expectations):
-        merged = {}
-        for pattern, count in expectations:
-            merged[pattern] = merged.get(pattern, 0) + count
-        literal = [(p, c) for p, c in merged.items() if not has_glob(p)]
-        globs = [(p, c) for p, c in merged.items() if has_glob(p)]
+        check_expectations(expectations)
+        literal = [(p, c) for p, c in expectations if not has_glob(p)]
+        globs = [(p, c) for p, c in expectations if has_glob(p)]
         self.patterns = literal + globs
 
     def __bool__(self):
@@ -972,7 +997,7 @@ class WorkersSummary(nagiosplugin.Summary):
     def ok(self, results):
         resource = results["online"].resource
         online = len(resource.online_names())
-        text = "%d worker%s online" % (online, "" if online == 1 else "s")
+        text = plural(online, "worker") + " online"
         if resource.inventory:
             text += ", all %d expected present" % resource.verdict.expected
         rtts = [r.facts["rtt"] for r in resource.replies if "rtt" in r.facts]

@@ -301,6 +301,52 @@ def test_bad_arguments_are_unknown(args, fragment):
     result.assert_unknown(fragment)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--window", "2"], "--window applies to --source events only, not --source ping"),
+    (["--source", "stdin", "--window", "2"],
+     "--window applies to --source events only, not --source stdin"),
+    (["--source", "events", "--reply-timeout", "1"],
+     "--reply-timeout applies to --source ping only, not --source events"),
+    (["--versions-differ-state", "warning"],
+     "--versions-differ-state applies to --source events only, not --source ping"),
+    (["--source", "stdin", "--versions-differ-state", "ok"],
+     "--versions-differ-state applies to --source events only, not --source stdin"),
+])
+def test_option_of_another_source_is_a_usage_error(args, message):
+    """Accepted silently, such an option did nothing: the user believed a
+    --window or a versions alert was in force."""
+    result = run_check(CHECK, "-b", "redis://127.0.0.1:1/0", *args, stdin="")
+    result.assert_unknown()
+    assert result.summary == message
+    assert result.stdout.splitlines()[1].startswith("usage: check_celery_workers")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--expect", "w1@vm", "--expect", "w1@vm"],
+     "worker pattern w1@vm is expected twice (a node counts once)"),
+    (["--expect", "w*@vm=2", "--expect", "w*@vm=2"],
+     "worker pattern w*@vm is expected twice (a node counts once)"),
+    (["--expect", "w1@vm=2"],
+     "expected w1@vm=2: a name without a glob is one node, its COUNT must be 1"),
+])
+def test_inventory_that_counts_a_node_twice_is_a_usage_error(args, message):
+    result = run_check(CHECK, "-b", "redis://127.0.0.1:1/0", *args)
+    result.assert_unknown()
+    assert result.summary == message
+
+
+def test_expect_file_repeating_a_name_is_a_usage_error(tmp_path):
+    path = tmp_path / "workers.txt"
+    path.write_text("celery@web1\ncelery@web2\n")
+    result = run_check(CHECK, "-b", "redis://127.0.0.1:1/0", "--expect-file", str(path),
+                       "--expect", "celery@web2")
+    result.assert_unknown()
+    assert result.summary == "worker pattern celery@web2 is expected twice (a node counts once)"
+    path.write_text("celery@web1=3\n")
+    result = run_check(CHECK, "-b", "redis://127.0.0.1:1/0", "--expect-file", str(path))
+    result.assert_unknown("celery@web1=3: a name without a glob is one node")
+
+
 def test_bad_line_in_expect_file_is_unknown(tmp_path):
     path = tmp_path / "workers.txt"
     path.write_text("celery@web1\ncelery@web2=two\n")
@@ -409,10 +455,14 @@ def test_inventory_literal_names_before_globs_and_surplus():
     assert not inventory.complete(["w-1@a", "w-2@a", "celery@b"])
 
 
-def test_inventory_repeated_pattern_adds_counts_and_is_case_sensitive():
-    inventory = W.Inventory([("w@a", 1), ("w@a", 1)])
+def test_inventory_refuses_to_count_a_node_twice_and_is_case_sensitive():
+    # Summing a repeated pattern expected one node twice: a lie.
+    for bad in ([("w@a", 1), ("w@a", 1)], [("w*@a", 2), ("w*@a", 1)], [("w@a", 2)]):
+        with pytest.raises(ValueError):
+            W.Inventory(bad)
+    inventory = W.Inventory([("w@a", 1), ("W@A", 1)])
     assert inventory.expected == 2
-    assert inventory.judge(["W@A"]).missing == 2
+    assert inventory.judge(["W@A"]).missing == 1
 
 
 def test_shorten_keeps_at_least_one_item():
