@@ -40,6 +40,7 @@ DEFAULT_WINDOW = 3.0
 GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.03, 0.2
 HEARTBEAT_EXPIRE = 2.0  # alive while received < freq * this ago (celery's rule)
 STATUS_WIDTH = 80
+NO_ANSWER = "no worker answered"
 
 HELP = dict(
     check="""\
@@ -348,7 +349,25 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _NODE_LINE = re.compile(r"^\s*->\s+(?P<node>\S+?):\s*(?P<status>\S.*?)\s*$")
 _BARE_LINE = re.compile(r"^\s*(?P<node>[^\s:]+@[^\s:]+):\s+(?P<status>\S.*?)\s*$")
 _ONLINE = re.compile(r"^\s*(?P<count>\d+)\s+nodes?\s+online\.?\s*$")
-_NO_NODES = re.compile(r"No nodes replied", re.I)
+_NO_NODES = re.compile(r"No nodes replied[^.\n]*", re.I)
+# What `celery status` / `inspect ping` print when they cannot ask the
+# workers (tests/data/workers/*-down-*, *-refused-*, *-hang-*): Celery >= 5.3
+# one "Error: ... Reason: ..." line, Celery 5.2 a traceback ending in the
+# broker client's exception.
+_CELERY_ERROR = re.compile(
+    r"^Error: (?:(?P<connect>Could not connect to the message broker)"
+    r"|Unable to run the `(?P<command>[^`]+)` command)\..*?Reason: (?P<reason>.+?)\s*$",
+    re.M | re.S)
+_TRACEBACK_END = re.compile(
+    r"^(?P<exc>(?:kombu|amqp|redis)\.exceptions\.\w+|ConnectionRefusedError|"
+    r"ConnectionResetError|TimeoutError|socket\.timeout): (?P<reason>.+?)\s*$")
+
+
+class Observed(list):
+    """The replies a source saw, with what Celery said about them, when it
+    said something (``No nodes replied within time constraint``)."""
+
+    note = None
 
 
 class Reply:
@@ -389,8 +408,9 @@ def parse_status(text):
     if not stripped:
         raise CheckError("no input on stdin: pipe `celery status` (or --json) into --source stdin")
     if stripped.startswith("{"):
-        return _parse_json(stripped)
-    replies, announced, no_nodes = [], None, False
+        return Observed(_parse_json(stripped))
+    _raise_celery_failure(clean)
+    replies, announced, no_nodes = Observed(), None, None
     for line in clean.splitlines():
         match = _NODE_LINE.match(line) or _BARE_LINE.match(line)
         if match:
@@ -402,9 +422,10 @@ def parse_status(text):
         if online:
             announced = int(online.group("count"))
         elif _NO_NODES.search(line):
-            no_nodes = True
+            no_nodes = _NO_NODES.search(line).group(0).strip()
     if no_nodes and not replies:
-        return []
+        replies.note = "celery: " + no_nodes
+        return replies
     if not replies:
         raise CheckError("stdin is not `celery status` or `celery inspect ping` output: %s"
                          % _excerpt(stripped))
@@ -412,6 +433,36 @@ def parse_status(text):
         raise CheckError("stdin says %d nodes online but lists %d: truncated input?"
                          % (announced, len(replies)))
     return replies
+
+
+def _raise_celery_failure(text):
+    """Unreachable, in Celery's words, when ``text`` is what `celery status`
+    prints when it cannot reach the broker (a fact about the fleet: nobody
+    can ask the workers), CRITICAL like our own sources say it."""
+    match = _CELERY_ERROR.search(text)
+    if match:
+        if match.group("connect"):
+            head = "celery cannot reach the broker: "
+        else:
+            head = "celery could not run `%s`: " % match.group("command")
+        raise Unreachable(head + _cut(match.group("reason"), head))
+    if "Traceback (most recent call last):" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        match = _TRACEBACK_END.match(last)
+        head = "celery cannot reach the broker: "
+        if match:
+            raise Unreachable(head + _cut(match.group("reason"), head))
+        # celery itself failed (no app, a bad option): not about the fleet
+        head = "celery failed: "
+        raise CheckError(head + _cut(last, head))
+
+
+def _cut(text, head, width=120):
+    """``text`` cut so that "NAME STATE - " + head + text fits ``width``:
+    the reason is what matters, so longer than the usual 80."""
+    limit = max(width - 26 - len(head), 30)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _parse_json(text):
@@ -945,7 +996,7 @@ class OnlineContext(ThresholdContext):
             if not limit.match(count):
                 return self.result_cls(state, "%d online (%s)" % (count, violation(limit)), metric)
         if self.bare and count == 0:
-            return self.result_cls(nagiosplugin.Critical, "no worker answered", metric)
+            return self.result_cls(nagiosplugin.Critical, NO_ANSWER, metric)
         return self.result_cls(nagiosplugin.Ok, None, metric)
 
 
@@ -1010,8 +1061,11 @@ class WorkersSummary(nagiosplugin.Summary):
                           key=lambda r: r.state, reverse=True)
         # "CELERY_WORKERS CRITICAL - " takes 26 characters of the line.
         room = STATUS_WIDTH - 26
-        parts = []
+        note = getattr(results["online"].resource.replies, "note", None)
+        parts = [note] if note else []
         for result in problems:
+            if note and result.hint == NO_ANSWER:
+                continue  # Celery said it in its own words
             used = len("; ".join(parts)) + (2 if parts else 0)
             parts.append(_hint_text(result.hint, max(room - used, 20)))
         return "; ".join(parts)

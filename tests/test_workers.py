@@ -377,8 +377,82 @@ FIXTURES = {
 }
 
 
+# Celery's own output when it cannot ask the workers (see the README there):
+# the outage itself, CRITICAL with Celery's words, not "not celery status".
+FAILURES = {
+    "celery5-inspect-ping-down-redis.txt":
+        "celery cannot reach the broker: Error 111 connecting to 127.0.0.1:",
+    "celery5-inspect-ping-down-amqp.txt": "celery cannot reach the broker: [Errno 111] Connection refused",
+    "celery5-inspect-ping-hang-amqp.txt": "celery cannot reach the broker: timed out",
+    "celery5-inspect-ping-json-refused-redis.txt":
+        "celery cannot reach the broker: invalid username-password pair or user is disabled.",
+    "celery5-inspect-ping-json-refused-amqp.txt":
+        "celery could not run `inspect ping`: (0, 0): (403) ACCESS_REFUSED - Login was refused",
+    "celery5-status-json-refused-amqp.txt":
+        "celery could not run `status`: (0, 0): (403) ACCESS_REFUSED - Login was refused",
+    "celery52-inspect-ping-down-redis.txt":
+        "celery cannot reach the broker: Error 111 connecting to 127.0.0.1:",
+    "celery52-status-down-redis.txt": "celery cannot reach the broker: Error 111 connecting to 127.0.0.1:",
+    "celery52-inspect-ping-down-amqp.txt": "celery cannot reach the broker: [Errno 111] Connection refused",
+    "celery52-status-down-amqp.txt": "celery cannot reach the broker: [Errno 111] Connection refused",
+    "celery52-inspect-ping-hang-amqp.txt": "celery cannot reach the broker: timed out",
+    "celery52-status-hang-amqp.txt": "celery cannot reach the broker: timed out",
+    "celery52-inspect-ping-json-refused-redis.txt":
+        "celery cannot reach the broker: WRONGPASS invalid username-password pair",
+    "celery52-status-json-refused-redis.txt":
+        "celery cannot reach the broker: WRONGPASS invalid username-password pair",
+    "celery52-inspect-ping-json-refused-amqp.txt":
+        "celery cannot reach the broker: (0, 0): (403) ACCESS_REFUSED - Login was refused",
+    "celery52-status-json-refused-amqp.txt":
+        "celery cannot reach the broker: (0, 0): (403) ACCESS_REFUSED - Login was refused",
+}
+
+
 def test_every_fixture_is_listed():
-    assert sorted(FIXTURES) == sorted(p.name for p in DATA.iterdir() if p.name != "README")
+    assert sorted(list(FIXTURES) + list(FAILURES)) == \
+        sorted(p.name for p in DATA.iterdir() if p.name != "README")
+
+
+@pytest.mark.parametrize("name", sorted(FAILURES))
+@pytest.mark.parametrize("inventory", [[], PAIR])
+def test_celery_failing_to_reach_the_broker_is_critical_in_its_words(name, inventory):
+    """`celery status 2>&1 | check_celery_workers --source stdin` with the
+    broker down, refusing or silent: the outage, CRITICAL, in Celery's words."""
+    result = run_check(CHECK, "--source", "stdin", *inventory, stdin=(DATA / name).read_text())
+    result.assert_critical(FAILURES[name])
+    assert result.first_line.startswith("CELERY_WORKERS CRITICAL - celery c"), result.first_line
+    assert len(result.first_line) <= 120, result.first_line
+    assert "Traceback" not in result.stdout and "Please make sure" not in result.stdout
+
+
+@pytest.mark.parametrize("inventory, line", [
+    ([], "CELERY_WORKERS CRITICAL - celery: No nodes replied within time constraint"),
+    (PAIR, "CELERY_WORKERS CRITICAL - celery: No nodes replied within time constraint; "
+           "2 of 2 expected workers missing: special-1@serverA, +1 more"),
+    (["-c", "1:"], "CELERY_WORKERS CRITICAL - celery: No nodes replied within time constraint; "
+                   "0 online (< 1)"),
+])
+def test_no_nodes_replied_is_critical_in_celerys_words(inventory, line):
+    result = run_check(CHECK, "--source", "stdin", *inventory,
+                       stdin=(DATA / "celery5-status-none.txt").read_text())
+    result.assert_critical()
+    assert result.first_line == line
+    assert result.perfdata["online"].value == 0
+
+
+@pytest.mark.parametrize("text, line", [
+    ("Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+     "ModuleNotFoundError: No module named 'proj'\n",
+     "celery failed: ModuleNotFoundError: No module named 'proj'"),
+    ("Usage: celery [OPTIONS] COMMAND [ARGS]...\nTry 'celery --help' for help.\n\n"
+     "Error: Invalid value for '-A' / '--app':\nUnable to load celery application.\n",
+     "stdin is not `celery status` or `celery inspect ping` output: 'Usage: celery [OPTIONS]"),
+])
+def test_celery_failing_for_its_own_reasons_stays_unknown(text, line):
+    # not a fact about the fleet: the command itself is broken
+    result = run_check(CHECK, "--source", "stdin", stdin=text)
+    result.assert_unknown()
+    assert result.summary.startswith(line), result.first_line
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
@@ -388,7 +462,7 @@ def test_stdin_fixture_counts_nodes(name):
     if FIXTURES[name]:
         result.assert_ok("%d workers online" % FIXTURES[name])
     else:
-        result.assert_critical("no worker answered")
+        result.assert_critical("No nodes replied within time constraint")
 
 
 def test_stdin_with_inventory_names_missing_and_unexpected():
