@@ -69,12 +69,13 @@ expected        nodes the inventory expects (sum of COUNTs)
 missing         expected nodes that did not answer
 unexpected      nodes beyond the inventory
 rtt_NODE        ping: seconds from broadcast to NODE's reply
-active_NODE     events: tasks NODE is executing (if its heartbeat said)
-processed_NODE  events: tasks NODE has processed, a counter (c)
 hb_age_NODE     events: seconds since we received NODE's last heartbeat
-NODE is the full node name, e.g. rtt_celery@web1. Integers except rtt and
-hb_age. Long node names sharing a prefix may collide in tools that keep
-only the first 19 characters of a label.""",
+NODE is the full node name, e.g. rtt_celery@web1, one label for every node
+heard, on every run. Integers except rtt and hb_age. The active/processed
+task counts are in -v only: the heartbeat a worker sends when asked carries
+none, so they are known for some nodes on some runs. Long node names
+sharing a prefix may collide in tools that keep only the first 19
+characters of a label.""",
     states="""\
 OK        every expected node online, nothing unexpected, count in range
 WARNING   an unexpected node (--unexpected-state); online outside -w;
@@ -82,8 +83,10 @@ WARNING   an unexpected node (--unexpected-state); online outside -w;
           events source, default ok)
 CRITICAL  an expected node missing (--missing-state); online outside -c;
           no inventory nor -w/-c and no node answered; the broker cannot
-          be reached
-UNKNOWN   stdin is empty or not celery status/inspect ping output""",
+          be reached; on stdin, celery says it could not reach the broker
+          or "No nodes replied" (quoted)
+UNKNOWN   stdin is empty, celery itself failed (no app, bad option), or
+          it is not celery status/inspect ping output""",
     examples="""\
 check_celery_workers --expect 'celery@web*=4' --expect celery@beat1
 check_celery_workers --expect-file /etc/celery/workers.txt -b amqp://...
@@ -971,9 +974,13 @@ class Workers(nagiosplugin.Resource):
         if self.source == "events":
             yield nagiosplugin.Metric("versions", versions, context="versions")
         used = {"online", "expected", "missing", "unexpected", "versions"}
+        # Only facts every answering node gives on every run: a heartbeat
+        # sent in answer to our `heartbeat` broadcast carries no task
+        # counters, so active/processed (known only for some nodes on some
+        # runs) stay in the -v output, never in perfdata.
         for reply in self.replies:
             facts = reply.facts
-            for key, uom in (("rtt", "s"), ("active", ""), ("processed", "c"), ("hb_age", "s")):
+            for key, uom in (("rtt", "s"), ("hb_age", "s")):
                 if key in facts:
                     name = unique_label("%s_%s" % (key, reply.name), used)
                     yield nagiosplugin.Metric(name, facts[key], uom, min=0, context="fact")

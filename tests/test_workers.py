@@ -123,6 +123,26 @@ def test_all_expected_present_is_ok(broker, source):
         assert "celery 5." in result.stdout  # sw_ver from the heartbeat
 
 
+EVENTS_LABELS = {"online", "expected", "missing", "unexpected",
+                 "hb_age_special-1@serverA", "hb_age_special-2@serverA"}
+
+
+def test_events_perfdata_labels_are_the_same_on_every_run(broker):
+    """A run ends on the heartbeats the workers send when asked, which carry
+    no task counters, or on a regular one, which does: active_NODE /
+    processed_NODE came and went from one run to the next. Graphs need the
+    same labels every run; the counts stay in -v."""
+    from tests.faultkit import fork_runs
+
+    argv = ["-b", broker.url, "--source", "events", "--expect", "special-*@serverA=2", "-v"]
+    results = fork_runs(CHECK, [argv] * 40, parallel=4)
+    for result in results:
+        result.assert_ok("2 workers online, all 2 expected present")
+        assert set(result.perfdata) == EVENTS_LABELS, result.describe("labels")
+    # what the workers' regular heartbeats say is still shown
+    assert any("processed " in r.stdout for r in results), results[0].stdout
+
+
 def test_ping_returns_early_once_inventory_is_complete(broker):
     # --reply-timeout 5 would be the wait without an inventory; complete
     # answers end the run after the short grace instead.
