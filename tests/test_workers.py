@@ -139,8 +139,6 @@ def test_events_perfdata_labels_are_the_same_on_every_run(broker):
     for result in results:
         result.assert_ok("2 workers online, all 2 expected present")
         assert set(result.perfdata) == EVENTS_LABELS, result.describe("labels")
-    # what the workers' regular heartbeats say is still shown
-    assert any("processed " in r.stdout for r in results), results[0].stdout
 
 
 def test_ping_returns_early_once_inventory_is_complete(broker):
@@ -279,7 +277,7 @@ def test_no_reply_queue_or_key_left_behind(broker, module_redis, module_vhost):
     before = broker_state(broker, module_redis, module_vhost)
     for index in range(20):
         source = "events" if index % 4 == 3 else "ping"
-        extra = [] if index % 5 else ["--reply-timeout", "1"]
+        extra = [] if index % 5 else ["--reply-timeout" if source == "ping" else "--window", "1"]
         broker.check("--source", source, "--expect", "special-*@serverA=2", *extra).assert_ok()
     # a run that gives up early (missing node) must clean up too
     broker.check("--expect", "ghost@nowhere", "--reply-timeout", "0.3", "--unexpected-state", "ok") \
