@@ -38,6 +38,9 @@ DEFAULT_WINDOW = 3.0
 # too: 3 times the slowest reply so far (they share its network path),
 # within these bounds, so a fast local broker is not slowed to a remote's pace.
 GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.03, 0.2
+# Past the expiry a broadcast carries, replies sent just before it may still
+# be on their way: listened for this much longer.
+LATE = 0.2
 HEARTBEAT_EXPIRE = 2.0  # alive while received < freq * this ago (celery's rule)
 STATUS_WIDTH = 80
 NO_ANSWER = "no worker answered"
@@ -553,15 +556,15 @@ class Broker:
         raise Unreachable("cannot reach broker %s: %s" % (self.shown, reason))
 
     def drain(self, deadline):
-        """Deliver messages to the consumers until ``deadline()``."""
-        while True:
+        """Deliver messages to the consumers until ``deadline()``, then
+        those already on their way (a short poll until none comes)."""
+        for _ in range(10000):
             remaining = deadline() - time.monotonic()
-            if remaining <= 0:
-                return
             try:
-                self.connection.drain_events(timeout=remaining)
+                self.connection.drain_events(timeout=max(remaining, 0.01))
             except socket.timeout:
-                return
+                if remaining <= 0.01:
+                    return
             except self.errors as exc:
                 self.fail(exc)
 
@@ -612,9 +615,8 @@ class Broker:
         bound = queue(self.channel)
         pause = 0.001
         while True:
-            remaining = deadline() - time.monotonic()
-            if remaining <= 0:
-                return
+            # Read before looking at the clock: a message already delivered
+            # is never left unread because the deadline passed meanwhile.
             try:
                 message = bound.get(no_ack=True, accept=["json"])
             except self.errors as exc:
@@ -623,6 +625,9 @@ class Broker:
                 pause = 0.001
                 yield message
                 continue
+            remaining = deadline() - time.monotonic()
+            if remaining <= 0:
+                return
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.02)
 
@@ -641,13 +646,19 @@ def ping_nodes(args, inventory):
 
     replies = {}
     oid, ticket = uuid.uuid4().hex, uuid.uuid4().hex
-    deadline = [time.monotonic() + args.reply_timeout]
     # On Redis, redis-py alone: kombu would add half again to the start-up
     # that dominates a run (see RedisPing). AMQP goes through kombu.
     session = RedisPing if transport_of(args.broker_url) == "redis" else KombuPing
     with session(args, oid) as pinger:
         sent = time.monotonic()
-        pinger.broadcast(ticket)
+        pinger.broadcast(ticket)  # the workers drop it after --reply-timeout
+        # The reply timeout counts from the broadcast, not from the start:
+        # on a busy host connecting and declaring the reply queue took most
+        # of it, and replies that came in time were ignored ("3 of 3
+        # expected workers missing" while they had answered). LATE more
+        # for a reply sent just before the broadcast expired; and replies()
+        # takes every reply already delivered before it stops.
+        deadline = [min(sent + args.reply_timeout + LATE, budget_end(args))]
         for body, headers in pinger.replies(lambda: deadline[0]):
             if headers.get("ticket") != ticket or not isinstance(body, dict):
                 continue  # a reply to someone else's ping
@@ -735,8 +746,12 @@ class RedisPing:
         with redis_errors(self.args.broker_url):
             db = self.client.connection_pool.connection_kwargs.get("db", 0)
             self.topic = self.prefix + self.fanout.format(db=db) + PIDBOX_EXCHANGE
-            pipe = self.client.pipeline(transaction=False)
-            for table in self.tables:
+            # One MULTI: kombu's binding sweep (a Lua script a worker runs)
+            # deletes the binding table unless the permanent set has a
+            # member; between two separate SADDs it could delete the table
+            # with our member in it, and every reply would be dropped.
+            pipe = self.client.pipeline(transaction=True)
+            for table in reversed(self.tables):  # the permanent set first
                 pipe.sadd(table, self.member)
             self.bound = True
             pipe.execute()
@@ -788,12 +803,14 @@ class RedisPing:
 
         pause = 0.001
         while True:
-            remaining = deadline() - time.monotonic()
-            if remaining <= 0:
-                return
+            # Read before looking at the clock: a reply already delivered
+            # is never left unread because the deadline passed meanwhile.
             with redis_errors(self.args.broker_url):
                 raw = self.client.rpop(self.queue)
+            remaining = deadline() - time.monotonic()
             if raw is None:
+                if remaining <= 0:
+                    return
                 time.sleep(min(pause, remaining))
                 pause = min(pause * 2, 0.02)
                 continue
@@ -844,7 +861,9 @@ def event_nodes(args, inventory):
     started = time.monotonic()
     seen = {}  # name -> (received, event)
     offline = {}
-    state = {"deadline": started + args.window, "asked": started}
+    # The window counts from our heartbeat request (set once it is sent),
+    # not from the start: connecting on a busy host must not eat it.
+    state = {"deadline": float("inf"), "asked": started}
 
     def on_event(body, message):
         if not isinstance(body, dict) or not isinstance(body.get("hostname"), str):
@@ -889,6 +908,8 @@ def event_nodes(args, inventory):
                         pass
                 broker.broadcast("heartbeat", ttl=args.window)
                 state["asked"] = time.monotonic()
+                state["deadline"] = min(state["deadline"], state["asked"] + args.window,
+                                        budget_end(args))
                 broker.drain(lambda: state["deadline"])
         except broker.errors as exc:
             broker.fail(exc)
@@ -907,6 +928,11 @@ def event_nodes(args, inventory):
         status = "OK" if name in names else ("went offline" if name in offline else "heartbeat expired")
         replies.append(Reply(name, ok=name in names, status=status, **facts))
     return replies
+
+
+def budget_end(args):
+    """When listening must stop so the answer is out before -t fires."""
+    return getattr(args, "started", time.monotonic()) + args.timeout - 0.5
 
 
 def io_timeout(args, wait):

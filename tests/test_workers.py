@@ -141,6 +141,52 @@ def test_events_perfdata_labels_are_the_same_on_every_run(broker):
         assert set(result.perfdata) == EVENTS_LABELS, result.describe("labels")
 
 
+class SlowStartProxy:
+    """A loopback proxy in front of the real broker whose first answer to
+    each new connection comes ``delay`` seconds late: a connection set-up as
+    slow as on a busy host or to a distant broker; the rest flows freely."""
+
+    def __init__(self, url, delay):
+        from urllib.parse import urlsplit
+
+        from tests.faultkit import TcpProxy
+
+        parts = urlsplit(url)
+        outer = self
+
+        class Proxy(TcpProxy):
+            def _pump(self, source, sink, frozen, watch):
+                if not watch:  # broker -> client: hold the first chunk back
+                    try:
+                        data = source.recv(65536)
+                        time.sleep(outer.delay)
+                        sink.sendall(data)
+                    except OSError:
+                        return
+                super()._pump(source, sink, frozen, watch)
+
+        self.delay = delay
+        self.proxy = Proxy(parts.port)
+        self.url = url.replace(":%d/" % parts.port, ":%d/" % self.proxy.port)
+
+    def close(self):
+        self.proxy.close()
+
+
+@pytest.mark.parametrize("source, wait", [("ping", "--reply-timeout"), ("events", "--window")])
+def test_slow_connection_does_not_eat_the_reply_timeout(broker, source, wait):
+    """Both workers answer at once, but connecting takes longer than the
+    wait: the wait counts from our broadcast, not from the start (under
+    load this said "2 of 2 expected workers missing" while both replied)."""
+    slow = SlowStartProxy(broker.url, 1.2)
+    try:
+        result = run_check(CHECK, "-b", slow.url, "--source", source, *PAIR, wait, "1", "-v")
+    finally:
+        slow.close()
+    result.assert_ok("2 workers online, all 2 expected present")
+    assert result.perfdata["missing"].value == 0
+
+
 def test_ping_returns_early_once_inventory_is_complete(broker):
     # --reply-timeout 5 would be the wait without an inventory; complete
     # answers end the run after the short grace instead.
