@@ -1049,7 +1049,7 @@ class CountContext(ThresholdContext):
         verdict = resource.verdict
         if self.name == "missing":
             names = [s.missing_text() for s in verdict.missing_patterns]
-            head = "%d of %d expected workers missing: " % (metric.value, verdict.expected)
+            head = "%d of %s missing: " % (metric.value, plural(verdict.expected, "expected worker"))
         else:
             names = verdict.unmatched + ["%s" % s.surplus_text() for s in verdict.surplus]
             head = "%d unexpected: " % metric.value

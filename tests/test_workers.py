@@ -718,3 +718,14 @@ def test_redis_envelope_decoding():
     assert W._envelope_body(dict(envelope, **{"content-type": "application/x-python-serialize"})) is None
     assert W._envelope_body(dict(envelope, body="%%% not base64")) is None
     assert W._envelope_body({"body": "{}", "content-type": "application/json", "properties": {}}) == {}
+
+
+def test_counts_are_worded_with_plural():
+    one = "->  a@b: OK\n\n1 node online.\n"
+    result = run_check(CHECK, "--source", "stdin", "--expect", "a@b", stdin=one)
+    assert result.first_line == "CELERY_WORKERS OK - 1 worker online, all 1 expected present"
+    result = run_check(CHECK, "--source", "stdin", "--expect", "c@d", "--unexpected-state", "ok",
+                       stdin=one)
+    assert result.summary == "1 of 1 expected worker missing: c@d"
+    result = run_check(CHECK, "--source", "stdin", "--expect", "a@b", "--expect", "c@d", stdin=one)
+    assert result.summary == "1 of 2 expected workers missing: c@d"
