@@ -7,6 +7,13 @@ keeps topping up for the whole module, while each check runs 200 times
 the broker sees 200 real runs at a fraction of the start-up cost). Every
 run must be OK: a healthy fleet on a busy machine is not an outage.
 
+LOAD_PARALLEL (default 6) sets how many runs go at once; with 40 the runs
+themselves starve each other too (that is how the old ping path said "3 of
+3 expected workers missing" while the workers answered: its reply timeout
+started before the connection, which a starved run took a second to set
+up; tests/test_workers.py::test_slow_connection_does_not_eat_the_reply_timeout
+shows it deterministically).
+
 Each check is given what a healthy busy fleet needs: the queue check a
 quiet queue and the flood queue with -w/-c above the flood's depth; the
 heartbeat check a heartbeat that went through (trigger + worker) and
