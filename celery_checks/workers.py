@@ -28,7 +28,7 @@ import nagiosplugin
 
 from celery_checks import cli
 from celery_checks.broker import unused_options_line
-from celery_checks.perfdata import ThresholdContext, number, unique_label, violation
+from celery_checks.perfdata import ThresholdContext, number, plural, unique_label, violation
 from celery_checks.policy import CheckError, Unreachable
 from celery_checks.secrets import redact_url
 
@@ -39,19 +39,26 @@ DEFAULT_WINDOW = 3.0
 # too: 3 times the slowest reply so far (they share its network path),
 # within these bounds, so a fast local broker is not slowed to a remote's pace.
 GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.03, 0.2
+# Past the expiry a broadcast carries, replies sent just before it may still
+# be on their way: listened for this much longer.
+LATE = 0.2
 HEARTBEAT_EXPIRE = 2.0  # alive while received < freq * this ago (celery's rule)
 STATUS_WIDTH = 80
+NO_ANSWER = "no worker answered"
 
 HELP = dict(
     check="""\
 Which Celery workers (nodes) are online, compared with an inventory.
 --source ping (default): one broadcast ping, like `celery inspect ping`,
   ended as soon as every expected node answered plus a grace for
-  unexpected ones (3 x the slowest reply, 0.03 to 0.2 s); without an
-  inventory it waits --reply-timeout.
+  unexpected ones (3 x the slowest reply, 0.03 to 0.2 s); else it waits
+  --reply-timeout from the broadcast (workers drop the ping after it) and
+  0.2 s more for replies on their way. A solo worker answers between
+  tasks only: give tasks longer than that a prefork or threads pool.
 --source events: listens to worker-heartbeat events on the celeryev
   exchange, asks every worker for an immediate heartbeat, ends as soon as
-  the inventory is complete (plus the grace) or --window ends. A node is
+  the inventory is complete (plus the grace) or --window (counted from
+  the request) ends. A node is
   online when we received its heartbeat less than 2 x its freq ago (our
   clock, not the sender's) and no worker-offline came after it.
 --source stdin: parses `celery status` or `celery inspect ping` output
@@ -69,12 +76,13 @@ expected        nodes the inventory expects (sum of COUNTs)
 missing         expected nodes that did not answer
 unexpected      nodes beyond the inventory
 rtt_NODE        ping: seconds from broadcast to NODE's reply
-active_NODE     events: tasks NODE is executing (if its heartbeat said)
-processed_NODE  events: tasks NODE has processed, a counter (c)
 hb_age_NODE     events: seconds since we received NODE's last heartbeat
-NODE is the full node name, e.g. rtt_celery@web1. Integers except rtt and
-hb_age. Long node names sharing a prefix may collide in tools that keep
-only the first 19 characters of a label.""",
+NODE is the full node name, e.g. rtt_celery@web1, one label for every node
+heard, on every run. Integers except rtt and hb_age. The active/processed
+task counts are in -v only: the heartbeat a worker sends when asked carries
+none, so they are known for some nodes on some runs. Long node names
+sharing a prefix may collide in tools that keep only the first 19
+characters of a label.""",
     states="""\
 OK        every expected node online, nothing unexpected, count in range
 WARNING   an unexpected node (--unexpected-state); online outside -w;
@@ -82,8 +90,10 @@ WARNING   an unexpected node (--unexpected-state); online outside -w;
           events source, default ok)
 CRITICAL  an expected node missing (--missing-state); online outside -c;
           no inventory nor -w/-c and no node answered; the broker cannot
-          be reached
-UNKNOWN   stdin is empty or not celery status/inspect ping output""",
+          be reached; on stdin, celery says it could not reach the broker
+          or "No nodes replied" (quoted)
+UNKNOWN   stdin is empty, celery itself failed (no app, bad option), or
+          it is not celery status/inspect ping output""",
     examples="""\
 check_celery_workers --expect 'celery@web*=4' --expect celery@beat1
 check_celery_workers --expect-file /etc/celery/workers.txt -b amqp://...
@@ -135,15 +145,28 @@ def parse_args(argv=None):
         "-t)" % DEFAULT_WINDOW,
     )
     source.add_argument(
-        "--versions-differ-state", metavar="STATE", type=cli.state_name, default=0,
+        "--versions-differ-state", metavar="STATE", type=cli.state_name,
         help="events: state when nodes run different Celery versions (default: ok)",
     )
     args = parser.parse_args(argv)
+    # An option another source reads would be ignored: say so rather than
+    # let the user believe it took effect (these default to None for that).
+    for option, source in (("reply_timeout", "ping"), ("window", "events"),
+                           ("versions_differ_state", "events")):
+        if getattr(args, option) is not None and args.source != source:
+            parser.error("--%s applies to --source %s only, not --source %s"
+                         % (option.replace("_", "-"), source, args.source))
+    if args.versions_differ_state is None:
+        args.versions_differ_state = 0
     if args.expect_file:
         try:
             args.expect = args.expect + read_expect_file(args.expect_file)
         except CheckError as exc:
             parser.error(str(exc))
+    try:
+        check_expectations(args.expect)
+    except ValueError as exc:
+        parser.error(str(exc))
     # Unset waits fit a short -t by themselves; given ones are checked.
     if args.reply_timeout is None:
         args.reply_timeout = min(DEFAULT_REPLY_TIMEOUT, args.timeout / 2)
@@ -187,6 +210,20 @@ def parse_expectation(spec):
     return pattern, value
 
 
+def check_expectations(expectations):
+    """ValueError for an inventory that would count a node twice: a pattern
+    given twice, or a literal name (no glob) with a COUNT above 1 (a name
+    matches one node)."""
+    seen = set()
+    for pattern, count in expectations:
+        if pattern in seen:
+            raise ValueError("worker pattern %s is expected twice (a node counts once)" % pattern)
+        seen.add(pattern)
+        if count > 1 and not has_glob(pattern):
+            raise ValueError("expected %s=%d: a name without a glob is one node, "
+                             "its COUNT must be 1" % (pattern, count))
+
+
 def read_expect_file(path):
     """Expectations from a file: one PATTERN[=COUNT] a line, # comments."""
     try:
@@ -219,11 +256,9 @@ class Inventory:
     """
 
     def __init__(self, expectations):
-        merged = {}
-        for pattern, count in expectations:
-            merged[pattern] = merged.get(pattern, 0) + count
-        literal = [(p, c) for p, c in merged.items() if not has_glob(p)]
-        globs = [(p, c) for p, c in merged.items() if has_glob(p)]
+        check_expectations(expectations)
+        literal = [(p, c) for p, c in expectations if not has_glob(p)]
+        globs = [(p, c) for p, c in expectations if has_glob(p)]
         self.patterns = literal + globs
 
     def __bool__(self):
@@ -324,7 +359,25 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _NODE_LINE = re.compile(r"^\s*->\s+(?P<node>\S+?):\s*(?P<status>\S.*?)\s*$")
 _BARE_LINE = re.compile(r"^\s*(?P<node>[^\s:]+@[^\s:]+):\s+(?P<status>\S.*?)\s*$")
 _ONLINE = re.compile(r"^\s*(?P<count>\d+)\s+nodes?\s+online\.?\s*$")
-_NO_NODES = re.compile(r"No nodes replied", re.I)
+_NO_NODES = re.compile(r"No nodes replied[^.\n]*", re.I)
+# What `celery status` / `inspect ping` print when they cannot ask the
+# workers (tests/data/workers/*-down-*, *-refused-*, *-hang-*): Celery >= 5.3
+# one "Error: ... Reason: ..." line, Celery 5.2 a traceback ending in the
+# broker client's exception.
+_CELERY_ERROR = re.compile(
+    r"^Error: (?:(?P<connect>Could not connect to the message broker)"
+    r"|Unable to run the `(?P<command>[^`]+)` command)\..*?Reason: (?P<reason>.+?)\s*$",
+    re.M | re.S)
+_TRACEBACK_END = re.compile(
+    r"^(?P<exc>(?:kombu|amqp|redis)\.exceptions\.\w+|ConnectionRefusedError|"
+    r"ConnectionResetError|TimeoutError|socket\.timeout): (?P<reason>.+?)\s*$")
+
+
+class Observed(list):
+    """The replies a source saw, with what Celery said about them, when it
+    said something (``No nodes replied within time constraint``)."""
+
+    note = None
 
 
 class Reply:
@@ -365,8 +418,9 @@ def parse_status(text):
     if not stripped:
         raise CheckError("no input on stdin: pipe `celery status` (or --json) into --source stdin")
     if stripped.startswith("{"):
-        return _parse_json(stripped)
-    replies, announced, no_nodes = [], None, False
+        return Observed(_parse_json(stripped))
+    _raise_celery_failure(clean)
+    replies, announced, no_nodes = Observed(), None, None
     for line in clean.splitlines():
         match = _NODE_LINE.match(line) or _BARE_LINE.match(line)
         if match:
@@ -378,9 +432,10 @@ def parse_status(text):
         if online:
             announced = int(online.group("count"))
         elif _NO_NODES.search(line):
-            no_nodes = True
+            no_nodes = _NO_NODES.search(line).group(0).strip()
     if no_nodes and not replies:
-        return []
+        replies.note = "celery: " + no_nodes
+        return replies
     if not replies:
         raise CheckError("stdin is not `celery status` or `celery inspect ping` output: %s"
                          % _excerpt(stripped))
@@ -388,6 +443,36 @@ def parse_status(text):
         raise CheckError("stdin says %d nodes online but lists %d: truncated input?"
                          % (announced, len(replies)))
     return replies
+
+
+def _raise_celery_failure(text):
+    """Unreachable, in Celery's words, when ``text`` is what `celery status`
+    prints when it cannot reach the broker (a fact about the fleet: nobody
+    can ask the workers), CRITICAL like our own sources say it."""
+    match = _CELERY_ERROR.search(text)
+    if match:
+        if match.group("connect"):
+            head = "celery cannot reach the broker: "
+        else:
+            head = "celery could not run `%s`: " % match.group("command")
+        raise Unreachable(head + _cut(match.group("reason"), head))
+    if "Traceback (most recent call last):" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        match = _TRACEBACK_END.match(last)
+        head = "celery cannot reach the broker: "
+        if match:
+            raise Unreachable(head + _cut(match.group("reason"), head))
+        # celery itself failed (no app, a bad option): not about the fleet
+        head = "celery failed: "
+        raise CheckError(head + _cut(last, head))
+
+
+def _cut(text, head, width=120):
+    """``text`` cut so that "NAME STATE - " + head + text fits ``width``:
+    the reason is what matters, so longer than the usual 80."""
+    limit = max(width - 26 - len(head), 30)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _parse_json(text):
@@ -475,15 +560,15 @@ class Broker:
         raise Unreachable("cannot reach broker %s: %s" % (self.shown, reason))
 
     def drain(self, deadline):
-        """Deliver messages to the consumers until ``deadline()``."""
-        while True:
+        """Deliver messages to the consumers until ``deadline()``, then
+        those already on their way (a short poll until none comes)."""
+        for _ in range(10000):
             remaining = deadline() - time.monotonic()
-            if remaining <= 0:
-                return
             try:
-                self.connection.drain_events(timeout=remaining)
+                self.connection.drain_events(timeout=max(remaining, 0.01))
             except socket.timeout:
-                return
+                if remaining <= 0.01:
+                    return
             except self.errors as exc:
                 self.fail(exc)
 
@@ -534,9 +619,8 @@ class Broker:
         bound = queue(self.channel)
         pause = 0.001
         while True:
-            remaining = deadline() - time.monotonic()
-            if remaining <= 0:
-                return
+            # Read before looking at the clock: a message already delivered
+            # is never left unread because the deadline passed meanwhile.
             try:
                 message = bound.get(no_ack=True, accept=["json"])
             except self.errors as exc:
@@ -545,6 +629,9 @@ class Broker:
                 pause = 0.001
                 yield message
                 continue
+            remaining = deadline() - time.monotonic()
+            if remaining <= 0:
+                return
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.02)
 
@@ -563,13 +650,19 @@ def ping_nodes(args, inventory):
 
     replies = {}
     oid, ticket = uuid.uuid4().hex, uuid.uuid4().hex
-    deadline = [time.monotonic() + args.reply_timeout]
     # On Redis, redis-py alone: kombu would add half again to the start-up
     # that dominates a run (see RedisPing). AMQP goes through kombu.
     session = RedisPing if transport_of(args.broker_url) == "redis" else KombuPing
     with session(args, oid) as pinger:
         sent = time.monotonic()
-        pinger.broadcast(ticket)
+        pinger.broadcast(ticket)  # the workers drop it after --reply-timeout
+        # The reply timeout counts from the broadcast, not from the start:
+        # on a busy host connecting and declaring the reply queue took most
+        # of it, and replies that came in time were ignored ("3 of 3
+        # expected workers missing" while they had answered). LATE more
+        # for a reply sent just before the broadcast expired; and replies()
+        # takes every reply already delivered before it stops.
+        deadline = [min(sent + args.reply_timeout + LATE, budget_end(args))]
         for body, headers in pinger.replies(lambda: deadline[0]):
             if headers.get("ticket") != ticket or not isinstance(body, dict):
                 continue  # a reply to someone else's ping
@@ -657,8 +750,12 @@ class RedisPing:
         with redis_errors(self.args.broker_url):
             db = self.client.connection_pool.connection_kwargs.get("db", 0)
             self.topic = self.prefix + self.fanout.format(db=db) + PIDBOX_EXCHANGE
-            pipe = self.client.pipeline(transaction=False)
-            for table in self.tables:
+            # One MULTI: kombu's binding sweep (a Lua script a worker runs)
+            # deletes the binding table unless the permanent set has a
+            # member; between two separate SADDs it could delete the table
+            # with our member in it, and every reply would be dropped.
+            pipe = self.client.pipeline(transaction=True)
+            for table in reversed(self.tables):  # the permanent set first
                 pipe.sadd(table, self.member)
             self.bound = True
             pipe.execute()
@@ -710,12 +807,14 @@ class RedisPing:
 
         pause = 0.001
         while True:
-            remaining = deadline() - time.monotonic()
-            if remaining <= 0:
-                return
+            # Read before looking at the clock: a reply already delivered
+            # is never left unread because the deadline passed meanwhile.
             with redis_errors(self.args.broker_url):
                 raw = self.client.rpop(self.queue)
+            remaining = deadline() - time.monotonic()
             if raw is None:
+                if remaining <= 0:
+                    return
                 time.sleep(min(pause, remaining))
                 pause = min(pause * 2, 0.02)
                 continue
@@ -766,7 +865,9 @@ def event_nodes(args, inventory):
     started = time.monotonic()
     seen = {}  # name -> (received, event)
     offline = {}
-    state = {"deadline": started + args.window, "asked": started}
+    # The window counts from our heartbeat request (set once it is sent),
+    # not from the start: connecting on a busy host must not eat it.
+    state = {"deadline": float("inf"), "asked": started}
 
     def on_event(body, message):
         if not isinstance(body, dict) or not isinstance(body.get("hostname"), str):
@@ -811,6 +912,8 @@ def event_nodes(args, inventory):
                         pass
                 broker.broadcast("heartbeat", ttl=args.window)
                 state["asked"] = time.monotonic()
+                state["deadline"] = min(state["deadline"], state["asked"] + args.window,
+                                        budget_end(args))
                 broker.drain(lambda: state["deadline"])
         except broker.errors as exc:
             broker.fail(exc)
@@ -851,6 +954,11 @@ def options_used(args):
     else:
         known = broker.REDIS_TRANSPORT_OPTIONS
     return tuple(key for key in known if key not in broker.KOMBU_CONSUMER_OPTIONS)
+
+
+def budget_end(args):
+    """When listening must stop so the answer is out before -t fires."""
+    return getattr(args, "started", time.monotonic()) + args.timeout - 0.5
 
 
 def io_timeout(args, wait):
@@ -918,9 +1026,13 @@ class Workers(nagiosplugin.Resource):
         if self.source == "events":
             yield nagiosplugin.Metric("versions", versions, context="versions")
         used = {"online", "expected", "missing", "unexpected", "versions"}
+        # Only facts every answering node gives on every run: a heartbeat
+        # sent in answer to our `heartbeat` broadcast carries no task
+        # counters, so active/processed (known only for some nodes on some
+        # runs) stay in the -v output, never in perfdata.
         for reply in self.replies:
             facts = reply.facts
-            for key, uom in (("rtt", "s"), ("active", ""), ("processed", "c"), ("hb_age", "s")):
+            for key, uom in (("rtt", "s"), ("hb_age", "s")):
                 if key in facts:
                     name = unique_label("%s_%s" % (key, reply.name), used)
                     yield nagiosplugin.Metric(name, facts[key], uom, min=0, context="fact")
@@ -943,7 +1055,7 @@ class OnlineContext(ThresholdContext):
             if not limit.match(count):
                 return self.result_cls(state, "%d online (%s)" % (count, violation(limit)), metric)
         if self.bare and count == 0:
-            return self.result_cls(nagiosplugin.Critical, "no worker answered", metric)
+            return self.result_cls(nagiosplugin.Critical, NO_ANSWER, metric)
         return self.result_cls(nagiosplugin.Ok, None, metric)
 
 
@@ -960,7 +1072,7 @@ class CountContext(ThresholdContext):
         verdict = resource.verdict
         if self.name == "missing":
             names = [s.missing_text() for s in verdict.missing_patterns]
-            head = "%d of %d expected workers missing: " % (metric.value, verdict.expected)
+            head = "%d of %s missing: " % (metric.value, plural(verdict.expected, "expected worker"))
         else:
             names = verdict.unmatched + ["%s" % s.surplus_text() for s in verdict.surplus]
             head = "%d unexpected: " % metric.value
@@ -995,7 +1107,7 @@ class WorkersSummary(nagiosplugin.Summary):
     def ok(self, results):
         resource = results["online"].resource
         online = len(resource.online_names())
-        text = "%d worker%s online" % (online, "" if online == 1 else "s")
+        text = plural(online, "worker") + " online"
         if resource.inventory:
             text += ", all %d expected present" % resource.verdict.expected
         rtts = [r.facts["rtt"] for r in resource.replies if "rtt" in r.facts]
@@ -1008,8 +1120,11 @@ class WorkersSummary(nagiosplugin.Summary):
                           key=lambda r: r.state, reverse=True)
         # "CELERY_WORKERS CRITICAL - " takes 26 characters of the line.
         room = STATUS_WIDTH - 26
-        parts = []
+        note = getattr(results["online"].resource.replies, "note", None)
+        parts = [note] if note else []
         for result in problems:
+            if note and result.hint == NO_ANSWER:
+                continue  # Celery said it in its own words
             used = len("; ".join(parts)) + (2 if parts else 0)
             parts.append(_hint_text(result.hint, max(room - used, 20)))
         return "; ".join(parts)

@@ -345,7 +345,7 @@ def test_icinga_runs_the_example_services(
     workers = results["celery-workers"]
     assert workers["exit_status"] == 2, workers
     assert workers["output"].startswith(
-        "CELERY_WORKERS CRITICAL - 1 of 1 expected workers missing: nobody@nowhere.test"), workers
+        "CELERY_WORKERS CRITICAL - 1 of 1 expected worker missing: nobody@nowhere.test"), workers
     assert "-v" in workers["command"] and perf_of(workers)["missing"].value == 1
     pulse = results["celery-pulse"]
     assert pulse["exit_status"] == 2, pulse
@@ -597,7 +597,7 @@ def test_nrpe_runs_the_contrib_commands_for_check_nrpe(
         assert heartbeat.stdout.startswith("CELERY_HEARTBEAT CRITICAL - celery: "), heartbeat
         workers = ask("check_celery_workers")
         assert workers.returncode == 2, workers
-        assert workers.stdout.startswith("CELERY_WORKERS CRITICAL - 1 of 1 expected workers "
+        assert workers.stdout.startswith("CELERY_WORKERS CRITICAL - 1 of 1 expected worker "
                                          "missing: celery@worker1.example.com"), workers
 
         stale = time.time() - 1000

@@ -156,8 +156,9 @@ def read_only_jobs(b, runs):
         "check_celery_heartbeat": [(["--store", b["redis"], "-q", "leak-work"], "OK")],
         "check_celery_workers": [
             (["-b", b[kind], "--expect", b["workers"][kind].name, "--source", source,
-              "--reply-timeout", "3", "--window", "3", "-t", "10"], "OK")
-            for kind in ("redis", "amqp") for source in ("ping", "events")
+              wait, "3", "-t", "10"], "OK")
+            for kind in ("redis", "amqp")
+            for source, wait in (("ping", "--reply-timeout"), ("events", "--window"))
         ],
     }
     jobs = []

@@ -25,7 +25,8 @@ from tests.kit import prerequisites
 from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.project import ROOT
 from tests.kit.workers import WorkerFactory
-from tests.kit.plugin import run_check
+from tests.kit.faults import TcpProxy
+from tests.kit.plugin import fork_runs, run_check
 
 DATA = Path(__file__).resolve().parent / "data" / "workers"
 CHECK = "check_celery_workers"
@@ -117,6 +118,40 @@ def test_all_expected_present_is_ok(broker, source):
         assert "celery 5." in result.stdout  # sw_ver from the heartbeat
 
 
+EVENTS_LABELS = {"online", "expected", "missing", "unexpected",
+                 "hb_age_special-1@serverA", "hb_age_special-2@serverA"}
+
+
+def test_events_perfdata_labels_are_the_same_on_every_run(broker):
+    """A run ends on the heartbeats the workers send when asked, which carry
+    no task counters, or on a regular one, which does: active_NODE /
+    processed_NODE came and went from one run to the next. Graphs need the
+    same labels every run; the counts stay in -v."""
+    argv = ["-b", broker.url, "--source", "events", "--expect", "special-*@serverA=2", "-v"]
+    results = fork_runs(CHECK, [argv] * 40, parallel=4)
+    for result in results:
+        result.assert_ok("2 workers online, all 2 expected present")
+        assert set(result.perfdata) == EVENTS_LABELS, result.describe("labels")
+
+
+@pytest.mark.parametrize("source, wait", [("ping", "--reply-timeout"), ("events", "--window")])
+def test_slow_connection_does_not_eat_the_reply_timeout(broker, source, wait):
+    """Both workers answer at once, but connecting takes longer than the
+    wait: the wait counts from our broadcast, not from the start (under
+    load this said "2 of 2 expected workers missing" while both replied)."""
+    from urllib.parse import urlsplit
+
+    port = urlsplit(broker.url).port
+    slow = TcpProxy(port, first_reply_delay=1.2)
+    try:
+        url = broker.url.replace(":%d/" % port, ":%d/" % slow.port)
+        result = run_check(CHECK, "-b", url, "--source", source, *PAIR, wait, "1", "-v")
+    finally:
+        slow.close()
+    result.assert_ok("2 workers online, all 2 expected present")
+    assert result.perfdata["missing"].value == 0
+
+
 def test_ping_returns_early_once_inventory_is_complete(broker):
     # --reply-timeout 5 would be the wait without an inventory; complete
     # answers end the run after the short grace instead.
@@ -181,8 +216,9 @@ def test_expect_file(broker, tmp_path):
 @pytest.mark.parametrize("source, index", [("ping", 0), ("events", 1), ("ping", 1)])
 def test_sigstopped_worker_is_missing(broker, source, index):
     stopped = broker.workers[index]  # 0: prefork pool, 1: solo
+    wait = ["--reply-timeout", "1"] if source == "ping" else ["--window", "2.5"]
     with stopped.paused():
-        result = broker.check("--source", source, *PAIR, "--reply-timeout", "1", "--window", "2.5")
+        result = broker.check("--source", source, *PAIR, *wait)
     result.assert_critical("1 of 2 expected workers missing: %s" % stopped.name)
     assert result.perfdata["online"].value == 1 and result.perfdata["missing"].value == 1
     fresh_heartbeats(broker)
@@ -201,7 +237,8 @@ def test_extra_worker_warns_then_killed_worker_is_critical_on_every_source(broke
 
         extra.kill()  # SIGKILL: no worker-offline event, its pidbox queue stays
         for source in ("ping", "events"):
-            result = broker.check("--source", source, *inventory, "--window", "2.5")
+            wait = ["--window", "2.5"] if source == "events" else []
+            result = broker.check("--source", source, *inventory, *wait)
             result.assert_critical("1 of 3 expected workers missing: extra-*@serverB (only 0 of 1)")
         # stdin: what `celery status` says now, piped in
         status = celery_status(broker.url)
@@ -248,7 +285,7 @@ def test_no_reply_queue_or_key_left_behind(broker, module_redis, module_vhost):
     before = broker_state(broker, module_redis, module_vhost)
     for index in range(20):
         source = "events" if index % 4 == 3 else "ping"
-        extra = [] if index % 5 else ["--reply-timeout", "1"]
+        extra = [] if index % 5 else ["--reply-timeout" if source == "ping" else "--window", "1"]
         broker.check("--source", source, "--expect", "special-*@serverA=2", *extra).assert_ok()
     # a run that gives up early (missing node) must clean up too
     broker.check("--expect", "ghost@nowhere", "--reply-timeout", "0.3", "--unexpected-state", "ok") \
@@ -292,6 +329,52 @@ def test_bad_arguments_are_unknown(args, fragment):
     result.assert_unknown(fragment)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--window", "2"], "--window applies to --source events only, not --source ping"),
+    (["--source", "stdin", "--window", "2"],
+     "--window applies to --source events only, not --source stdin"),
+    (["--source", "events", "--reply-timeout", "1"],
+     "--reply-timeout applies to --source ping only, not --source events"),
+    (["--versions-differ-state", "warning"],
+     "--versions-differ-state applies to --source events only, not --source ping"),
+    (["--source", "stdin", "--versions-differ-state", "ok"],
+     "--versions-differ-state applies to --source events only, not --source stdin"),
+])
+def test_option_of_another_source_is_a_usage_error(args, message):
+    """Accepted silently, such an option did nothing: the user believed a
+    --window or a versions alert was in force."""
+    result = run_check(CHECK, "-b", "redis://127.0.0.1:1/0", *args, stdin="")
+    result.assert_unknown()
+    assert result.summary == message
+    assert result.stdout.splitlines()[1].startswith("usage: check_celery_workers")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--expect", "w1@vm", "--expect", "w1@vm"],
+     "worker pattern w1@vm is expected twice (a node counts once)"),
+    (["--expect", "w*@vm=2", "--expect", "w*@vm=2"],
+     "worker pattern w*@vm is expected twice (a node counts once)"),
+    (["--expect", "w1@vm=2"],
+     "expected w1@vm=2: a name without a glob is one node, its COUNT must be 1"),
+])
+def test_inventory_that_counts_a_node_twice_is_a_usage_error(args, message):
+    result = run_check(CHECK, "-b", "redis://127.0.0.1:1/0", *args)
+    result.assert_unknown()
+    assert result.summary == message
+
+
+def test_expect_file_repeating_a_name_is_a_usage_error(tmp_path):
+    path = tmp_path / "workers.txt"
+    path.write_text("celery@web1\ncelery@web2\n")
+    result = run_check(CHECK, "-b", "redis://127.0.0.1:1/0", "--expect-file", str(path),
+                       "--expect", "celery@web2")
+    result.assert_unknown()
+    assert result.summary == "worker pattern celery@web2 is expected twice (a node counts once)"
+    path.write_text("celery@web1=3\n")
+    result = run_check(CHECK, "-b", "redis://127.0.0.1:1/0", "--expect-file", str(path))
+    result.assert_unknown("celery@web1=3: a name without a glob is one node")
+
+
 def test_bad_line_in_expect_file_is_unknown(tmp_path):
     path = tmp_path / "workers.txt"
     path.write_text("celery@web1\ncelery@web2=two\n")
@@ -320,8 +403,82 @@ FIXTURES = {
 }
 
 
+# Celery's own output when it cannot ask the workers (see the README there):
+# the outage itself, CRITICAL with Celery's words, not "not celery status".
+FAILURES = {
+    "celery5-inspect-ping-down-redis.txt":
+        "celery cannot reach the broker: Error 111 connecting to 127.0.0.1:",
+    "celery5-inspect-ping-down-amqp.txt": "celery cannot reach the broker: [Errno 111] Connection refused",
+    "celery5-inspect-ping-hang-amqp.txt": "celery cannot reach the broker: timed out",
+    "celery5-inspect-ping-json-refused-redis.txt":
+        "celery cannot reach the broker: invalid username-password pair or user is disabled.",
+    "celery5-inspect-ping-json-refused-amqp.txt":
+        "celery could not run `inspect ping`: (0, 0): (403) ACCESS_REFUSED - Login was refused",
+    "celery5-status-json-refused-amqp.txt":
+        "celery could not run `status`: (0, 0): (403) ACCESS_REFUSED - Login was refused",
+    "celery52-inspect-ping-down-redis.txt":
+        "celery cannot reach the broker: Error 111 connecting to 127.0.0.1:",
+    "celery52-status-down-redis.txt": "celery cannot reach the broker: Error 111 connecting to 127.0.0.1:",
+    "celery52-inspect-ping-down-amqp.txt": "celery cannot reach the broker: [Errno 111] Connection refused",
+    "celery52-status-down-amqp.txt": "celery cannot reach the broker: [Errno 111] Connection refused",
+    "celery52-inspect-ping-hang-amqp.txt": "celery cannot reach the broker: timed out",
+    "celery52-status-hang-amqp.txt": "celery cannot reach the broker: timed out",
+    "celery52-inspect-ping-json-refused-redis.txt":
+        "celery cannot reach the broker: WRONGPASS invalid username-password pair",
+    "celery52-status-json-refused-redis.txt":
+        "celery cannot reach the broker: WRONGPASS invalid username-password pair",
+    "celery52-inspect-ping-json-refused-amqp.txt":
+        "celery cannot reach the broker: (0, 0): (403) ACCESS_REFUSED - Login was refused",
+    "celery52-status-json-refused-amqp.txt":
+        "celery cannot reach the broker: (0, 0): (403) ACCESS_REFUSED - Login was refused",
+}
+
+
 def test_every_fixture_is_listed():
-    assert sorted(FIXTURES) == sorted(p.name for p in DATA.iterdir() if p.name != "README")
+    assert sorted(list(FIXTURES) + list(FAILURES)) == \
+        sorted(p.name for p in DATA.iterdir() if p.name != "README")
+
+
+@pytest.mark.parametrize("name", sorted(FAILURES))
+@pytest.mark.parametrize("inventory", [[], PAIR])
+def test_celery_failing_to_reach_the_broker_is_critical_in_its_words(name, inventory):
+    """`celery status 2>&1 | check_celery_workers --source stdin` with the
+    broker down, refusing or silent: the outage, CRITICAL, in Celery's words."""
+    result = run_check(CHECK, "--source", "stdin", *inventory, stdin=(DATA / name).read_text())
+    result.assert_critical(FAILURES[name])
+    assert result.first_line.startswith("CELERY_WORKERS CRITICAL - celery c"), result.first_line
+    assert len(result.first_line) <= 120, result.first_line
+    assert "Traceback" not in result.stdout and "Please make sure" not in result.stdout
+
+
+@pytest.mark.parametrize("inventory, line", [
+    ([], "CELERY_WORKERS CRITICAL - celery: No nodes replied within time constraint"),
+    (PAIR, "CELERY_WORKERS CRITICAL - celery: No nodes replied within time constraint; "
+           "2 of 2 expected workers missing: special-1@serverA, +1 more"),
+    (["-c", "1:"], "CELERY_WORKERS CRITICAL - celery: No nodes replied within time constraint; "
+                   "0 online (< 1)"),
+])
+def test_no_nodes_replied_is_critical_in_celerys_words(inventory, line):
+    result = run_check(CHECK, "--source", "stdin", *inventory,
+                       stdin=(DATA / "celery5-status-none.txt").read_text())
+    result.assert_critical()
+    assert result.first_line == line
+    assert result.perfdata["online"].value == 0
+
+
+@pytest.mark.parametrize("text, line", [
+    ("Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+     "ModuleNotFoundError: No module named 'proj'\n",
+     "celery failed: ModuleNotFoundError: No module named 'proj'"),
+    ("Usage: celery [OPTIONS] COMMAND [ARGS]...\nTry 'celery --help' for help.\n\n"
+     "Error: Invalid value for '-A' / '--app':\nUnable to load celery application.\n",
+     "stdin is not `celery status` or `celery inspect ping` output: 'Usage: celery [OPTIONS]"),
+])
+def test_celery_failing_for_its_own_reasons_stays_unknown(text, line):
+    # not a fact about the fleet: the command itself is broken
+    result = run_check(CHECK, "--source", "stdin", stdin=text)
+    result.assert_unknown()
+    assert result.summary.startswith(line), result.first_line
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
@@ -331,7 +488,7 @@ def test_stdin_fixture_counts_nodes(name):
     if FIXTURES[name]:
         result.assert_ok("%d workers online" % FIXTURES[name])
     else:
-        result.assert_critical("no worker answered")
+        result.assert_critical("No nodes replied within time constraint")
 
 
 def test_stdin_with_inventory_names_missing_and_unexpected():
@@ -400,10 +557,14 @@ def test_inventory_literal_names_before_globs_and_surplus():
     assert not inventory.complete(["w-1@a", "w-2@a", "celery@b"])
 
 
-def test_inventory_repeated_pattern_adds_counts_and_is_case_sensitive():
-    inventory = W.Inventory([("w@a", 1), ("w@a", 1)])
+def test_inventory_refuses_to_count_a_node_twice_and_is_case_sensitive():
+    # Summing a repeated pattern expected one node twice: a lie.
+    for bad in ([("w@a", 1), ("w@a", 1)], [("w*@a", 2), ("w*@a", 1)], [("w@a", 2)]):
+        with pytest.raises(ValueError):
+            W.Inventory(bad)
+    inventory = W.Inventory([("w@a", 1), ("W@A", 1)])
     assert inventory.expected == 2
-    assert inventory.judge(["W@A"]).missing == 2
+    assert inventory.judge(["W@A"]).missing == 1
 
 
 def test_shorten_keeps_at_least_one_item():
@@ -501,8 +662,9 @@ def test_transport_options_reach_the_workers_keys(celery_worker, redis_url, redi
     assert before and all(key.startswith(b"app1:") for key in before), before
     given = ["-O", "global_keyprefix=app1:", "-O", "sep=:"]
     for source in ("ping", "events"):
+        wait = ["--window", "2.5"] if source == "events" else []
         result = run_check(CHECK, "-b", redis_url, "--source", source, *given,
-                           "--expect", "prefixed@serverD", "--window", "2.5")
+                           "--expect", "prefixed@serverD", *wait)
         result.assert_ok("1 worker online, all 1 expected present")
     run_check(CHECK, "-b", redis_url, "--expect", "prefixed@serverD", "--reply-timeout", "0.5") \
         .assert_critical("prefixed@serverD")
@@ -519,3 +681,14 @@ def test_redis_envelope_decoding():
     assert W._envelope_body(dict(envelope, **{"content-type": "application/x-python-serialize"})) is None
     assert W._envelope_body(dict(envelope, body="%%% not base64")) is None
     assert W._envelope_body({"body": "{}", "content-type": "application/json", "properties": {}}) == {}
+
+
+def test_counts_are_worded_with_plural():
+    one = "->  a@b: OK\n\n1 node online.\n"
+    result = run_check(CHECK, "--source", "stdin", "--expect", "a@b", stdin=one)
+    assert result.first_line == "CELERY_WORKERS OK - 1 worker online, all 1 expected present"
+    result = run_check(CHECK, "--source", "stdin", "--expect", "c@d", "--unexpected-state", "ok",
+                       stdin=one)
+    assert result.summary == "1 of 1 expected worker missing: c@d"
+    result = run_check(CHECK, "--source", "stdin", "--expect", "a@b", "--expect", "c@d", stdin=one)
+    assert result.summary == "1 of 2 expected workers missing: c@d"

@@ -5,6 +5,7 @@ test that made it (``close()``), never by name."""
 
 import socket
 import threading
+import time
 
 
 def closed_port(host="127.0.0.1"):
@@ -73,11 +74,16 @@ class TcpProxy(_LoopbackServer):
     drops every connection through it; :meth:`refuse` keeps refusing new
     ones (the listener closes them at once) until :meth:`restore`.
     With ``freeze_on``, a connection whose client sends those bytes stops
-    being forwarded and stays open: a broker that hangs mid-conversation."""
+    being forwarded and stays open: a broker that hangs mid-conversation.
+    With ``first_reply_delay``, the broker's first answer on each connection
+    comes that many seconds late: a connection set-up as slow as on a busy
+    host or to a distant broker; the rest flows freely."""
 
-    def __init__(self, target_port, target_host="127.0.0.1", freeze_on=None):
+    def __init__(self, target_port, target_host="127.0.0.1", freeze_on=None,
+                 first_reply_delay=0.0):
         self.target = (target_host, target_port)
         self.freeze_on = freeze_on
+        self.first_reply_delay = first_reply_delay
         self.refusing = False
         self.connections = 0  # accepted so far
         self._pairs = []
@@ -102,6 +108,10 @@ class TcpProxy(_LoopbackServer):
 
     def _pump(self, source, sink, frozen, watch):
         try:
+            if not watch and self.first_reply_delay:  # broker -> client
+                data = source.recv(65536)
+                time.sleep(self.first_reply_delay)
+                sink.sendall(data)
             while True:
                 data = source.recv(65536)
                 if not data:
