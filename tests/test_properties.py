@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from celery_checks import pulsefile, workers
+from celery_checks import pulsefile
+from celery_checks.workers import inventory, stdin
 from celery_checks.plugin import cli, perfdata, secrets
 from celery_checks.plugin.policy import CheckError
 from tests.kit import project
@@ -140,7 +141,7 @@ ping_json = st.dictionaries(names, st.sampled_from([{"ok": "pong"}, {"error": "x
 @given(status_text | json_text | ping_json | json_text.map(lambda t: t[: len(t) // 2]))
 def test_status_parser_returns_replies_or_a_clear_error(text):
     try:
-        replies = workers.parse_status(text)
+        replies = stdin.parse_status(text)
     except CheckError as exc:
         assert str(exc) and "\n" not in str(exc)
         return
@@ -151,12 +152,12 @@ def test_status_parser_returns_replies_or_a_clear_error(text):
 @given(st.text(max_size=30), st.lists(names, max_size=8))
 def test_inventory_patterns_parse_or_fail_cleanly_and_judge_consistently(spec, online):
     try:
-        pattern, count = workers.parse_expectation(spec)
+        pattern, count = inventory.parse_expectation(spec)
     except ValueError:
         return
     assert pattern and count >= 1
-    inventory = workers.Inventory([(pattern, count)])
-    verdict = inventory.judge(online)
+    expected = inventory.Inventory([(pattern, count)])
+    verdict = expected.judge(online)
     assert verdict.expected == count
     assert 0 <= verdict.missing <= count
     assert verdict.unexpected >= 0

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from celery_checks import workers as W
+from celery_checks.workers import inventory as I
+from celery_checks.workers import ping
+from celery_checks.workers import sources
+from celery_checks.workers import stdin
 from celery_checks.plugin.policy import CheckError
 from tests.kit import prerequisites
 from tests.kit import rabbitmq as rabbitmq_kit
@@ -529,21 +532,21 @@ def test_broken_stdin_is_unknown(text, fragment):
 # ------------------------------------------------------ pure logic (units)
 
 def test_parse_expectation():
-    assert W.parse_expectation("celery@web1") == ("celery@web1", 1)
-    assert W.parse_expectation(" special-*@serverA=4 ") == ("special-*@serverA", 4)
+    assert I.parse_expectation("celery@web1") == ("celery@web1", 1)
+    assert I.parse_expectation(" special-*@serverA=4 ") == ("special-*@serverA", 4)
     for bad in ("", "=3", "a b@c", "x@y=0", "x@y=-1", "x@y=2.5"):
         with pytest.raises(ValueError):
-            W.parse_expectation(bad)
+            I.parse_expectation(bad)
 
 
 def test_read_expect_file(tmp_path):
     path = tmp_path / "inv"
     path.write_text("a@x=2  # two of them\n# comment\n\nb@y\n")
-    assert W.read_expect_file(str(path)) == [("a@x", 2), ("b@y", 1)]
+    assert I.read_expect_file(str(path)) == [("a@x", 2), ("b@y", 1)]
 
 
 def test_inventory_literal_names_before_globs_and_surplus():
-    inventory = W.Inventory([("w-*@a", 2), ("w-1@a", 1), ("celery@b", 1)])
+    inventory = I.Inventory([("w-*@a", 2), ("w-1@a", 1), ("celery@b", 1)])
     assert inventory.expected == 4
     verdict = inventory.judge(["w-1@a", "w-2@a", "w-3@a", "celery@b", "odd@c"])
     assert verdict.missing == 0
@@ -561,26 +564,26 @@ def test_inventory_refuses_to_count_a_node_twice_and_is_case_sensitive():
     # Summing a repeated pattern expected one node twice: a lie.
     for bad in ([("w@a", 1), ("w@a", 1)], [("w*@a", 2), ("w*@a", 1)], [("w@a", 2)]):
         with pytest.raises(ValueError):
-            W.Inventory(bad)
-    inventory = W.Inventory([("w@a", 1), ("W@A", 1)])
+            I.Inventory(bad)
+    inventory = I.Inventory([("w@a", 1), ("W@A", 1)])
     assert inventory.expected == 2
     assert inventory.judge(["W@A"]).missing == 1
 
 
 def test_shorten_keeps_at_least_one_item():
-    assert W.shorten(["a", "b", "c"], 80) == "a, b, c"
-    assert W.shorten(["alpha@x", "beta@y", "gamma@z"], 16) == "alpha@x, +2 more"
-    assert W.shorten(["a-very-long-node-name@host"], 5) == "a-very-long-node-name@host"
+    assert I.shorten(["a", "b", "c"], 80) == "a, b, c"
+    assert I.shorten(["alpha@x", "beta@y", "gamma@z"], 16) == "alpha@x, +2 more"
+    assert I.shorten(["a-very-long-node-name@host"], 5) == "a-very-long-node-name@host"
 
 
 def test_grace_bounds():
-    assert W.grace(0.001) == W.GRACE_MIN
-    assert W.grace(0.04) == pytest.approx(0.12)
-    assert W.grace(5) == W.GRACE_MAX
+    assert sources.grace(0.001) == sources.GRACE_MIN
+    assert sources.grace(0.04) == pytest.approx(0.12)
+    assert sources.grace(5) == sources.GRACE_MAX
 
 
 def test_parse_status_forms():
-    names = lambda text: [(r.name, r.ok) for r in W.parse_status(text)]
+    names = lambda text: [(r.name, r.ok) for r in stdin.parse_status(text)]
     assert names("->  celery@a: OK\n") == [("celery@a", True)]
     assert names("-> celery@a: OK\n        pong\n\n1 node online.\n") == [("celery@a", True)]
     assert names("\x1b[37m\x1b[1m->\x1b[0m  \x1b[36m\x1b[1mcelery@a: \x1b[0m\x1b[32m\x1b[1mOK\x1b[0m\r\n") \
@@ -593,12 +596,12 @@ def test_parse_status_forms():
     assert names("{}") == []
     for bad in ("hello", "", "1 node online.\n", "[]"):
         with pytest.raises(CheckError):
-            W.parse_status(bad)
+            stdin.parse_status(bad)
 
 
 def test_parse_status_on_every_fixture_gives_real_node_names():
     for name, count in FIXTURES.items():
-        replies = W.parse_status((DATA / name).read_text())
+        replies = stdin.parse_status((DATA / name).read_text())
         assert len(replies) == count, name
         assert all("@" in r.name and r.ok for r in replies), name
 
@@ -677,10 +680,10 @@ def test_redis_envelope_decoding():
     body = base64.b64encode(b'{"celery@a": {"ok": "pong"}}').decode()
     envelope = {"body": body, "content-type": "application/json",
                 "properties": {"body_encoding": "base64"}, "headers": {"ticket": "t"}}
-    assert W._envelope_body(envelope) == {"celery@a": {"ok": "pong"}}
-    assert W._envelope_body(dict(envelope, **{"content-type": "application/x-python-serialize"})) is None
-    assert W._envelope_body(dict(envelope, body="%%% not base64")) is None
-    assert W._envelope_body({"body": "{}", "content-type": "application/json", "properties": {}}) == {}
+    assert ping._envelope_body(envelope) == {"celery@a": {"ok": "pong"}}
+    assert ping._envelope_body(dict(envelope, **{"content-type": "application/x-python-serialize"})) is None
+    assert ping._envelope_body(dict(envelope, body="%%% not base64")) is None
+    assert ping._envelope_body({"body": "{}", "content-type": "application/json", "properties": {}}) == {}
 
 
 def test_counts_are_worded_with_plural():

@@ -61,6 +61,22 @@ class RedisLayout:
         producer declares it: Celery names a queue's exchange after it."""
         return self.prefix + KOMBU_BINDING_PREFIX + exchange
 
+    def binding_tables(self, exchange):
+        """The set of an exchange's bindings and its kombu >= 5.6 permanent
+        mirror (kombu's binding sweep keeps a table while that has members)."""
+        return [self.prefix + KOMBU_BINDING_PREFIX + exchange,
+                self.prefix + KOMBU_PERMANENT_BINDING_PREFIX + exchange]
+
+    def binding_member(self, routing_key, queue, pattern=""):
+        """A binding as kombu writes it: routing_key<sep>pattern<sep>queue."""
+        return self.sep.join([routing_key, pattern, queue])
+
+    def fanout_topic(self, exchange, db, fanout_prefix=True):
+        """The channel a fanout exchange publishes on: ``/{db}.`` before the
+        exchange (kombu's fanout_prefix option: True, False or a string)."""
+        fanout = fanout_prefix if isinstance(fanout_prefix, str) else ("/{db}." if fanout_prefix else "")
+        return self.prefix + fanout.replace("{db}", str(db)) + exchange
+
     def binding_pattern(self, prefix=None):
         return glob_escape(self.prefix if prefix is None else prefix) + \
             glob_escape(KOMBU_BINDING_PREFIX) + "*"
