@@ -94,10 +94,7 @@ def parse_args(argv=None):
         broker=True,
         **HELP,
     )
-    parser.add_argument(
-        "-q", "--queue", metavar="QUEUE", action="append", dest="queues",
-        help="queue whose heartbeat to check; repeatable (default: celery)",
-    )
+    cli.add_queue_option(parser, "queue whose heartbeat to check; repeatable (default: celery)")
     parser.add_argument(
         "--latency-warning", metavar="RANGE", type=cli.threshold_range,
         default=WARNING_LATENCY,
@@ -115,11 +112,7 @@ def parse_args(argv=None):
         help="state of a queue with no heartbeat record at all (default: critical)",
     )
     cli.add_store_options(parser)
-    args = parser.parse_args(argv)
-    args.queues = list(dict.fromkeys(q.strip() for q in args.queues or ["celery"]))
-    if not all(args.queues):
-        parser.error("a queue name cannot be empty")
-    return args
+    return parser.parse_args(argv)
 
 
 # ------------------------------------------------------------------- acquire
@@ -325,22 +318,17 @@ class HeartbeatSummary(ProblemSummary):
 def make_check(args, deadline, facts=None):
     """The check for parsed ``args``; ``facts`` (QueueHeartbeat list) instead
     of reading the store, for tests."""
-    check = nagiosplugin.Check(
+    return runner.check_of(
+        "celery_heartbeat",
         Heartbeats(args.store, args.queues, deadline, facts),
         Age("age", args.warning, args.critical),
         Latency("latency", args.latency_warning, args.latency_critical),
         Condition("missing", nagios_state(args.missing_state), never_seen),
         HeartbeatSummary(args.verbose),
     )
-    check.name = "celery_heartbeat"
-    return check
 
 
-@runner.guarded("CELERY_HEARTBEAT")
-def main(argv=None):
-    args = parse_args(argv)
-    deadline = runner.Deadline(args.timeout)
-    runner.run(make_check(args, deadline), args.verbose, deadline)
+main = runner.entry_point("CELERY_HEARTBEAT", parse_args, make_check)
 
 
 if __name__ == "__main__":

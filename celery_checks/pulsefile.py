@@ -305,11 +305,12 @@ class PulseSummary(ProblemSummary):
         return [f.describe(self.ranges) for f in resource.facts[0]] if resource else []
 
 
-def make_check(args, facts=None):
+def make_check(args, deadline=None, facts=None):
     """The check for parsed ``args``; ``facts`` ((files, matches)) instead of
     the file system, for tests."""
     single = len(args.patterns) == 1 and not glob.has_magic(args.patterns[0])
-    check = nagiosplugin.Check(
+    return runner.check_of(
+        "celery_pulsefile",
         PulseFiles(args.patterns, single, facts),
         Age("age", args.warning, args.critical),
         Threshold("clock", str(args.clock_tolerance), words=clock_skew, perfdata=False),
@@ -318,15 +319,9 @@ def make_check(args, facts=None):
                   perfdata=False),
         PulseSummary(args.verbose, (args.warning, args.critical)),
     )
-    check.name = "celery_pulsefile"
-    return check
 
 
-@runner.guarded("CELERY_PULSEFILE")
-def main(argv=None):
-    args = parse_args(argv)
-    deadline = runner.Deadline(args.timeout)
-    runner.run(make_check(args), args.verbose, deadline)
+main = runner.entry_point("CELERY_PULSEFILE", parse_args, make_check)
 
 
 if __name__ == "__main__":

@@ -97,10 +97,7 @@ def parse_args(argv=None):
     parser.add_argument("-h", "--help", action="help", help="show this help and exit 3")
     parser.add_argument("-V", "--version", action="version", help="show the version and exit 3",
                         version="%s (celery-checks) %s" % (PROG, __version__))
-    parser.add_argument(
-        "-q", "--queue", metavar="QUEUE", action="append", dest="queues",
-        help="queue to send a heartbeat through; repeatable (default: celery)",
-    )
+    cli.add_queue_option(parser, "queue to send a heartbeat through; repeatable (default: celery)")
     parser.add_argument(
         "--expires", metavar="SECONDS", type=cli.positive_int, default=DEFAULT_EXPIRES,
         help="workers discard a heartbeat not started this long after its "
@@ -114,11 +111,7 @@ def parse_args(argv=None):
                         help="show a traceback on failure")
     cli.add_broker_options(parser)
     cli.add_store_options(parser)
-    args = parser.parse_args(argv)
-    args.queues = list(dict.fromkeys(q.strip() for q in args.queues or ["celery"]))
-    if not all(args.queues):
-        parser.error("a queue name cannot be empty")
-    return args
+    return parser.parse_args(argv)
 
 
 def store_client(args, timeout):

@@ -66,6 +66,13 @@ class Setting:
     def redis_url(self):
         return self.request.getfixturevalue("redis_url")
 
+    def declared_redis_queue(self, queue="celery"):
+        """The URL of a DB where a producer declared ``queue`` (its kombu
+        binding), so the queue check answers OK with 0 waiting."""
+        self.request.getfixturevalue("redis_client").sadd(
+            "_kombu.binding." + queue, "%s\x06\x16\x06\x16%s" % (queue, queue))
+        return self.redis_url()
+
     def amqp_url_and_queue(self):
         rabbitmq = self.request.getfixturevalue("rabbitmq")
         queue = rabbitmq.queue_name()
@@ -85,7 +92,7 @@ CASES = [
         "check_celery_pulsefile", lambda s: ["-f", s.pulse_file()], "OK",
         EVERY_CLIENT, ["nagiosplugin"], id="pulsefile"),
     pytest.param(
-        "check_celery_queue", lambda s: ["-b", s.redis_url(), "-q", "celery"], "OK",
+        "check_celery_queue", lambda s: ["-b", s.declared_redis_queue(), "-q", "celery"], "OK",
         ["celery", "kombu", "billiard", "pika", "amqp"], ["redis"], id="queue-redis"),
     pytest.param(
         "check_celery_queue", amqp_args, "OK",

@@ -19,7 +19,7 @@ def answer(files, *args, matches=None, verbose=1):
     facts = [pulsefile.PulseFile(path, labels[path], age, 0.0, content, None)
              for path, age, content in files]
     matches = matches or {p: 1 for p in settings.patterns}
-    return render(pulsefile.make_check(settings, (facts, matches)), verbose)
+    return render(pulsefile.make_check(settings, facts=(facts, matches)), verbose)
 
 
 RUNNING = {"node": "w1@h", "pid": 42, "state": "running"}
@@ -65,7 +65,7 @@ def test_stopped_emitter_is_critical_however_fresh():
 def test_clock_skew_warns():
     settings = pulsefile.parse_args(["-f", "/run/w1.pulse"])
     ahead = pulsefile.PulseFile("/run/w1.pulse", "age", 0.0, 30.0, {}, None)
-    result = render(pulsefile.make_check(settings, ([ahead], {"/run/w1.pulse": 1})))
+    result = render(pulsefile.make_check(settings, facts=([ahead], {"/run/w1.pulse": 1})))
     assert result.first_line == ("CELERY_PULSEFILE WARNING - /run/w1.pulse mtime is 30.0s in "
                                  "the future (clock skew?)")
 

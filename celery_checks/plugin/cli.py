@@ -242,6 +242,20 @@ def _never_reached(warning, critical):
     return warn.start <= crit.start and crit.end <= warn.end
 
 
+def add_queue_option(parser, help, default="celery"):
+    """-q/--queue, repeatable; after parsing ``args.queues`` in the order
+    given, stripped, without repeats (a repeated label breaks perfdata)."""
+    parser.add_argument("-q", "--queue", metavar="QUEUE", action="append", dest="queues",
+                        help=help)
+
+    def finish(parsed):
+        parsed.queues = list(dict.fromkeys(q.strip() for q in parsed.queues or [default]))
+        if not all(parsed.queues):
+            raise CheckError("a queue name cannot be empty")
+
+    parser.finishers.append(finish)
+
+
 def add_broker_options(parser):
     """-b/--broker-file and -O; after parsing, ``args.broker`` is the
     :class:`~celery_checks.connect.urls.Target` they name."""

@@ -5,7 +5,8 @@
 - :func:`run`: :class:`~celery_checks.plugin.policy.Unreachable` becomes
   CRITICAL, our own -t and internal errors UNKNOWN, tracebacks only at
   -vvv, and every line printed passes through the redaction;
-- :func:`guarded`: the same for whatever fails before :func:`run` starts.
+- :func:`guarded`: the same for whatever fails before :func:`run` starts;
+  :func:`entry_point` makes a check's ``main()`` of both.
 """
 
 import functools
@@ -85,6 +86,29 @@ def run(check, verbose, deadline):
         _finish(status_name, UNKNOWN, "internal error: %s: %s" % (type(exc).__name__, exc),
                 detail())
     sys.exit(UNKNOWN)  # check.main() always exits; this is a safety net
+
+
+def check_of(name, *parts):
+    """nagiosplugin's Check of these parts, named (Debian 12's nagiosplugin
+    1.3.2 has no Check(name=))."""
+    import nagiosplugin
+
+    check = nagiosplugin.Check(*parts)
+    check.name = name
+    return check
+
+
+def entry_point(status_name, parse_args, make_check):
+    """A check's ``main(argv=None)``: parse, start the deadline, build the
+    check (``make_check(args, deadline)``), run it under the policy."""
+
+    @guarded(status_name)
+    def main(argv=None):
+        args = parse_args(argv)
+        deadline = Deadline(args.timeout)
+        run(make_check(args, deadline), args.verbose, deadline)
+
+    return main
 
 
 def guarded(status_name):

@@ -289,7 +289,8 @@ class QueueSummary(ProblemSummary):
 def make_check(args, deadline, facts=None):
     """The check for parsed ``args``; ``facts`` (Findings) instead of
     asking the broker, for tests."""
-    check = nagiosplugin.Check(
+    return runner.check_of(
+        "celery_queue",
         Queues(args, deadline, facts),
         Count("waiting", args.warning, args.critical, "waiting message"),
         Count("consumers", args.consumers_warning, args.consumers_critical, "consumer"),
@@ -298,15 +299,9 @@ def make_check(args, deadline, facts=None):
                   missing(args.broker.parsed.virtual_host)),
         QueueSummary(args.verbose),
     )
-    check.name = "celery_queue"
-    return check
 
 
-@runner.guarded("CELERY_QUEUE")
-def main(argv=None):
-    args = parse_args(argv)
-    deadline = runner.Deadline(args.timeout)
-    runner.run(make_check(args, deadline), args.verbose, deadline)
+main = runner.entry_point("CELERY_QUEUE", parse_args, make_check)
 
 
 if __name__ == "__main__":

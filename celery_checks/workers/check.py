@@ -331,7 +331,8 @@ def make_check(args, deadline, facts=None):
     inventory = Inventory(args.expect)
     bare = not inventory and not args.warning and not args.critical
     wait = args.reply_timeout if args.source == "ping" else args.window
-    check = nagiosplugin.Check(
+    return runner.check_of(
+        "celery_workers",
         Workers(args.source, args.broker, deadline, wait, inventory, facts),
         Online(args.warning, args.critical, bare),
         Threshold("count"),
@@ -341,15 +342,9 @@ def make_check(args, deadline, facts=None):
         Threshold("fact"),
         WorkersSummary(args.verbose),
     )
-    check.name = "celery_workers"
-    return check
 
 
-@runner.guarded("CELERY_WORKERS")
-def main(argv=None):
-    args = parse_args(argv)
-    deadline = runner.Deadline(args.timeout)
-    runner.run(make_check(args, deadline), args.verbose, deadline)
+main = runner.entry_point("CELERY_WORKERS", parse_args, make_check)
 
 
 if __name__ == "__main__":
