@@ -23,7 +23,7 @@ import nagiosplugin
 from celery_checks.connect.options import sentinel_options_used, unused_options_line
 from celery_checks.plugin import cli, runner
 from celery_checks.plugin.contexts import Condition, Threshold
-from celery_checks.plugin.perfdata import seconds, violation
+from celery_checks.plugin.perfdata import seconds, unique_label, violation
 from celery_checks.plugin.policy import nagios_state
 from celery_checks.plugin.resource import Resource
 from celery_checks.plugin.summary import ProblemSummary
@@ -247,13 +247,15 @@ class Heartbeats(Resource):
         return heartbeats
 
     def metrics(self, queues):
+        names = set()  # queue names that sanitise alike get QUEUE_2_age, ...
         for queue in queues:
+            name = unique_label(queue.name, names)
             if not queue.seen:
-                yield self.metric(queue.name + "_missing", 1, "missing", queue)
+                yield self.metric(name + "_missing", 1, "missing", queue)
                 continue
-            yield self.metric(queue.name + "_age", queue.age, "age", queue, uom="s", min=0)
+            yield self.metric(name + "_age", queue.age, "age", queue, uom="s", min=0)
             if queue.latency is not None:
-                yield self.metric(queue.name + "_latency", queue.latency, "latency", queue,
+                yield self.metric(name + "_latency", queue.latency, "latency", queue,
                                   uom="s", min=0)
 
 

@@ -254,8 +254,11 @@ def test_workers_stdin_and_inventory(text, patterns, expect_file):
 def test_queue_names_with_any_character(redis_url, redis_client, queues, waiting):
     redis_client.flushdb()
     for queue in queues:
+        raw = queue.encode("utf-8", "surrogatepass")
+        # declared as a worker consuming it leaves it (kombu's binding)
+        redis_client.sadd(b"_kombu.binding." + raw, raw + b"\x06\x16\x06\x16" + raw)
         for _ in range(waiting):
-            redis_client.lpush(queue.encode("utf-8", "surrogatepass"), b"{}")
+            redis_client.lpush(raw, b"{}")
     result = run_check("check_celery_queue", "-b", redis_url, "-t", "3",
                        *["--queue=" + q for q in queues])
     assert_plugin_answer(result, "check_celery_queue")
