@@ -39,6 +39,7 @@ import pytest
 
 from tests.kit import prerequisites, project, venvs
 from tests.kit.faults import closed_port
+from tests.kit.producers import declare_on_redis
 from tests.kit.project import ROOT
 from tests.kit.waiting import port_open, wait_for
 from tests.kit.plugin import parse_perfdata
@@ -273,6 +274,7 @@ def test_icinga_runs_the_example_services(
     prerequisites.require("root", "icinga2")
     prefix = "cc7:"
     redis_client.rpush(prefix + "work", "m1", "m2", "m3")
+    declare_on_redis(redis_client, "idle", prefix)  # a worker consumes it; empty
     (shared_dir / "worker.pulse").write_text('{"node": "w1@test", "pid": 1, "state": "running"}')
     (shared_dir / "beat.pulse").write_text("")
     stale = time.time() - 1000
@@ -488,6 +490,7 @@ def test_nagios_runs_the_example_services(
     expand into command lines the plugins accept."""
     prerequisites.require("root", "nagios4")
     redis_client.rpush("celery", *["m%d" % i for i in range(150)])
+    declare_on_redis(redis_client, "mail")  # a worker consumes it; empty
     broker_file = shared_dir / "celery-broker"
     broker_file.write_text(redis_url + "\n")
     broker_file.chmod(0o644)
@@ -634,6 +637,8 @@ def test_scheduled_trigger_publishes_as_nagios(
     broker_file = shared_dir / "celery-broker"
     broker_file.write_text(redis_url + "\n")
     broker_file.chmod(0o644)
+    for queue in ("celery", "mail"):  # declared by the workers consuming them
+        declare_on_redis(redis_client, queue)
     command = _scheduled_commands()[schedule]
     for original, here in (("/usr/local/bin/", "%s/" % plugin_dir),
                            ("/etc/nagios/celery-broker", str(broker_file))):

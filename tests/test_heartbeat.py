@@ -15,6 +15,7 @@ import pytest
 from celery_checks.store import heartbeats as store
 from tests.kit.faults import Listener
 from tests.kit.plugin import executable, run_check
+from tests.kit.producers import declare_on_redis
 from tests.kit.waiting import wait_for
 
 
@@ -53,13 +54,6 @@ def assert_one_line_failure(result, *fragments):
 
 
 # ------------------------------------------------------------ end to end
-
-def declare(client, queue):
-    """What a Celery worker leaves in Redis when it consumes ``queue``
-    (kombu's binding of the queue to its exchange), for tests that need a
-    declared queue with nobody consuming it."""
-    client.sadd("_kombu.binding." + queue, "%s\x06\x16\x06\x16%s" % (queue, queue))
-
 
 def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, celery_worker):
     worker = celery_worker.start(redis_url, queues=["hb-a", "hb-b"])
@@ -118,7 +112,7 @@ def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, cel
 
 
 def test_heartbeat_not_started_before_its_expiry_is_discarded(redis_url, redis_client, celery_worker):
-    declare(redis_client, "hb-x")  # a worker consumed it before, none now
+    declare_on_redis(redis_client, "hb-x")  # a worker consumed it before, none now
     assert_published(trigger("-b", redis_url, "-q", "hb-x", "--expires", "1"), 1)
     expired_id = record(redis_client, "hb-x")["published_id"]
     wait_for(lambda: time.time() - float(record(redis_client, "hb-x")["published"]) > 1.5,
@@ -281,7 +275,7 @@ def test_trigger_broker_down_is_one_line_exit_1(redis_url, redis_client):
 
 
 def test_trigger_store_down_is_one_line_exit_1(redis_url, redis_client):
-    declare(redis_client, "celery")
+    declare_on_redis(redis_client, "celery")
     result = trigger("-b", redis_url, "--store", "redis://:secret@127.0.0.1:1/0")
     assert_one_line_failure(result, "heartbeat store redis://:***@127.0.0.1:1/0")
 

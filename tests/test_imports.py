@@ -17,6 +17,7 @@ import textwrap
 import pytest
 
 from tests.kit.plugin import executable
+from tests.kit.producers import declare_on_redis
 
 EVERY_CLIENT = ("celery", "kombu", "billiard", "redis", "pika", "amqp")
 EXIT = {"OK": 0, "CRITICAL": 2}
@@ -69,8 +70,7 @@ class Setting:
     def declared_redis_queue(self, queue="celery"):
         """The URL of a DB where a producer declared ``queue`` (its kombu
         binding), so the queue check answers OK with 0 waiting."""
-        self.request.getfixturevalue("redis_client").sadd(
-            "_kombu.binding." + queue, "%s\x06\x16\x06\x16%s" % (queue, queue))
+        declare_on_redis(self.request.getfixturevalue("redis_client"), queue)
         return self.redis_url()
 
     def amqp_url_and_queue(self):

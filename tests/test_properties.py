@@ -31,6 +31,7 @@ from celery_checks.plugin.policy import CheckError
 from tests.kit import project
 from tests.kit.faults import closed_port
 from tests.kit.plugin import PERF_ITEM, parse_perfdata, run_check
+from tests.kit.producers import declare_on_redis
 from tests.kit.project import MINIMAL_ARGS
 
 CHECKS = project.checks()
@@ -280,7 +281,7 @@ def test_heartbeat_queue_names_with_any_character(redis_url, redis_client, queue
     flags = ["--queue=" + q for q in queues]
     if published:  # the trigger writes the records the check reads
         for queue in queues:  # as a worker consuming it leaves it (kombu's binding)
-            redis_client.sadd("_kombu.binding." + queue, "%s\x06\x16\x06\x16%s" % (queue, queue))
+            declare_on_redis(redis_client, queue)
         run_check("trigger_celery_heartbeat", "-b", redis_url, *flags)
     result = run_check("check_celery_heartbeat", "--store", redis_url, "-t", "3", *flags)
     assert_plugin_answer(result, "check_celery_heartbeat")

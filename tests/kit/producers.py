@@ -1,5 +1,7 @@
 """Publishing tasks the way an application does (Celery's send_task), for
-tests that need messages waiting in a queue."""
+tests that need messages waiting in a queue, and declaring a queue on
+Redis the way a worker consuming it does (kombu's binding), for tests that
+need it declared and empty."""
 
 
 class Apps:
@@ -31,3 +33,10 @@ def publish(app, queue, count=1, priority=None, task="tests.add", args=(1, 2)):
             ids.append(app.send_task(task, args=args, queue=queue, priority=priority,
                                      producer=producer).id)
     return ids
+
+
+def declare_on_redis(client, queue, prefix=""):
+    """What a worker consuming ``queue`` leaves in Redis: kombu's binding of
+    the queue to the exchange named after it (under ``prefix``, kombu's
+    global_keyprefix)."""
+    client.sadd("%s_kombu.binding.%s" % (prefix, queue), "%s\x06\x16\x06\x16%s" % (queue, queue))
