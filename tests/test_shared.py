@@ -191,7 +191,7 @@ def test_password_only_url_means_the_default_user_on_every_redis_py(redis_server
         client.close()
 
 
-def test_kombu_redis_connection_failure_keeps_its_reason():
+def test_kombu_redis_connection_failure_keeps_its_reason(monkeypatch):
     """kombu 5.2's async Redis connection took disconnect(self) while
     redis-py 4.3 calls disconnect(error): a failed connect became a
     TypeError. With the compat shim the real error comes through."""
@@ -199,9 +199,13 @@ def test_kombu_redis_connection_failure_keeps_its_reason():
 
     import kombu
     import redis
+    from kombu.transport import redis as transport
 
     from celery_checks.connect.kombu import kombu_redis_compat
 
+    # the shim patches kombu for this process: undone after the test, so
+    # tests/test_urls.py compares with kombu's own reading
+    monkeypatch.setattr(transport.Channel, "_connparams", transport.Channel._connparams)
     kombu_redis_compat()
     kombu_redis_compat()  # idempotent
     listener = socket.socket()

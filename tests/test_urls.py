@@ -21,7 +21,7 @@ from celery_checks.connect import options, urls
 from celery_checks.plugin.policy import CheckError
 from tests.kit.faults import closed_port
 from tests.kit.plugin import run_check
-from tests.kit.producers import publish
+from tests.kit.producers import declare_on_redis, publish
 from tests.kit.rabbitmq import HOST as AMQP_HOST
 from tests.kit.rabbitmq import PORT as AMQP_PORT
 
@@ -457,14 +457,14 @@ def test_redis_checks_name_the_options_they_do_not_read(redis_url, redis_client)
     nobody = "cc-urls-%s@nowhere" % uuid.uuid4().hex[:8]
     workers = ("check_celery_workers", "-b", redis_url, "--expect", nobody, "-t", "8", "-vv")
     result = run_check(*workers, "--source", "ping", "--reply-timeout", "0.5", *options)
-    result.assert_critical("1 of 1 expected workers missing")
+    result.assert_critical("1 of 1 expected worker missing")
     assert UNUSED + "body_encoding, visibility_timeout" in result.long_output  # redis-py alone
     result = run_check(*workers, "--source", "events", "--window", "0.5", *options)
-    result.assert_critical("1 of 1 expected workers missing")
+    result.assert_critical("1 of 1 expected worker missing")
     assert UNUSED + "visibility_timeout" in result.long_output  # kombu encodes the broadcast
 
 
-def test_keys_of_the_other_transport_are_accepted_and_named(rabbitmq, redis_url):
+def test_keys_of_the_other_transport_are_accepted_and_named(rabbitmq, redis_url, redis_client):
     """kombu takes them silently (the Redis channel ignores what it does not
     read; py-amqp's Connection takes any keyword): a usage error would refuse
     the options an app runs with."""
@@ -472,8 +472,9 @@ def test_keys_of_the_other_transport_are_accepted_and_named(rabbitmq, redis_url)
     result = run_check("check_celery_workers", "-b", rabbitmq.url, "--source", "events", "--expect",
                        nobody, "--window", "0.5", "-t", "8", "-vv", "-O", "visibility_timeout=60",
                        "-O", "global_keyprefix=pfx:")
-    result.assert_critical("1 of 1 expected workers missing")
+    result.assert_critical("1 of 1 expected worker missing")
     assert UNUSED + "global_keyprefix, visibility_timeout" in result.long_output
+    declare_on_redis(redis_client, "celery")
     result = queue("-b", redis_url, "-O", "heartbeat=30", "-O", "master_name=mymaster", "-vv")
     result.assert_ok("queue celery has 0 waiting")
     assert UNUSED + "heartbeat, master_name" in result.long_output  # not a sentinel:// URL
