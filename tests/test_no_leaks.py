@@ -382,13 +382,24 @@ def _normalised(text, label=""):
 
 
 @pytest.fixture
-def word_fleet(redis_server, redis_db, redis_dbs, rabbitmq, celery_worker, celery_apps):
+def words_vhost():
+    """A vhost of the test's own: the module's other workers (``brokers``)
+    must not answer its pings (they would be unexpected nodes)."""
+    with rabbitmq_kit.Vhost("cc-words") as vhost:
+        queues = rabbitmq_kit.Queues(vhost.name)
+        yield queues
+        queues.cleanup()
+
+
+@pytest.fixture
+def word_fleet(redis_server, redis_db, redis_dbs, words_vhost, celery_worker, celery_apps):
     """Workers on each broker (on a queue of their own, so that WORD_QUEUE
     keeps what it holds), a Redis ACL user and a RabbitMQ user (allowed on
     the session vhost) whose password :func:`set_password` changes; both
     users deleted afterwards. The trigger runs get a Redis database of their
     own (``trigger_db``), so that what they record never changes what
     check_celery_heartbeat reads from ``redis_db``: one record, made here."""
+    rabbitmq = words_vhost
     workers = {"redis": celery_worker.start(redis_server.url(redis_db), queues=["leak-work"], wait=False),
                "amqp": celery_worker.start(rabbitmq.url, queues=["leak-work"], wait=False)}
     admin = redis_server.client()
@@ -515,7 +526,8 @@ def run_words(runs):
 
 
 def test_ordinary_word_passwords_change_nothing_but_never_show(
-        word_fleet, redis_server, redis_db, redis_client, rabbitmq, tmp_path):
+        word_fleet, redis_server, redis_db, redis_client, words_vhost, tmp_path):
+    rabbitmq = words_vhost
     closed = closed_port()
     workers = word_fleet["workers"]
 
