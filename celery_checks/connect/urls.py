@@ -2,9 +2,11 @@
 
 - :func:`parse_url`: the one reading of every URL, as kombu reads it (a
   :class:`BrokerURL`); tests/test_urls.py holds it against kombu itself;
-- :func:`resolve_broker_url` / :func:`broker_settings`: the precedence rule
-  (-b, else --broker-file, else the environment, else the default) and the
-  -O keys checked against what kombu knows for the transport.
+- :func:`resolve_url`: the one precedence rule for every kind of URL (its
+  option, its -file option, the environment, a fallback), behind
+  :func:`resolve_broker_url` and :func:`resolve_store_url`;
+- :class:`Target`: what a check's Resource is given (URL, -O options, role),
+  made by :func:`broker_target` / :func:`store_target`.
 """
 
 import os
