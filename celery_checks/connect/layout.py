@@ -13,7 +13,6 @@ connection and errors): every declared queue, within a budget.
 
 import time
 
-from celery_checks.plugin.perfdata import quoted, shown
 from celery_checks.plugin.policy import CheckError
 
 # kombu's Redis transport defaults (kombu/transport/redis.py, Channel).
@@ -96,6 +95,10 @@ class RedisLayout:
         """CheckError when ``queue``'s own binding (QUEUE sep sep QUEUE, as
         Celery binds a queue to the exchange named after it) was written
         with another separator: every priority sub-list would be missed."""
+        # Imported here: the worker side and the trigger read this module
+        # (through the store) and need not load nagiosplugin.
+        from celery_checks.plugin.perfdata import quoted, shown
+
         for member in members:
             text = as_text(member)
             middle = text[len(queue):-len(queue)] if len(text) > 2 * len(queue) else ""
@@ -209,6 +212,8 @@ def checked(replies, keys=None):
     """Raise the first error a pipeline returned; a key of the wrong type
     (somebody else's data under a queue's name) cannot be judged."""
     import redis
+
+    from celery_checks.plugin.perfdata import quoted
 
     for index, reply in enumerate(replies):
         if isinstance(reply, redis.ResponseError):

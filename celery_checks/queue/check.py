@@ -184,7 +184,12 @@ class Queues(Resource):
         return Findings(None, amqp_depths(args.broker, args.queues, timeout))
 
     def metrics(self, findings):
-        self._labels.add("unacked")  # the total's label is taken
+        # The unacked total keeps its label on both brokers: a queue named
+        # "unacked" is "unacked_2" in perfdata wherever it lives.
+        if findings.unacked is not None:
+            yield self.metric("unacked", findings.unacked, "unacked", min=0)
+        else:
+            self._labels.add("unacked")
         if findings.absence is not None:
             # "=" cannot be in a label, so this name never meets a queue's.
             yield self.metric("=no queues", 1, "missing", findings.absence)
@@ -200,9 +205,6 @@ class Queues(Resource):
                                   min=0)
             if depth.unacked is not None:
                 yield self.metric("unacked_" + depth.name, depth.unacked, "unacked", depth, min=0)
-        if findings.unacked is not None:
-            self._labels.discard("unacked")
-            yield self.metric("unacked", findings.unacked, "unacked", min=0)
 
 
 # ------------------------------------------------------------------ evaluate
@@ -240,7 +242,10 @@ class QueueSummary(ProblemSummary):
         depths = [d for d in findings.depths if not d.missing] if findings else []
         absent = len(findings.depths) - len(depths) if findings else 0
         if not depths:
-            return str(results[0]) if absent else "no queues found"
+            # --missing-state ok: the first missing queue's words
+            missing = next(r for r in results if r.context and r.context.name == "missing") \
+                if absent else None
+            return str(missing) if missing else "no queues found"
         if len(depths) == 1:
             text = "queue %s has %s" % (shown(depths[0].name),
                                         plural(depths[0].waiting, "waiting message"))
