@@ -87,9 +87,13 @@ class Launcher:
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         pid = int(self._answer())
+        # A daemon thread started inside the try: a SIGTERM (raised here as
+        # KeyboardInterrupt) landing just after start() must neither skip
+        # cancel() nor keep the interpreter waiting out the limit at exit.
         killer = threading.Timer(limit, kill_group, (pid,))
-        killer.start()
+        killer.daemon = True
         try:
+            killer.start()
             figures = json.loads(self._answer())
         except BaseException:  # Ctrl-C, SIGTERM: the child must not outlive us
             kill_group(pid)
