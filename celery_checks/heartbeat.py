@@ -18,7 +18,6 @@ present:  HeartbeatSummary words the status line and the long output
 
 import textwrap
 
-import nagiosplugin
 
 from celery_checks.connect.options import sentinel_options_used, unused_options_line
 from celery_checks.plugin import cli, runner
@@ -83,17 +82,14 @@ check_celery_heartbeat -q celery -q mail
 check_celery_heartbeat --broker-file /etc/celery/broker -w 180 -c 600
 check_celery_heartbeat --store redis://cache:6379/3 -q celery \\
     --latency-warning 30 --latency-critical 120""",
+    prog="check_celery_heartbeat", broker=True,
+    summary="Alert when heartbeats stop going through Celery queues.",
+    thresholds=("each queue's heartbeat age in seconds", WARNING_AGE, CRITICAL_AGE),
 )
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(
-        "check_celery_heartbeat",
-        "Alert when heartbeats stop going through Celery queues.",
-        thresholds=("each queue's heartbeat age in seconds", WARNING_AGE, CRITICAL_AGE),
-        broker=True,
-        **HELP,
-    )
+    parser = cli.make_parser(**HELP)
     cli.add_queue_option(parser, "queue whose heartbeat to check; repeatable (default: celery)")
     parser.add_argument(
         "--latency-warning", metavar="RANGE", type=cli.threshold_range,
@@ -107,10 +103,8 @@ def parse_args(argv=None):
         help="critical range on each queue's latency in seconds (default: %s, "
         "the trigger's --expires)" % CRITICAL_LATENCY,
     )
-    parser.add_argument(
-        "--missing-state", metavar="STATE", type=cli.state_name, default=2,
-        help="state of a queue with no heartbeat record at all (default: critical)",
-    )
+    cli.add_state_option(parser, "--missing-state",
+                         "state of a queue with no heartbeat record at all", 2)
     cli.add_store_options(parser)
     return parser.parse_args(argv)
 

@@ -120,6 +120,14 @@ def state_name(spec):
         )
 
 
+def add_state_option(group, flag, what, default):
+    """A ``--*-state`` option: the state of ``what``, ``default`` a state
+    code or None (the check decides); the help names the default."""
+    shown = STATE_NAMES[default].lower() if default is not None else "ok"
+    group.add_argument(flag, metavar="STATE", type=state_name, default=default,
+                       help="%s (default: %s)" % (what, shown))
+
+
 def transport_option(spec):
     """argparse type: ``KEY=VALUE`` where VALUE may be JSON (numbers, lists,
     objects, true/false); anything that is not JSON is kept as a string."""

@@ -84,17 +84,14 @@ check_celery_workers --expect-file /etc/celery/workers.txt -b amqp://...
 check_celery_workers --source events -c 2: --versions-differ-state warn
 celery -A proj status --json >status.json 2>&1
 check_celery_workers --source stdin --expect 'w-[0-9]*@serverA=4' <status.json""",
+    prog="check_celery_workers", broker=True,
+    summary="Alert when expected Celery workers are missing or unknown ones appear.",
+    thresholds=("the number of online nodes", None, None),
 )
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(
-        "check_celery_workers",
-        "Alert when expected Celery workers are missing or unknown ones appear.",
-        thresholds=("the number of online nodes", None, None),
-        broker=True,
-        **HELP,
-    )
+    parser = cli.make_parser(**HELP)
     group = parser.add_argument_group("inventory")
     group.add_argument(
         "--expect", metavar="PATTERN[=COUNT]", action="append", type=expectation, default=[],
@@ -105,14 +102,9 @@ def parse_args(argv=None):
         "--expect-file", metavar="PATH",
         help="read PATTERN[=COUNT] lines from this file (# comments)",
     )
-    group.add_argument(
-        "--missing-state", metavar="STATE", type=cli.state_name, default=2,
-        help="state when an expected node is missing (default: critical)",
-    )
-    group.add_argument(
-        "--unexpected-state", metavar="STATE", type=cli.state_name, default=1,
-        help="state when a node is not in the inventory (default: warning)",
-    )
+    cli.add_state_option(group, "--missing-state", "state when an expected node is missing", 2)
+    cli.add_state_option(group, "--unexpected-state",
+                         "state when a node is not in the inventory", 1)
     source = parser.add_argument_group("source")
     source.add_argument(
         "--source", choices=sorted(SOURCES), default="ping",
@@ -128,10 +120,8 @@ def parse_args(argv=None):
         help="events: listen at most this long (default: %s, at most half of "
         "-t)" % DEFAULT_WINDOW,
     )
-    source.add_argument(
-        "--versions-differ-state", metavar="STATE", type=cli.state_name,
-        help="events: state when nodes run different Celery versions (default: ok)",
-    )
+    cli.add_state_option(source, "--versions-differ-state",
+                         "events: state when nodes run different Celery versions", None)
     args = parser.parse_args(argv)
     # An option another source reads would be ignored: say so rather than
     # let the user believe it took effect (these default to None for that).
