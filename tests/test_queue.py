@@ -316,7 +316,7 @@ def test_broker_failures_are_critical_within_timeout(redis_server, silent_port, 
     result = check("-b", url, "-t", "2", "-vv")
     shown = url.replace("s3cret-pw", "***")
     result.assert_critical(shown, reason)
-    assert result.elapsed < 2.8, result.describe("took too long")
+    assert result.elapsed <= 2 + 1, result.describe("took longer than -t + 1 s")
     assert "s3cret-pw" not in result.stdout + result.stderr
 
 
@@ -417,7 +417,7 @@ def test_sentinel_master_name(own_redis, tmp_path, celery_apps):
         down = "sentinel://127.0.0.1:%d/3" % closed_port()
         result = check("-b", down, "-O", "master_name=themaster", "-t", "2")
         result.assert_critical(down, "no sentinel answered")
-        assert result.elapsed < 2.8
+        assert result.elapsed <= 2 + 1, result.describe("took longer than -t + 1 s")
     finally:
         sentinel.stop()
 
