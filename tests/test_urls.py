@@ -262,6 +262,36 @@ def test_bad_url_is_one_usage_line(url, why):
     assert "sekrit" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("name, args, message", [
+    ("check_celery_queue", ["-b", "", "-q", "celery"], "the broker URL from --broker is empty"),
+    ("check_celery_workers", ["-b", ""], "the broker URL from --broker is empty"),
+    ("check_celery_heartbeat", ["-b", "", "-q", "celery"], "the broker URL from --broker is empty"),
+    ("check_celery_heartbeat", ["--store", "", "-q", "celery"], "the store URL from --store is empty"),
+])
+def test_an_option_given_empty_is_a_usage_error_not_absent(name, args, message):
+    """``-b "$BROKER_URL"`` with the variable unset (an NRPE or cron line):
+    the check must not fall through to $CELERY_BROKER_URL or the default
+    redis://localhost:6379/0 and judge another broker than the one the
+    command line names. The environment names a closed port, so the old
+    reading answered 'cannot reach' about a URL nobody gave on the line."""
+    env_url = "redis://127.0.0.1:%d/0" % closed_port()
+    result = run_check(name, *args, extra_env={"CELERY_BROKER_URL": env_url,
+                                               "CELERY_CHECKS_STORE_URL": env_url})
+    result.assert_unknown(message)
+    assert str(env_url.rsplit(":", 1)[1]) not in result.stdout
+
+
+def test_trigger_given_an_empty_broker_or_store_is_a_usage_error():
+    env_url = "redis://127.0.0.1:%d/0" % closed_port()
+    for args, message in ((["-b", ""], "the broker URL from --broker is empty"),
+                          (["--store", ""], "the store URL from --store is empty")):
+        result = run_check("trigger_celery_heartbeat", *args, "-q", "celery",
+                           extra_env={"CELERY_BROKER_URL": env_url, "CELERY_CHECKS_STORE_URL": env_url})
+        assert result.rc == 2 and result.stdout == "", result.describe("exit code")
+        assert result.stderr.startswith("usage: trigger_celery_heartbeat")
+        assert result.stderr.rstrip().endswith(message), result.stderr
+
+
 @pytest.fixture
 def default_vhost_queue():
     """A uniquely named queue on RabbitMQ's vhost "/", deleted again."""
