@@ -17,6 +17,7 @@ present:  HeartbeatSummary words the status line and the long output
 """
 
 import textwrap
+import time
 
 import nagiosplugin
 
@@ -76,8 +77,9 @@ WARNING   a queue's age is outside -w or its latency outside
           beat running?), "trigger failing" (the trigger could not publish:
           its reason), "slow" (the last heartbeat waited long)
 CRITICAL  the same outside -c / --latency-critical; a queue never seen
-          (--missing-state; the hint names another global_keyprefix when
-          its record exists under one); the store cannot be reached""",
+          (--missing-state; the hint names the other global_keyprefix or
+          DB of this server where its record exists); the store cannot be
+          reached""",
     examples="""\
 check_celery_heartbeat -q celery -q mail
 check_celery_heartbeat --broker-file /etc/celery/broker -w 180 -c 600
@@ -127,7 +129,7 @@ class QueueHeartbeat:
         self.started = "started" in record
         self.pending = "pending_since" in record
         self.worker = record.get("worker", "")
-        self.elsewhere = []  # other prefixes holding this queue's record
+        self.elsewhere = []  # [(db, prefix)] holding this queue's record (store.places_elsewhere)
         # The trigger's last attempt failed (its next publish clears it).
         self.failure = None
         if record.get("failed") is not None:
@@ -198,7 +200,7 @@ class QueueHeartbeat:
             if self.failure:
                 text += ", trigger failing: %s" % self.failure
             if self.elsewhere:
-                text += ", a record exists with %s" % _prefixes(self.elsewhere)
+                text += ", a record exists %s" % _places(self.elsewhere)
             return text
         facts = []
         if self.started:
@@ -222,6 +224,16 @@ def _prefixes(prefixes):
                      for p in prefixes)
 
 
+def _places(places):
+    """Where a record exists instead (store.places_elsewhere), as words:
+    "with -O global_keyprefix=app1:", "in DB 3", "in DB 3 with ..."."""
+    here = [prefix for db, prefix in places if db is None]
+    words = ["with " + _prefixes(here)] if here else []
+    words += ["in DB %d" % db + ("" if prefix is None else " with " + _prefixes([prefix]))
+              for db, prefix in places if db is not None]
+    return ", ".join(words)
+
+
 class Heartbeats(Resource):
     """The records of ``queues`` in the store ``target``."""
 
@@ -238,7 +250,10 @@ class Heartbeats(Resource):
             now, records = store.read(client, self.queues, target.options)
             unseen = [q for q in self.queues
                       if "started" not in records[q] and "pending_since" not in records[q]]
-            elsewhere = store.prefixes_elsewhere(client, unseen, target.options) if unseen else {}
+            # the search for a misplaced record may take half the network timeout
+            search_until = time.monotonic() + self.deadline.network_timeout() / 2
+            elsewhere = store.places_elsewhere(client, unseen, target.options,
+                                               search_until) if unseen else {}
         heartbeats = []
         for name in self.queues:
             queue = QueueHeartbeat(name, records[name], now)
@@ -281,9 +296,9 @@ class Latency(Threshold):
 
 
 def never_seen(queue, value):
-    if queue.elsewhere:  # a wrong -O global_keyprefix, first of all
-        return "%s: no heartbeat record here; one exists with %s" % (
-            queue.name, _prefixes(queue.elsewhere))
+    if queue.elsewhere:  # a wrong -O global_keyprefix or DB, first of all
+        return "%s: no heartbeat record here; one exists %s" % (
+            queue.name, _places(queue.elsewhere))
     if queue.failure:
         return "%s: no heartbeat yet, trigger failing: %s" % (queue.name, queue.failure)
     return ("%s: no heartbeat ever recorded: trigger not scheduled for it? "

@@ -586,6 +586,31 @@ def test_global_keyprefix_decides_where_the_queue_is_declared_and_recorded(
         "-O global_keyprefix=app1:")
 
 
+def test_wrong_db_number_names_the_db_holding_the_record(own_redis):
+    """The trigger records in DB 1 (its broker's), the check is pointed at
+    DB 2 or at a URL without a DB (0): not "trigger not scheduled? lacks
+    install(app)?", which sends the operator to cron and to the workers,
+    but where the record is. A server of the test's own: no other test's
+    records in its other DBs."""
+    server = own_redis().start()
+    client = server.client(1)
+    try:
+        declare_on_redis(client, "mail")
+        assert_published(trigger("-b", server.url(1), "-q", "mail"), 1)
+        check(server.url(1), "-q", "mail").assert_ok("mail: first heartbeat waiting")
+        for url in (server.url(2), "redis://127.0.0.1:%d" % server.port):
+            result = check(url, "-q", "mail", "-v").assert_critical()
+            assert result.first_line == ("CELERY_HEARTBEAT CRITICAL - mail: no heartbeat "
+                                         "record here; one exists in DB 1"), result.describe(url)
+            assert "mail: never seen, a record exists in DB 1" in result.long_output
+            assert not result.perfdata
+        # the wrong DB and a prefix the record was not written under
+        check(server.url(2), "-q", "mail", "-O", "global_keyprefix=app1:").assert_critical(
+            "mail: no heartbeat record here; one exists in DB 1 with no global_keyprefix")
+    finally:
+        client.close()
+
+
 # --------------------------------------------------- (12) -h and -V of the trigger
 
 @pytest.mark.parametrize("option", ["-h", "--help"])

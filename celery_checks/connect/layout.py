@@ -208,6 +208,34 @@ class RawDb:
         self.connection.disconnect()
 
 
+def each_db(client, db, deadline=None):
+    """(number, client) for this DB (``client`` itself), then a RawDb for
+    every other DB INFO keyspace lists, lowest first, until ``deadline``:
+    where a search for misplaced keys (a wrong DB number) looks. Best
+    effort: a server that refuses INFO or SELECT (ACLs) yields only what it
+    allows; each RawDb is closed when the loop moves on."""
+    import redis
+
+    yield db, client
+    try:
+        keyspace = client.info("keyspace")
+    except redis.ResponseError:
+        return
+    for name in sorted(keyspace, key=lambda n: int(n[2:]) if n[2:].isdigit() else -1):
+        if not (name.startswith("db") and name[2:].isdigit()) or int(name[2:]) == db:
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            return
+        try:
+            other = RawDb(client, int(name[2:]))
+        except redis.ResponseError:
+            continue
+        try:
+            yield int(name[2:]), other
+        finally:
+            other.close()
+
+
 def checked(replies, keys=None):
     """Raise the first error a pipeline returned; a key of the wrong type
     (somebody else's data under a queue's name) cannot be judged."""
