@@ -674,6 +674,40 @@ def test_transport_options_reach_the_workers_keys(celery_worker, redis_url, redi
     assert set(redis_client.keys("*")) <= before
 
 
+def test_nobody_answering_names_the_prefix_or_db_the_workers_are_in(own_redis, celery_worker):
+    """A wrong or missing -O global_keyprefix, or a wrong DB number: nobody
+    answers, and the line says where the workers are bound instead (their
+    celery.pidbox bindings), rather than only "no worker answered", which
+    sends the operator to restart healthy workers. A server of the test's
+    own: no other test's workers in its other DBs."""
+    from tests.kit.waiting import wait_for
+
+    server = own_redis().start()
+    prefix = ["-O", "global_keyprefix=app1:"]
+    celery_worker.start(server.url(2), name="prefixed@serverE", queues=("pq",),
+                        env={"CELERY_BROKER_TRANSPORT_OPTIONS": '{"global_keyprefix": "app1:"}'})
+    wait_for(lambda: run_check(CHECK, "-b", server.url(2), *prefix, "--expect",
+                               "prefixed@serverE").rc == 0, 20, "the worker to answer")
+    cases = [
+        ([server.url(2)], "no worker answered in DB 2 under key prefix ''; workers found "
+                          "under prefix 'app1:' (-O global_keyprefix=app1:)"),
+        ([server.url(0)] + prefix, "no worker answered in DB 0 under key prefix 'app1:'; "
+                                   "workers found in DB 2"),
+        (["redis://127.0.0.1:%d" % server.port], "no worker answered in DB 0 under key prefix "
+                                                 "''; workers found in DB 2 under prefix 'app1:'"),
+    ]
+    for (url, *options), line in cases:
+        for source, wait in (("ping", "--reply-timeout"), ("events", "--window")):
+            result = run_check(CHECK, "-b", url, *options, "--source", source, wait, "1")
+            result.assert_critical()
+            assert result.first_line == "CELERY_WORKERS CRITICAL - " + line, result.describe(source)
+            assert result.perfdata["online"].value == 0
+    # With an inventory, what is missing is said as well.
+    run_check(CHECK, "-b", server.url(0), "--expect", "prefixed@serverE", "--reply-timeout", "1") \
+        .assert_critical("workers found in DB 2 under prefix 'app1:'; 1 of 1 expected worker "
+                         "missing: prefixed@serverE")
+
+
 def test_redis_envelope_decoding():
     import base64
 

@@ -236,6 +236,30 @@ def each_db(client, db, deadline=None):
             other.close()
 
 
+def exchange_bound_elsewhere(client, layout, exchange, db, deadline=None):
+    """None when ``exchange`` has bindings where ``layout`` and ``db`` say;
+    else [(db, prefix)]: the other key prefixes and DBs of this server
+    where it has some (a wrong -O global_keyprefix or DB number: the
+    workers' celery.pidbox bindings are there, not here)."""
+    import redis
+
+    name = KOMBU_BINDING_PREFIX + exchange
+    places = []
+    for number, where in each_db(client, db, deadline):
+        try:
+            found = bindings(where, "*" + glob_escape(name), deadline)
+        except redis.ResponseError:
+            continue
+        for key, members in found:
+            prefix = key[:-len(name)]
+            if not members:
+                continue
+            if (number, prefix) == (db, layout.prefix):
+                return None
+            places.append((number, prefix))
+    return places
+
+
 def checked(replies, keys=None):
     """Raise the first error a pipeline returned; a key of the wrong type
     (somebody else's data under a queue's name) cannot be judged."""
