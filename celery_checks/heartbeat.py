@@ -97,18 +97,10 @@ def parse_args(argv=None):
         **HELP,
     )
     cli.add_queue_option(parser, "queue whose heartbeat to check; repeatable (default: celery)")
-    parser.add_argument(
-        "--latency-warning", metavar="RANGE", type=cli.threshold_range,
-        default=WARNING_LATENCY,
-        help="warning range on each queue's latency in seconds (default: %s, "
-        "the trigger's interval)" % WARNING_LATENCY,
-    )
-    parser.add_argument(
-        "--latency-critical", metavar="RANGE", type=cli.threshold_range,
-        default=CRITICAL_LATENCY,
-        help="critical range on each queue's latency in seconds (default: %s, "
-        "the trigger's --expires)" % CRITICAL_LATENCY,
-    )
+    cli.add_threshold_pair(
+        parser, "each queue's latency in seconds", WARNING_LATENCY, CRITICAL_LATENCY,
+        flags=(("--latency-warning",), ("--latency-critical",)),
+        notes=(", the trigger's interval", ", the trigger's --expires"))
     parser.add_argument(
         "--missing-state", metavar="STATE", type=cli.state_name, default=2,
         help="state of a queue with no heartbeat record at all (default: critical)",
