@@ -115,7 +115,9 @@ class Absence:
                 text += " (-O global_keyprefix=%s)" % shown(prefix) if prefix \
                     else " (without -O global_keyprefix)"
             if len(self.places) > 1:
-                text += " (+%d more)" % (len(self.places) - 1)
+                # places, not problems: "(+N more)" is the summary's count of problems
+                more = len(self.places) - 1
+                text += " and in %d more place%s (-v)" % (more, "" if more == 1 else "s")
         elif self.similar:
             text += "; did you mean %s?" % shown(self.similar)
         elif self.queue is not None and "," in self.queue:
