@@ -292,6 +292,18 @@ def test_trigger_given_an_empty_broker_or_store_is_a_usage_error():
         assert result.stderr.rstrip().endswith(message), result.stderr
 
 
+def test_broker_file_saved_with_a_byte_order_mark_and_crlf(redis_url, redis_client, tmp_path):
+    """A --broker-file written on Windows (Notepad's UTF-8 BOM, CRLF): the
+    URL is the same; the BOM read as part of the scheme gave 'unsupported
+    scheme \ufeffredis://', where the user sees only redis://."""
+    declare_on_redis(redis_client, "mail")
+    path = tmp_path / "broker"
+    path.write_bytes(b"\xef\xbb\xbf" + redis_url.encode() + b"\r\n")
+    result = queue("--broker-file", str(path), "-q", "mail")
+    result.assert_ok("queue mail has 0 waiting messages")
+    assert result.perfdata["mail"].value == 0
+
+
 @pytest.fixture
 def default_vhost_queue():
     """A uniquely named queue on RabbitMQ's vhost "/", deleted again."""

@@ -318,7 +318,9 @@ def store_target(given, given_file, broker, environ=os.environ):
 
 def read_url_file(path, option):
     try:
-        with open(path, encoding="utf-8") as handle:
+        # utf-8-sig: a byte order mark (a file saved by Notepad) is not part
+        # of the URL; kept, it read as an invisible "unsupported scheme".
+        with open(path, encoding="utf-8-sig") as handle:
             line = handle.readline().strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckError("cannot read %s %s: %s" % (option, path, reason(exc)))
