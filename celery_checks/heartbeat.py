@@ -41,7 +41,9 @@ CRITICAL_LATENCY = "300"
 #: the -O keys the check reads (and, for a sentinel:// store, how to find
 #: its master): the store is Redis, read with redis-py alone.
 STORE_OPTIONS_USED = ("global_keyprefix",)
-INSTALL_HINT = "no consumer, or no celery_checks.install(app)?"
+# A RabbitMQ worker whose app names no store runs the heartbeat and cannot
+# record it (its log says why): it reads like a worker without install(app).
+INSTALL_HINT = "no consumer, or its app lacks install(app) or checks_store_url?"
 
 HELP = dict(
     check="""\
@@ -72,7 +74,8 @@ OK        every queue's heartbeat age is inside -w and its latency inside
 WARNING   a queue's age is outside -w or its latency outside
           --latency-warning; the line says why: "stuck" (a heartbeat waits,
           no worker started it), "first heartbeat waiting ... none started
-          yet" (no consumer, or its app lacks install(app)), "trigger
+          yet" (no consumer, or its app lacks install(app) or, on
+          RabbitMQ, checks_store_url), "trigger
           stale" (nothing published for longer than -w allows: is cron or
           beat running?), "trigger failing" (the trigger could not publish:
           its reason), "slow" (the last heartbeat waited long)

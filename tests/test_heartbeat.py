@@ -169,7 +169,24 @@ def test_worker_without_install_is_named_as_the_likely_cause(redis_url, redis_cl
              what="the wait to pass -w")
     result = check(redis_url, "-q", "hb-n", "-w", "1", "-c", "60")
     result.assert_warning("hb-n: first heartbeat waiting", "none started yet",
-                          "celery_checks.install(app)")
+                          "lacks install(app)")
+
+
+def test_rabbitmq_worker_without_a_store_is_named_as_a_likely_cause(
+        rabbitmq, redis_url, redis_client, celery_worker):
+    """A RabbitMQ worker whose app calls install(app) but names no store
+    (no checks_store_url): it consumes the heartbeat and cannot record it.
+    The hint named only a missing consumer or install(app), both present."""
+    queue = rabbitmq.queue_name("hb-nostore")
+    worker = celery_worker.start(rabbitmq.url, queues=[queue], app="tests.heartbeat_app")
+    assert_published(trigger("-b", rabbitmq.url, "--store", redis_url, "-q", queue), 1)
+    wait_for(lambda: "no heartbeat store" in worker.log(), what="the worker to fail to record")
+    assert rabbitmq.channel().queue_declare(queue, passive=True).method.message_count == 0
+    wait_for(lambda: time.time() - float(record(redis_client, queue)["published"]) > 1,
+             what="the wait to pass --latency-warning")
+    check(redis_url, "-q", queue, "--latency-warning", "1").assert_warning(
+        "%s: first heartbeat waiting" % queue, "none started yet",
+        "lacks install(app) or checks_store_url?")
 
 
 def test_rabbitmq_broker_with_redis_store(rabbitmq, redis_url, redis_client, celery_worker):

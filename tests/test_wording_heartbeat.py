@@ -80,7 +80,7 @@ def test_first_heartbeat_waiting_is_never_called_healthy():
     result = answer({"archive": waiting})
     assert result.first_line == (
         "CELERY_HEARTBEAT WARNING - archive: first heartbeat waiting 70.0s, none started yet: "
-        "no consumer, or no celery_checks.install(app)? (latency > 60s)")
+        "no consumer, or its app lacks install(app) or checks_store_url? (latency > 60s)")
     assert result.perfdata["archive_latency"].value == 70
 
 
