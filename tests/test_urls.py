@@ -250,6 +250,54 @@ def test_unknown_transport_option_names_the_nearest_known_one():
     assert result.first_line.count("\n") == 0
 
 
+BROKER_EXECUTABLES = [
+    ("check_celery_queue", ["-q", "celery"]),
+    ("check_celery_workers", ["--source", "ping", "--reply-timeout", "0.5"]),
+    ("check_celery_workers", ["--source", "events", "--window", "0.5"]),
+    ("check_celery_heartbeat", ["-q", "celery"]),
+    ("trigger_celery_heartbeat", ["-q", "celery"]),
+]
+
+
+@pytest.mark.parametrize("name, args", BROKER_EXECUTABLES)
+@pytest.mark.parametrize("option, why", [
+    ("sep=", "transport option sep cannot be empty"),
+    ("priority_steps=5", "transport option priority_steps must be a JSON list"),
+    ("max_connections=abc", "transport option max_connections must be a whole number > 0"),
+    ("health_check_interval=abc", "transport option health_check_interval must be a number"),
+    ("body_encoding=1", "transport option body_encoding: kombu knows base64 only"),
+    ('sentinel_kwargs={"password": "s3cret"', "transport option sentinel_kwargs must be a JSON "
+                                              "object"),
+])
+def test_an_option_value_kombu_cannot_use_is_a_usage_error(name, args, option, why):
+    """Values as typed on a command line (an empty sep, a step count for a
+    list, a word for a number, JSON missing its brace): each executable
+    passed them on, and the events source, the trigger or the queue check
+    failed later: 'internal error: TypeError ...', 'cannot publish'."""
+    url = "redis://127.0.0.1:%d/0" % closed_port()
+    store = ["--store", url] if "heartbeat" in name else []
+    result = run_check(name, "-b", url, *store, *args, "-O", option)
+    if name.startswith("trigger"):
+        assert result.rc == 2 and result.stdout == "", result.describe("usage error")
+        assert why in result.stderr.splitlines()[-1], result.describe(why)
+    else:
+        result.assert_unknown(why)
+        assert "usage:" in result.stdout
+    assert "internal error" not in result.stdout + result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("option", ["global_keyprefix=1", "global_keyprefix=true", "sep=7"])
+def test_text_options_stay_text(redis_url, option):
+    """-O global_keyprefix=1 is the prefix "1", as in an app's
+    broker_transport_options; read as JSON it was the number 1 (or True),
+    and kombu's key layout failed on it (int + str): internal errors."""
+    result = run_check("check_celery_workers", "-b", redis_url, "--source", "events",
+                       "--window", "0.5", "-O", option)
+    result.assert_critical("no worker answered")
+    assert "internal error" not in result.stdout
+
+
 @pytest.mark.parametrize("url,why", [
     ("redis://localhost:99999/0", "port out of range"),
     ("redis://:sekrit@localhost/x", "invalid Redis database number 'x'"),

@@ -24,6 +24,16 @@ KOMBU_PERMANENT_BINDING_PREFIX = "_kombu.binding_permanent."  # kombu >= 5.6
 CELERY_DEFAULT_EXCHANGE = "celery"  # Celery's task_default_exchange
 
 
+def priority_steps(steps):
+    """The priority_steps transport option as a list without repeats;
+    CheckError (a usage error) for anything kombu could not use."""
+    if not isinstance(steps, (list, tuple)) or not steps or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
+        raise CheckError("transport option priority_steps must be a JSON list of "
+                         "whole numbers >= 0, e.g. -O 'priority_steps=[0,3,6,9]'")
+    return list(dict.fromkeys(steps))
+
+
 class RedisLayout:
     """Where kombu's Redis transport keeps things, from the transport options
     (kombu/transport/redis.py: Channel._q_for_pri, keyprefix_queue,
@@ -34,12 +44,7 @@ class RedisLayout:
         self.sep = str(options.get("sep", KOMBU_SEP))
         self.prefix = str(options.get("global_keyprefix") or "")
         self.unacked_key = self.prefix + str(options.get("unacked_key") or KOMBU_UNACKED_KEY)
-        steps = options.get("priority_steps", KOMBU_PRIORITY_STEPS)
-        if not isinstance(steps, (list, tuple)) or not steps or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
-            raise CheckError("transport option priority_steps must be a JSON list of "
-                             "whole numbers >= 0, e.g. -O 'priority_steps=[0,3,6,9]'")
-        self.steps = list(dict.fromkeys(steps))
+        self.steps = priority_steps(options.get("priority_steps", KOMBU_PRIORITY_STEPS))
 
     def keys(self, queue):
         """[(step, key)]: the list for priority 0 is the queue itself."""

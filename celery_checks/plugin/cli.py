@@ -13,7 +13,6 @@ Nothing here imports celery, redis or pika.
 """
 
 import argparse
-import json
 import os
 import sys
 import textwrap
@@ -121,17 +120,19 @@ def state_name(spec):
 
 
 def transport_option(spec):
-    """argparse type: ``KEY=VALUE`` where VALUE may be JSON (numbers, lists,
-    objects, true/false); anything that is not JSON is kept as a string."""
+    """argparse type: ``KEY=VALUE``, the value read as kombu would have it
+    (connect.options.option_value: JSON numbers, lists, objects, true/false;
+    text for the keys kombu reads as text and for anything not JSON)."""
+    from celery_checks.connect.options import option_value
+
     key, sep, raw = spec.partition("=")
     key = key.strip()
     if not sep or not key:
         raise argparse.ArgumentTypeError("expected KEY=VALUE, got %r" % spec)
     try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    return key, value
+        return key, option_value(key, raw)
+    except CheckError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
 
 
 def _with_common_unknown(states):
@@ -304,8 +305,9 @@ def add_broker_options(parser):
     group.add_argument(
         "-O", "--transport-option", metavar="KEY=VALUE", action="append",
         type=transport_option,
-        help="kombu broker_transport_options entry, JSON values allowed "
-        "(global_keyprefix, sep, priority_steps, master_name, ...); repeatable",
+        help="kombu broker_transport_options entry (global_keyprefix, sep, "
+        "priority_steps, master_name, ...); JSON values for numbers, lists and "
+        "objects, text as given; repeatable",
     )
     parser.finishers.append(_broker_target)
     return group
