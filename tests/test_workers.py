@@ -352,6 +352,24 @@ def test_option_of_another_source_is_a_usage_error(args, message):
     assert result.stdout.splitlines()[1].startswith("usage: check_celery_workers")
 
 
+@pytest.mark.parametrize("flag", ["-b", "--broker-file"])
+def test_a_broker_named_for_the_stdin_source_is_a_usage_error(flag, tmp_path):
+    """`celery status | check_celery_workers --source stdin -b URL`: the
+    URL was ignored without a word (celery status asked its own broker)."""
+    url = "redis://127.0.0.1:1/0"
+    path = tmp_path / "broker"
+    path.write_text(url + "\n")
+    value = url if flag == "-b" else str(path)
+    result = run_check(CHECK, "--source", "stdin", flag, value,
+                       stdin=(DATA / "celery5-status.txt").read_text())
+    result.assert_unknown()
+    assert result.summary == ("%s applies to --source ping or events, not --source stdin "
+                              "(celery status names its own broker)" % flag)
+    # the environment's $CELERY_BROKER_URL is not a choice made on this line
+    run_check(CHECK, "--source", "stdin", extra_env={"CELERY_BROKER_URL": url},
+              stdin=(DATA / "celery5-status.txt").read_text()).assert_ok()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--expect", "w1@vm", "--expect", "w1@vm"],
      "worker pattern w1@vm is expected twice (a node counts once)"),

@@ -142,6 +142,13 @@ def parse_args(argv=None):
         if getattr(args, option) is not None and args.source != source:
             parser.error("--%s applies to --source %s only, not --source %s"
                          % (option.replace("_", "-"), source, args.source))
+    # stdin talks to no broker: a broker named on the command line would be
+    # ignored (the environment's $CELERY_BROKER_URL is not a choice made here)
+    given = [flag for flag, value in (("-b", args.broker_given), ("--broker-file", args.broker_file))
+             if value is not None]
+    if args.source == "stdin" and given:
+        parser.error("%s applies to --source ping or events, not --source stdin "
+                     "(celery status names its own broker)" % given[0])
     if args.versions_differ_state is None:
         args.versions_differ_state = 0
     if args.expect_file:
