@@ -566,6 +566,22 @@ def test_all_queues_with_nothing_under_the_prefix(own_server, celery_apps):
         "no queues declared under key prefix '' in DB 5; found in DB 0 under prefix 'pfx:'")
 
 
+def test_several_places_are_counted_as_places_not_as_problems(own_server, celery_apps):
+    """Bindings of the queue in two other places: the line named the first
+    and ended "(+1 more)", which is how the status line counts problems,
+    while there was one problem and -v listed one."""
+    publish(celery_apps(own_server.url(1), global_keyprefix="pfx:"), "celery", 1)
+    publish(celery_apps(own_server.url(2)), "celery", 1)
+    result = check("-b", own_server.url(3), "-v")
+    assert result.first_line == (
+        "CELERY_QUEUE CRITICAL - queue celery not declared under key prefix '' in DB 3; found in "
+        "DB 1 under prefix 'pfx:' and in 1 more place (-v)"), result.describe("first line")
+    assert [line for line in result.long_output if line.startswith("CRITICAL")] == [
+        result.first_line.replace("CELERY_QUEUE CRITICAL - ", "CRITICAL: ")]
+    assert "bindings found in DB 1 under key prefix 'pfx:'" in result.long_output
+    assert "bindings found in DB 2 under key prefix ''" in result.long_output
+
+
 def test_rabbitmq_wrong_vhost_and_missing_queue_stay_critical(rabbitmq, celery_apps):
     queue = rabbitmq.queue_name()
     publish(celery_apps(rabbitmq.url), queue, 1)

@@ -23,6 +23,7 @@ from celery_checks.plugin.resource import Resource
 from celery_checks.workers import sources
 from celery_checks.workers.inventory import (
     Inventory, check_expectations, expectation, read_expect_file, shorten)
+from celery_checks.workers.replies import Observed
 from celery_checks.workers.sources import SOURCES
 
 DEFAULT_REPLY_TIMEOUT = 1.0
@@ -73,9 +74,10 @@ WARNING   an unexpected node (--unexpected-state); online outside -w;
           workers run different Celery versions (--versions-differ-state,
           events source, default ok)
 CRITICAL  an expected node missing (--missing-state); online outside -c;
-          no inventory nor -w/-c and no node answered; the broker cannot
-          be reached; on stdin, celery says it could not reach the broker
-          or "No nodes replied" (quoted)
+          no inventory nor -w/-c and no node answered (on Redis, named:
+          workers bound under another global_keyprefix or in another DB);
+          the broker cannot be reached; on stdin, celery says it could not
+          reach the broker or "No nodes replied" (quoted)
 UNKNOWN   stdin is empty, celery itself failed (no app, bad option), or
           it is not celery status/inspect ping output""",
     examples="""\
@@ -130,6 +132,13 @@ def parse_args(argv=None):
         if getattr(args, option) is not None and args.source != source:
             parser.error("--%s applies to --source %s only, not --source %s"
                          % (option.replace("_", "-"), source, args.source))
+    # stdin talks to no broker: a broker named on the command line would be
+    # ignored (the environment's $CELERY_BROKER_URL is not a choice made here)
+    given = [flag for flag, value in (("-b", args.broker_given), ("--broker-file", args.broker_file))
+             if value is not None]
+    if args.source == "stdin" and given:
+        parser.error("%s applies to --source ping or events, not --source stdin "
+                     "(celery status names its own broker)" % given[0])
     if args.versions_differ_state is None:
         args.versions_differ_state = 0
     if args.expect_file:
@@ -173,7 +182,11 @@ class Workers(Resource):
         self.asking = sources.Asking(broker, deadline, wait, inventory)
 
     def acquire(self):
-        return Seen(sources.nodes(self.source, self.asking), self.inventory)
+        replies = sources.nodes(self.source, self.asking)
+        replies = replies if isinstance(replies, Observed) else Observed(replies)
+        if not replies and self.source != "stdin" and self.broker.transport == "redis":
+            replies.note = sources.misplaced(self.asking)
+        return Seen(replies, self.inventory)
 
     def metrics(self, seen):
         verdict = seen.verdict
