@@ -59,7 +59,7 @@ def misplaced(asking):
     deadline = min(time.monotonic() + timeout / 2, asking.budget_end())
     client = redis_client(broker.url, broker.options, timeout)
     try:
-        db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+        db = client.db
         places = exchange_bound_elsewhere(client, layout, PIDBOX_EXCHANGE, db, deadline)
     except alarm():
         raise  # -t fired: the run's own answer, not a missing hint
@@ -87,7 +87,7 @@ def grace(slowest):
 
 
 def options_used(source, broker):
-    """The -O keys this run reads: the Redis ping (redis-py alone) its key
+    """The -O keys this run reads: the Redis ping (connect.redis alone) its key
     layout and how to find a sentinel master; kombu (the AMQP ping, the
     events) every key its transport for the URL reads but those of an
     acknowledging consumer; the stdin source none (it talks to no broker)."""
