@@ -78,12 +78,11 @@ def pack(args):
     held against hiredis and redis-py by tests/test_redis_client.py (the
     only library packer on Debian 12 is redis-py's, whose import alone
     costs more than a whole check's budget)."""
-    args = tuple(a if isinstance(a, (bytes, str)) else str(a) for a in args)
     if _PACK is not None:
-        return _PACK(args)
+        return _PACK(tuple(args))
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = arg.encode("utf-8") if isinstance(arg, str) else arg
+        data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 
