@@ -270,10 +270,10 @@ def heartbeat_scenarios(ctx, store_url, queues):
         groups = []
         for size in HEARTBEAT_QUEUES:
             argv = check + [arg for q in queues[:size] for arg in ("-q", q)]
-            groups.append(Scenario("heartbeat-%d" % size, "heartbeat, %s queue%s" % (
-                "{:,}".format(size), "s" if size > 1 else ""), argv, floor="socket"))
+            title = "heartbeat, %s queue%s" % ("{:,}".format(size), "s" if size > 1 else "")
+            groups.append(Scenario("heartbeat-%d" % size, title, argv, floor="socket"))
             if size in (1, 1000):
-                groups += before(ctx, "heartbeat-%d" % size, "heartbeat, %d queues" % size, argv)
+                groups += before(ctx, "heartbeat-%d" % size, title, argv)
         ran = next(g for g in groups if g.key == "heartbeat-100")  # through the worker
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
