@@ -9,15 +9,15 @@ soon as every expected node answered.
 
 import importlib
 
+# Once every expected node answered, unexpected ones get a grace to answer
+# too (connect/pidbox.py: a multiple of the slowest reply, bounded).
+from celery_checks.connect.pidbox import GRACE_MAX, GRACE_MIN, grace  # noqa: F401
+
 SOURCES = {  # --source: the module whose nodes() answers it
     "ping": "celery_checks.workers.ping",
     "events": "celery_checks.workers.events",
     "stdin": "celery_checks.workers.stdin",
 }
-# Once every expected node answered, unexpected ones get a grace to answer
-# too: 3 times the slowest reply so far (they share its network path),
-# within these bounds, so a fast local broker is not slowed to a remote's pace.
-GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.03, 0.2
 
 
 class Asking:
@@ -39,11 +39,6 @@ class Asking:
 def nodes(source, asking):
     """The replies of ``source`` (a key of SOURCES); its module imported only now."""
     return importlib.import_module(SOURCES[source]).nodes(asking)
-
-
-def grace(slowest):
-    """How long to wait for unexpected nodes after the slowest expected one."""
-    return min(max(slowest * GRACE_FACTOR, GRACE_MIN), GRACE_MAX)
 
 
 def options_used(source, broker):
