@@ -1,0 +1,109 @@
+"""RabbitMQ's management API (the rabbitmq_management plugin's HTTP API)
+with the standard library's http.client alone: one bounded GET, its JSON,
+and every failure in the status policy (CRITICAL naming the redacted URL).
+
+The URL (``http[s]://[user[:password]@]host[:port][/prefix]``) comes by the
+same precedence rule as the broker's (connect/urls.py ``resolve_url``); a
+user or password it leaves out is the broker URL's (:func:`credentials`).
+"""
+
+import json
+from urllib.parse import quote, unquote, urlsplit
+
+from celery_checks.connect.failures import alarm, reason, silent
+from celery_checks.plugin.policy import CheckError, Unreachable
+from celery_checks.plugin.secrets import redact_url
+
+WHAT = "management API"
+DEFAULT_PORT = 15672
+
+
+class ManagementURL:
+    """Where the API is and as whom we ask it."""
+
+    def __init__(self, url, broker=None):
+        self.url = url
+        self.shown = redact_url(url)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise CheckError("bad management URL %s: expected http:// or https://" % self.shown)
+        try:
+            self.port = parts.port or (443 if parts.scheme == "https" else DEFAULT_PORT)
+        except ValueError:
+            raise CheckError("bad management URL %s: port not a number or out of range"
+                             % self.shown)
+        if not parts.hostname:
+            raise CheckError("bad management URL %s: no host" % self.shown)
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname
+        self.prefix = parts.path.rstrip("/")
+        self.user, self.password = credentials(
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password is not None else None, broker)
+
+
+def credentials(user, password, broker):
+    """The management URL's user and password; what it leaves out is the
+    broker URL's (a BrokerURL): no user means the broker's user and
+    password, a user without a password the broker's password only when
+    it is the broker's user."""
+    if broker is None:
+        return user or "guest", password or ""
+    if not user:
+        return broker.userid, broker.password if password is None else password
+    if password is None:
+        password = broker.password if user == broker.userid else ""
+    return user, password
+
+
+def get_json(api, path, timeout, query=""):
+    """The JSON of one GET of ``path`` (under the URL's prefix), within
+    ``timeout``; Unreachable naming the redacted URL on any failure."""
+    import base64
+    import http.client
+
+    kind = http.client.HTTPSConnection if api.tls else http.client.HTTPConnection
+    connection = kind(api.host, api.port, timeout=timeout)
+    token = base64.b64encode(("%s:%s" % (api.user, api.password)).encode("utf-8")).decode()
+    target = api.prefix + path + ("?" + query if query else "")
+    try:
+        try:
+            connection.request("GET", target, headers={
+                "Authorization": "Basic " + token, "Accept": "application/json",
+                "User-Agent": "celery-checks"})
+            response = connection.getresponse()
+            body = response.read()
+        except alarm():
+            raise silent(WHAT, api.shown)
+        except (http.client.HTTPException, ValueError) as exc:  # not HTTP: another service
+            raise Unreachable("%s %s did not answer as RabbitMQ's management API (%s)" % (
+                WHAT, api.shown, reason(exc) if str(exc) else type(exc).__name__))
+        except OSError as exc:
+            if "timed out" in str(exc) or type(exc).__name__ == "timeout":
+                raise Unreachable("%s %s did not answer in time" % (WHAT, api.shown))
+            raise Unreachable("cannot reach %s %s: %s" % (WHAT, api.shown, reason(exc)))
+    finally:
+        connection.close()
+    status = response.status
+    if status == 401:
+        raise Unreachable("%s %s refused authentication (wrong user or password)" % (
+            WHAT, api.shown))
+    if status == 403:
+        raise Unreachable("%s %s refused user %s (it needs the monitoring tag, or "
+                          "permissions on the vhost)" % (WHAT, api.shown, api.user))
+    if status != 200:
+        raise Unreachable("%s %s answered %d %s for %s" % (
+            WHAT, api.shown, status, response.reason, _short(path)))
+    try:
+        return json.loads(body.decode("utf-8"))
+    except ValueError:
+        raise Unreachable("%s %s did not answer with JSON: not RabbitMQ's management API?"
+                          % (WHAT, api.shown))
+
+
+def queues_path(vhost):
+    return "/api/queues/" + quote(vhost, safe="")
+
+
+def _short(path, limit=60):
+    return path if len(path) <= limit else path[:limit - 3] + "..."
