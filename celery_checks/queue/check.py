@@ -73,7 +73,8 @@ class Queues(Resource):
 
             ranges = [nagiosplugin.Range(r) for r in (args.consumers_warning,
                                                       args.consumers_critical) if r]
-            count_consumers(args.broker, findings.depths, wait, self.deadline, ranges)
+            findings.listened = count_consumers(args.broker, findings.depths, wait,
+                                                self.deadline, ranges)
         return findings
 
     def metrics(self, findings):

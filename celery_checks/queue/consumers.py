@@ -12,9 +12,11 @@ from celery_checks.connect.pidbox import LATE, RedisBroadcast, grace
 
 def count_consumers(target, depths, wait, deadline, ranges):
     """Set ``consumers`` and ``workers`` of each Depth found; ``ranges``
-    are the nagiosplugin Ranges the counts will be judged by."""
+    are the nagiosplugin Ranges the counts will be judged by. Returns how
+    the listening ended, in words (for -vv)."""
     asked = [depth for depth in depths if not depth.missing]
     consuming = {}  # node -> the queue names it consumes
+    early = False
     ticket = uuid.uuid4().hex
     with RedisBroadcast(target, deadline.network_timeout(wait), wait) as session:
         sent = time.monotonic()
@@ -29,11 +31,16 @@ def count_consumers(target, depths, wait, deadline, ranges):
                 if isinstance(queues, list):
                     consuming[node] = {q.get("name") for q in queues if isinstance(q, dict)}
             if judged(asked, consuming, ranges):
+                early = True
                 now = time.monotonic()
                 end[0] = min(end[0], now + grace(now - sent))
     for depth in asked:
         depth.workers = sorted(node for node, names in consuming.items() if depth.name in names)
         depth.consumers = len(depth.workers)
+    return "%d %s replied; %s" % (
+        len(consuming), "worker" if len(consuming) == 1 else "workers",
+        "ended once every verdict was known" if early
+        else "waited the reply timeout from the broadcast")
 
 
 def judged(depths, consuming, ranges):

@@ -100,3 +100,4 @@ class Findings:
         self.unacked = unacked
         self.absence = absence  # --all-queues found nothing: why, and where instead
         self.clock = clock  # what the ages were read against: "Redis TIME", "this host"
+        self.listened = None  # Redis consumers: how the broadcast's listening ended

@@ -72,8 +72,9 @@ class QueueSummary(ProblemSummary):
                          "unacked hash %s" % (resource.facts.db, layout.steps, shown(layout.sep),
                                               layout.prefix, shown(layout.unacked_key)))
         if args.count_consumers:
-            lines.append("consumers: active_queues broadcast, reply timeout %s"
-                         % seconds(args.reply_timeout))
+            lines.append("consumers: active_queues broadcast, reply timeout %s%s" % (
+                seconds(args.reply_timeout),
+                "; " + resource.facts.listened if resource.facts.listened else ""))
         if resource.facts.clock:
             lines.append("ages against %s" % resource.facts.clock)
         used = () if args.transport == "amqp" else \
