@@ -83,7 +83,7 @@ def test_redis_consumers_from_the_workers_own_replies(redis_url, celery_apps, ce
     # The orphan's queue never gets a consumer: the whole reply window.
     assert any(line.endswith("2 workers replied; waited the reply timeout from the broadcast")
                for line in result.long_output)
-    result = check("-b", redis_url, *queues, "--orphan-state", "warning")
+    result = check("-b", redis_url, *queues, "--consumers", "--orphan-state", "warning")
     result.assert_warning("queue %s: 4 waiting, no consumer" % orphan)
     # Every verdict known once both replied: listening ends there.
     result = check("-b", redis_url, "-q", busy, "-q", shared, "--consumers-critical", "1:",

@@ -39,7 +39,7 @@ consumers of each (figures RabbitMQ refreshes every 5 s by default).
 worker or producer declared) or the management API lists, leaving out
 Celery's pidbox, reply and celeryev queues; none found is judged like a
 queue not declared.
-Consumers on Redis (--consumers, --consumers-*, --orphan-state): one
+Consumers on Redis (--consumers, --consumers-*): one
 active_queues broadcast, the workers' own replies counted per queue
 (what `celery inspect active_queues` asks); it ends as soon as every
 range and orphan can be judged, else --reply-timeout after the
@@ -125,9 +125,9 @@ def parse_args(argv=None):
             help="%s range on each queue's consumers (e.g. 1:)" % level,
         )
     group.add_argument(
-        "--orphan-state", metavar="STATE", type=cli.state_name,
-        help="state for a queue with waiting messages and no consumer "
-        "(default: critical)",
+        "--orphan-state", metavar="STATE", type=cli.state_name, default=2,
+        help="state for a queue with waiting messages and no consumer, "
+        "wherever consumers are known (default: critical)",
     )
     group.add_argument(
         "--reply-timeout", metavar="SECONDS", type=cli.positive_float,
@@ -182,10 +182,7 @@ def _finish(args):
     if args.all_queues and args.queues:
         raise CheckError("use either -q/--queue or --all-queues, not both")
     args.count_consumers = args.transport == "redis" and bool(
-        args.consumers or args.consumers_warning or args.consumers_critical
-        or args.orphan_state is not None)
-    if args.orphan_state is None:
-        args.orphan_state = 2
+        args.consumers or args.consumers_warning or args.consumers_critical)
     args.oldest = bool(args.oldest or args.oldest_warning or args.oldest_critical)
     unacked_ranges = bool(args.unacked_warning or args.unacked_critical)
     if args.transport == "amqp":
