@@ -227,3 +227,15 @@ def test_unique_label_suffixes_names_that_sanitise_alike():
     used = {"unacked"}
     assert [perfdata.unique_label(n, used) for n in ("a=b", "a_b", "a'b", "unacked")] == \
         ["a_b", "a_b_2", "a_b_3", "unacked_2"]
+
+
+def test_unique_label_keeps_labels_apart_in_their_first_19_characters():
+    used = set()
+    names = ("consumers_notifications-email", "consumers_notifications-sms",
+             "consumers_notific_2", "oldest_notifications-email", "short")
+    # a name equal to a suffixed one made before moves on to the next suffix
+    assert [perfdata.unique_label(n, used) for n in names] == [
+        "consumers_notifications-email", "consumers_notific_2", "consumers_notific_3",
+        "oldest_notifications-email", "short"]
+    starts = [label[:19] for label in used if not label.startswith("\x00")]
+    assert len(starts) == len(set(starts)) == 5

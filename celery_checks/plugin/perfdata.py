@@ -21,18 +21,32 @@ def label(name):
     return cleaned or "_"
 
 
+#: RRD data sources (PNP4Nagios, many graphers) keep 19 characters of a label
+SIGNIFICANT = 19
+
+
 def unique_label(name, used):
-    """``label(name)``, with ``_2``, ``_3``... appended while it is in
-    ``used`` (a set the caller keeps per run, updated here). Two names that
-    sanitise alike ("a=b", "a_b") would otherwise share a label, and a core
-    keeps only one of two equal labels; the suffix is stable for a given
-    command line."""
+    """``label(name)``, unique in ``used`` (a set the caller keeps per run,
+    updated here) and in its first SIGNIFICANT characters: ``_2``, ``_3``...
+    appended while it is not, within those characters for a long label.
+    Two names that sanitise alike ("a=b", "a_b") would otherwise share a
+    label, and a core keeps only one of two equal labels; two long ones
+    alike at the start would share a graph. The first label of a kind keeps
+    its whole name; the suffix is stable for a given command line."""
     base = candidate = label(name)
     number = 2
-    while candidate in used:
-        candidate, number = "%s_%d" % (base, number), number + 1
+    while _taken(candidate, used):
+        suffix = "_%d" % number
+        candidate, number = base[:max(0, SIGNIFICANT - len(suffix))] + suffix \
+            if len(base) + len(suffix) > SIGNIFICANT else base + suffix, number + 1
     used.add(candidate)
+    used.add("\x00" + candidate[:SIGNIFICANT])  # no label can hold a NUL: never one
     return candidate
+
+
+def _taken(candidate, used):
+    start = candidate[:SIGNIFICANT]
+    return candidate in used or start in used or "\x00" + start in used
 
 
 def number(value, places=3):
