@@ -88,11 +88,16 @@ def fill(broker_url, queues, per_queue, priorities=False):
         apps.close()
 
 
-def queue_args(url, queues):
-    args = ["check_celery_queue", "-b", url, "-w", "1000", "-c", "5000"]
+def queue_args(url, queues, *extra):
+    args = ["check_celery_queue", "-b", url, "-w", "1000", "-c", "5000"] + list(extra)
     for queue in queues:
         args += ["-q", queue]
     return args
+
+
+MANAGEMENT_URL = "http://127.0.0.1:15672/"
+# Nobody consumes the bench's RabbitMQ queues: orphans, CRITICAL unless told.
+NO_ORPHANS = ("--orphan-state", "ok")
 
 
 def phase_services(ctx):
@@ -125,7 +130,7 @@ def phase_services(ctx):
             Scenario("queue-redis-100", "queue, Redis, 100 queues",
                      queue_args(redis_url, redis_queues), tool="redis-cli", floor="redis"),
         ]
-    if ctx.wants("queue-amqp-1", "queue-amqp-20"):
+    if ctx.wants("queue-amqp-1", "queue-amqp-20", "queue-mgmt-1", "queue-mgmt-20"):
         vhost = ctx.take_vhost()
         amqp_queues = ["bench-q%02d" % i for i in range(20)]
         fill(vhost.url, amqp_queues, 10)
@@ -134,11 +139,49 @@ def phase_services(ctx):
                      ["rabbitmqctl", "-q", "list_queues", "-p", vhost.name, "name", "messages"],
                      kind="baseline", slow=True),
             Scenario("queue-amqp-1", "queue, RabbitMQ, 1 queue",
-                     queue_args(vhost.url, amqp_queues[:1]), tool="rabbitmqctl", floor="pika"),
+                     queue_args(vhost.url, amqp_queues[:1], *NO_ORPHANS), tool="rabbitmqctl",
+                     floor="pika"),
             Scenario("queue-amqp-20", "queue, RabbitMQ, 20 queues",
-                     queue_args(vhost.url, amqp_queues), tool="rabbitmqctl", floor="pika"),
+                     queue_args(vhost.url, amqp_queues, *NO_ORPHANS), tool="rabbitmqctl",
+                     floor="pika"),
+        ]
+        # The management API: ready, unacked, consumers and the oldest's
+        # timestamp of every queue in one HTTP request (http.client alone).
+        management = queue_args(vhost.url, [], *NO_ORPHANS, "--management-url", MANAGEMENT_URL,
+                                "--oldest", "--unacked-warning", "100")
+        wait_for_management(ctx, management + ["-q", amqp_queues[-1]])
+        scenarios += [
+            Scenario("queue-mgmt-1", "queue, RabbitMQ management API, 1 queue",
+                     management + ["-q", amqp_queues[0]], tool="rabbitmqctl",
+                     floor="nagiosplugin"),
+            Scenario("queue-mgmt-20", "queue, RabbitMQ management API, 20 queues",
+                     management + [a for q in amqp_queues for a in ("-q", q)],
+                     tool="rabbitmqctl", floor="nagiosplugin"),
         ]
     yield scenarios
+
+
+def wait_for_management(ctx, argv, limit=30):
+    """RabbitMQ has no figures for a new queue before its next statistics
+    collection (every 5 s): wait until the check answers."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if ctx.measure(ctx.install.resolve(argv)).rc == 0:
+            return
+        time.sleep(0.5)
+    log("the management API gave no figures in %ss" % limit)
+
+
+def consumers_scenarios(url):
+    """The Redis consumers broadcast next to the plain depth check, on the
+    queue the running workers consume (each has a consumer: it ends as
+    soon as both replied)."""
+    return [
+        Scenario("queue-plain-redis-2w", "queue, Redis, 1 queue (workers running)",
+                 queue_args(url, ["celery"]), floor="redis"),
+        Scenario("queue-consumers-redis-2w", "queue, Redis, consumers broadcast (2 workers)",
+                 queue_args(url, ["celery"], "--consumers-critical", "1:"), floor="redis"),
+    ]
 
 
 # The worker check's sources and the floor of each.
@@ -184,7 +227,7 @@ def phase_workers(ctx):
         hb_queues = ["bench-hb%03d" % i for i in range(100)]
         ctx.workers.start(hb_url, ["bench-hb@%s" % HOST], queues=hb_queues)
         scenarios += heartbeat_scenarios(ctx, hb_url, hb_queues)
-    if not ctx.wants(*worker_keys()):
+    if not ctx.wants(*worker_keys() + ["queue-plain-redis-2w", "queue-consumers-redis-2w"]):
         if scenarios:
             yield base_scenarios("2w", ["redis", "celery"]) + scenarios
         return
@@ -194,7 +237,8 @@ def phase_workers(ctx):
     missing = "bench-gone@%s" % HOST
     ctx.workers.start(url, names[:2])
     floors = ["redis", "kombu"] + (["celery"] if scenarios else [])
-    yield base_scenarios("2w", floors) + scenarios + worker_scenarios("2", url, names[:2], missing)
+    yield base_scenarios("2w", floors) + scenarios + worker_scenarios("2", url, names[:2], missing) \
+        + consumers_scenarios(url)
     ctx.workers.start(url, names[2:])
     yield base_scenarios("10w", ["redis", "kombu"]) + worker_scenarios("10", url, names, missing)
 
