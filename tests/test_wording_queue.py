@@ -228,3 +228,14 @@ def test_consumers_judged_as_soon_as_no_reply_can_change_a_verdict():
     assert not judged([busy], {"w@h": {"busy"}}, [nagiosplugin.Range("2")])
     assert judged([busy], {"a": {"busy"}, "b": {"busy"}, "c": {"busy"}},
                   [nagiosplugin.Range("2")])
+
+
+def test_labels_of_long_names_stay_apart_in_19_characters():
+    findings = Findings(None, [Depth("notifications-email", 1, consumers=1, unacked=0),
+                               Depth("notifications-sms", 2, consumers=1, unacked=0)])
+    result = answer(findings, *AMQP, "-q", "notifications-email", "-q", "notifications-sms",
+                    "--management-url", "http://127.0.0.1:1/")
+    assert sorted(result.perfdata) == [
+        "consumers_notific_2", "consumers_notifications-email", "notifications-email",
+        "notifications-sms", "unacked_notificat_2", "unacked_notifications-email"]
+    assert len({label[:19] for label in result.perfdata}) == 6

@@ -25,28 +25,39 @@ def label(name):
 SIGNIFICANT = 19
 
 
-def unique_label(name, used):
+def unique_label(name, used, significant=None):
     """``label(name)``, unique in ``used`` (a set the caller keeps per run,
-    updated here) and in its first SIGNIFICANT characters: ``_2``, ``_3``...
-    appended while it is not, within those characters for a long label.
-    Two names that sanitise alike ("a=b", "a_b") would otherwise share a
-    label, and a core keeps only one of two equal labels; two long ones
-    alike at the start would share a graph. The first label of a kind keeps
-    its whole name; the suffix is stable for a given command line."""
+    updated here): ``_2``, ``_3``... appended while it is not. Two names
+    that sanitise alike ("a=b", "a_b") would otherwise share a label, and a
+    core keeps only one of two equal labels; the suffix is stable for a
+    given command line.
+
+    With ``significant`` (SIGNIFICANT: a check whose labels opt in), also
+    unique in that many first characters: a later label alike there gets
+    its suffix within them (two long labels alike at the start would share
+    one RRD data source); the first keeps its whole name."""
     base = candidate = label(name)
     number = 2
-    while _taken(candidate, used):
+    while _taken(candidate, used, significant):
         suffix = "_%d" % number
-        candidate, number = base[:max(0, SIGNIFICANT - len(suffix))] + suffix \
-            if len(base) + len(suffix) > SIGNIFICANT else base + suffix, number + 1
+        if significant and len(base) + len(suffix) > significant:
+            candidate = base[:max(0, significant - len(suffix))] + suffix
+        else:
+            candidate = base + suffix
+        number += 1
     used.add(candidate)
-    used.add("\x00" + candidate[:SIGNIFICANT])  # no label can hold a NUL: never one
+    if significant:
+        used.add("\x00" + candidate[:significant])  # no label holds a NUL: never one
     return candidate
 
 
-def _taken(candidate, used):
-    start = candidate[:SIGNIFICANT]
-    return candidate in used or start in used or "\x00" + start in used
+def _taken(candidate, used, significant):
+    if candidate in used:
+        return True
+    if not significant:
+        return False
+    start = candidate[:significant]
+    return start in used or "\x00" + start in used
 
 
 def number(value, places=3):

@@ -26,7 +26,7 @@ RabbitMQ path only pika, or with the management API only http.client.
 
 from celery_checks.plugin import runner
 from celery_checks.plugin.contexts import Condition, Threshold
-from celery_checks.plugin.perfdata import plural, seconds, shown, violation
+from celery_checks.plugin.perfdata import SIGNIFICANT, plural, seconds, shown, violation
 from celery_checks.plugin.policy import nagios_state
 from celery_checks.plugin.resource import Resource
 from celery_checks.queue.facts import Depth, Findings
@@ -39,6 +39,9 @@ from celery_checks.queue.present import QueueSummary
 class Queues(Resource):
     """Facts: Findings (queue/facts.py): each queue's Depth, and on Redis
     the unacked total, the DB and --all-queues' absence."""
+
+    # Up to four labels per queue: kept apart in their first 19 characters.
+    significant = SIGNIFICANT
 
     def __init__(self, args, deadline, facts=None):
         super().__init__(facts)
