@@ -94,13 +94,18 @@ def test_redis_consumers_from_the_workers_own_replies(redis_url, celery_apps, ce
     assert "consumers_" + busy not in check("-b", redis_url, "-q", busy).assert_ok().perfdata
 
 
-def test_redis_consumers_with_no_worker_and_a_prefix(redis_url, celery_apps):
+def test_redis_consumers_with_no_worker_and_a_prefix(redis_url, redis_client, celery_apps):
     queue = qname()
     publish(celery_apps(redis_url, global_keyprefix="pfx:"), queue, 2)
+    before = {key: redis_client.type(key) for key in redis_client.keys("*")}
+    messages = redis_client.lrange("pfx:" + queue, 0, -1)
     result = check("-b", redis_url, "-q", queue, "-O", "global_keyprefix=pfx:", "--consumers",
-                   "--reply-timeout", "0.3")
+                   "--reply-timeout", "0.3", "--oldest")
     result.assert_critical("queue %s: 2 waiting, no consumer" % queue)
     assert result.perfdata["consumers_" + queue].value == 0
+    # The broadcast's reply queue and binding are gone again; no message moved.
+    assert {key: redis_client.type(key) for key in redis_client.keys("*")} == before
+    assert redis_client.lrange("pfx:" + queue, 0, -1) == messages
 
 
 # --------------------------------------------- unacked and oldest on Redis
