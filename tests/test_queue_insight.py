@@ -291,6 +291,18 @@ def test_management_url_precedence_and_credentials(rabbitmq, management, tmp_pat
             assert "celery@" not in result.stdout and ":celery" not in result.stdout
         # No user in the URL: the broker URL's (guest) is asked.
         check(*base, "--management-url", "http://127.0.0.1:15672", "-vv").assert_ok()
+        # A user without the monitoring tag, or without the vhost: refused, said how.
+        rabbitmq_kit.rabbitmqctl("set_user_tags", user.name)
+        check(*base, "--management-url", good).assert_critical(
+            "refused user %s: it needs the monitoring tag" % user.name)
+        rabbitmq_kit.rabbitmqctl("set_user_tags", user.name, "monitoring")
+        rabbitmq_kit.rabbitmqctl("clear_permissions", "-p", rabbitmq.vhost, user.name)
+        check(*base, "--management-url", good).assert_critical(
+            "refused user %s access to the vhost" % user.name)
+    # The broker URL names a vhost RabbitMQ does not have: the API says so too.
+    typo = rabbitmq.url + "-typo"
+    check("-b", typo, "-q", queue, "--management-url", MANAGEMENT).assert_critical(
+        "answered 404 Not Found for /api/queues/%s-typo: no such vhost" % rabbitmq.vhost)
 
 
 def test_management_failures_are_critical_within_timeout(rabbitmq):

@@ -85,12 +85,19 @@ def get_json(api, path, timeout, query=""):
     finally:
         connection.close()
     status = response.status
-    if status == 401:
+    said = _reason(body)
+    if status in (401, 403):
+        if "management user" in said:
+            raise Unreachable("%s %s refused user %s: it needs the monitoring tag "
+                              "(rabbitmqctl set_user_tags)" % (WHAT, api.shown, api.user))
+        if "virtual host" in said:
+            raise Unreachable("%s %s refused user %s access to the vhost (%s)" % (
+                WHAT, api.shown, api.user, said))
         raise Unreachable("%s %s refused authentication (wrong user or password)" % (
             WHAT, api.shown))
-    if status == 403:
-        raise Unreachable("%s %s refused user %s (it needs the monitoring tag, or "
-                          "permissions on the vhost)" % (WHAT, api.shown, api.user))
+    if status == 404:
+        raise Unreachable("%s %s answered 404 Not Found for %s: no such vhost, or not "
+                          "RabbitMQ's management API" % (WHAT, api.shown, _short(path)))
     if status != 200:
         raise Unreachable("%s %s answered %d %s for %s" % (
             WHAT, api.shown, status, response.reason, _short(path)))
@@ -99,6 +106,15 @@ def get_json(api, path, timeout, query=""):
     except ValueError:
         raise Unreachable("%s %s did not answer with JSON: not RabbitMQ's management API?"
                           % (WHAT, api.shown))
+
+
+def _reason(body):
+    """The management API's own words for an error ({"reason": ...}), or ''."""
+    try:
+        said = json.loads(body.decode("utf-8")).get("reason")
+    except (ValueError, AttributeError):
+        return ""
+    return " ".join(str(said).split())[:80] if said else ""
 
 
 def queues_path(vhost):
