@@ -39,11 +39,11 @@ consumers of each (figures RabbitMQ refreshes every 5 s by default).
 worker or producer declared) or the management API lists, leaving out
 Celery's pidbox, reply and celeryev queues; none found is judged like a
 queue not declared.
-Consumers on Redis (--consumers, --consumers-*): one
-active_queues broadcast, the workers' own replies counted per queue
-(what `celery inspect active_queues` asks); it ends as soon as every
-range and orphan can be judged, else --reply-timeout after the
-broadcast. A solo worker answers between tasks only.
+Consumers on Redis (--consumers, --consumers-*): one active_queues
+broadcast, the workers' own replies counted per queue (what `celery
+inspect active_queues` asks); it ends as soon as every range and orphan
+can be judged, else --reply-timeout after the broadcast. A solo worker
+answers between tasks only.
 Orphan: a queue with waiting messages and no consumer, wherever
 consumers are known (RabbitMQ always, Redis when counted).
 Oldest (--oldest, --oldest-*): the age of the message next in line,
@@ -76,7 +76,9 @@ CRITICAL  the same outside a critical range; a queue with waiting
           queue not declared on Redis or not found on RabbitMQ, or no
           queue found by --all-queues (the default of --missing-state);
           the broker or the management API is down, refuses us or does
-          not answer within -t""",
+          not answer within -t
+UNKNOWN   the management API has no figures yet for a queue declared
+          since RabbitMQ last collected them (every 5 s by default)""",
     examples="""\
 check_celery_queue -b redis://redis:6379/0 -q celery -q mail -w 100 -c 1000
 check_celery_queue --broker-file /etc/celery/broker_url --all-queues -c 5000
@@ -117,7 +119,7 @@ def parse_args(argv=None):
     group.add_argument(
         "--consumers", action="store_true",
         help="Redis: count each queue's consumers by a broadcast to the workers "
-        "(implied by the options below)",
+        "(implied by --consumers-warning and --consumers-critical)",
     )
     for level in ("warning", "critical"):
         group.add_argument(
