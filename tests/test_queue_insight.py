@@ -345,3 +345,36 @@ def test_management_options_on_redis(redis_url, args, fragment):
 ])
 def test_rabbitmq_options_needing_the_management_api(rabbitmq, args, fragment):
     check("-b", rabbitmq.url, *args).assert_unknown(fragment)
+
+
+# ------------------------------------------------------- producer clock off
+
+def test_a_stamp_from_a_clock_ahead_is_flagged_on_both_brokers(redis_url, redis_client, rabbitmq,
+                                                               management, celery_apps):
+    """A producer whose clock runs 100 s ahead: its stamp is in the future
+    of the clock the age is read on. Said with -v, counted as 0, never a
+    negative age."""
+    import pika
+
+    ahead = time.time() + 100
+    queue = qname()
+    celery_apps(redis_url).send_task("tests.add", args=(1, 2), queue=queue,
+                                     headers={"celery_checks_sent": ahead})
+    result = check("-b", redis_url, "-q", queue, "--oldest", "-v").assert_ok()
+    assert result.perfdata["oldest_" + queue].value == 0
+    assert any(line.startswith("clocks disagree: a publish stamp is ahead of Redis TIME")
+               for line in result.long_output), result.long_output
+    amqp = rabbitmq.queue_name()
+    channel = rabbitmq.channel()
+    channel.queue_declare(amqp)
+    channel.basic_publish("", amqp, b"{}", pika.BasicProperties(timestamp=int(ahead)))
+    args = ["-b", rabbitmq.url, "-q", amqp, "--management-url", management, "--oldest", "-v",
+            "--orphan-state", "ok"]
+    result = wait_for(lambda: _aged(check(*args), amqp), 30, "the management API's figures")
+    assert result.perfdata["oldest_" + amqp].value == 0
+    assert any(line.startswith("clocks disagree: a publish stamp is ahead of this host's clock")
+               for line in result.long_output), result.long_output
+
+
+def _aged(result, queue):
+    return result if "oldest_" + queue in result.perfdata else None
