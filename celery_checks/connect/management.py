@@ -8,9 +8,11 @@ user or password it leaves out is the broker URL's (:func:`credentials`).
 """
 
 import json
+import os
 from urllib.parse import quote, unquote, urlsplit
 
 from celery_checks.connect.failures import alarm, reason, silent
+from celery_checks.connect.urls import URL_SOURCES, resolve_url
 from celery_checks.plugin.policy import CheckError, Unreachable
 from celery_checks.plugin.secrets import redact_url
 
@@ -40,6 +42,23 @@ class ManagementURL:
         self.user, self.password = credentials(
             unquote(parts.username) if parts.username else None,
             unquote(parts.password) if parts.password is not None else None, broker)
+
+
+def management_url(given, given_file, broker, environ=os.environ):
+    """RabbitMQ's management API for an AMQP broker Target, by the one
+    precedence rule (None when none of the three names one): a
+    connect.management.ManagementURL, its missing user or password the
+    broker URL's. CheckError (a usage error) if unusable."""
+    variable = URL_SOURCES["management"][2]
+    if not (given or given_file or environ.get(variable)):
+        return None
+    url, origin = resolve_url("management", given, given_file, environ)
+    if broker.transport != "amqp":
+        if origin == "$" + variable:
+            return None  # set for the RabbitMQ checks of this host: not ours
+        raise CheckError("%s is RabbitMQ's management API: the broker %s is not RabbitMQ"
+                         % (origin, broker.shown))
+    return ManagementURL(url, broker.parsed)
 
 
 def credentials(user, password, broker):

@@ -5,7 +5,7 @@
 - :func:`resolve_url`: the one precedence rule for every kind of URL (its
   option, its -file option, the environment, a fallback), behind
   :func:`resolve_broker_url`, :func:`resolve_store_url` and
-  :func:`management_url` (RabbitMQ's management API);
+  connect/management.py's ``management_url`` (RabbitMQ's management API);
 - :class:`Target`: what a check's Resource is given (URL, -O options, role),
   made by :func:`broker_target` / :func:`store_target`.
 """
@@ -305,25 +305,6 @@ def broker_target(given, given_file, options, environ=os.environ):
     url = resolve_broker_url(given, given_file, environ)
     check_transport_options(parse_url(url), options)
     return Target(url, options, "broker")
-
-
-def management_url(given, given_file, broker, environ=os.environ):
-    """RabbitMQ's management API for an AMQP broker Target, by the one
-    precedence rule (None when none of the three names one): a
-    connect.management.ManagementURL, its missing user or password the
-    broker URL's. CheckError (a usage error) if unusable."""
-    option, file_option, variable = URL_SOURCES["management"]
-    if not (given or given_file or environ.get(variable)):
-        return None
-    url, origin = resolve_url("management", given, given_file, environ)
-    if broker.transport != "amqp":
-        if origin == "$" + variable:
-            return None  # set for the RabbitMQ checks of this host: not ours
-        raise CheckError("%s is RabbitMQ's management API: the broker %s is not RabbitMQ"
-                         % (origin, broker.shown))
-    from celery_checks.connect.management import ManagementURL
-
-    return ManagementURL(url, broker.parsed)
 
 
 def store_target(given, given_file, broker, environ=os.environ):

@@ -176,7 +176,7 @@ def parse_args(argv=None):
 def _finish(args):
     import os
 
-    from celery_checks.connect.urls import management_url
+    from celery_checks.connect.management import management_url
 
     args.transport = args.broker.transport
     args.management = management_url(args.management_given, args.management_url_file,
