@@ -17,7 +17,7 @@ def nodes(asking):
     replies = {}
     oid, ticket = uuid.uuid4().hex, uuid.uuid4().hex
     # On Redis, redis-py alone: kombu would add half again to the start-up
-    # that dominates a run (see RedisPing). AMQP goes through kombu.
+    # that dominates a run (connect/pidbox.py). AMQP goes through kombu.
     session = RedisPing if asking.broker.transport == "redis" else KombuPing
     with session(asking, oid) as pinger:
         sent = time.monotonic()
