@@ -89,17 +89,14 @@ check_celery_queue -b amqp://monitor@rabbit/prod --all-queues \\
 check_celery_queue -b redis://redis:6379/0 -q mail --consumers-critical 1: \\
     --oldest-warning 60 --oldest-critical 600
 check_celery_queue -O global_keyprefix=myapp: -O 'priority_steps=[0,5,9]'""",
+    prog="check_celery_queue", broker=True,
+    summary="Alert when messages pile up in Celery queues.",
+    thresholds=("each queue's waiting messages", None, None),
 )
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(
-        "check_celery_queue",
-        "Alert when messages pile up in Celery queues.",
-        thresholds=("each queue's waiting messages", None, None),
-        broker=True,
-        **HELP,
-    )
+    parser = cli.make_parser(**HELP)
     group = parser.add_argument_group("queues")
     group.add_argument(
         "-q", "--queue", metavar="NAME", action="append", dest="queues", type=_queue_name,
@@ -109,12 +106,9 @@ def parse_args(argv=None):
         "--all-queues", action="store_true",
         help="every queue the Redis bindings or the management API name (see Check:)",
     )
-    group.add_argument(
-        "--missing-state", metavar="STATE", type=cli.state_name, default=2,
-        help="state for a queue the broker does not know (Redis: not "
-        "declared, RabbitMQ: not found) or no queue found by --all-queues "
-        "(default: critical)",
-    )
+    cli.add_state_option(
+        group, "--missing-state", "state for a queue the broker does not know (Redis: "
+        "not declared, RabbitMQ: not found) or no queue found by --all-queues", 2)
     group = parser.add_argument_group("consumers")
     group.add_argument(
         "--consumers", action="store_true",
@@ -126,11 +120,9 @@ def parse_args(argv=None):
             "--consumers-%s" % level, metavar="RANGE", type=cli.threshold_range,
             help="%s range on each queue's consumers (e.g. 1:)" % level,
         )
-    group.add_argument(
-        "--orphan-state", metavar="STATE", type=cli.state_name, default=2,
-        help="state for a queue with waiting messages and no consumer, "
-        "wherever consumers are known (default: critical)",
-    )
+    cli.add_state_option(
+        group, "--orphan-state", "state for a queue with waiting messages and no consumer, "
+        "wherever consumers are known", 2)
     group.add_argument(
         "--reply-timeout", metavar="SECONDS", type=cli.positive_float,
         help="Redis: wait at most this long after the broadcast for the workers' "
