@@ -1,4 +1,4 @@
-"""Celery's remote control on Redis with redis-py alone: one broadcast on
+"""Celery's remote control on Redis with connect/redis.py's client alone: one broadcast on
 the celery.pidbox exchange and its replies, the messages ``celery inspect``
 exchanges (kombu's import would add half again to a check's start-up).
 
@@ -18,8 +18,8 @@ Used by check_celery_workers' ping and check_celery_queue's consumers.
 """
 
 import json
+import os
 import time
-import uuid
 
 from celery_checks.connect.layout import RedisLayout
 from celery_checks.plugin.policy import Unreachable
@@ -30,14 +30,24 @@ REPLY_EXCHANGE = "reply.celery.pidbox"
 # be on their way: listened for this much longer.
 LATE = 0.2
 # Once the answer is known, others get a grace to answer too: 3 times the
-# slowest reply so far (they share its network path), within these bounds,
-# so a fast local broker is not slowed to a remote's pace.
+# mean time between the replies so far (the slowest reply's time over their
+# number: one node's reply time, or the pace at which many come in; another
+# node answers among them, most likely within a few such gaps of the last),
+# within these bounds, so a fast local broker is not slowed to a remote's
+# pace. Measured (docs/performance.md): with 50 solo workers the slowest
+# reply alone made every run wait the full 0.2 s.
 GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.03, 0.2
 
 
-def grace(slowest):
-    """How long to listen on after the slowest reply the answer needed."""
-    return min(max(slowest * GRACE_FACTOR, GRACE_MIN), GRACE_MAX)
+def grace(slowest, replies=1):
+    """How long to listen on after the slowest of the ``replies`` the
+    answer needed."""
+    return min(max(slowest * GRACE_FACTOR / max(replies, 1), GRACE_MIN), GRACE_MAX)
+
+
+def random_id():
+    """A random id as uuid4().hex reads (uuid imports platform: ~2 ms)."""
+    return os.urandom(16).hex()
 
 
 class RedisBroadcast:
@@ -48,7 +58,7 @@ class RedisBroadcast:
         from celery_checks.connect.redis import redis_client
 
         self.target, self.ttl = target, ttl
-        self.oid = oid or uuid.uuid4().hex
+        self.oid = oid or random_id()
         options = target.options
         layout = RedisLayout(options)
         reply_queue = "%s.%s" % (self.oid, REPLY_EXCHANGE)
@@ -67,28 +77,22 @@ class RedisBroadcast:
 
     def __enter__(self):
         with self.errors():
-            db = self.client.connection_pool.connection_kwargs.get("db", 0)
-            self.topic = self.layout.fanout_topic(PIDBOX_EXCHANGE, db, self.fanout)
+            self.topic = self.layout.fanout_topic(PIDBOX_EXCHANGE, self.client.db, self.fanout)
             # One MULTI: kombu's binding sweep (a Lua script a worker runs)
             # deletes the binding table unless the permanent set has a
             # member; between two separate SADDs it could delete the table
             # with our member in it, and every reply would be dropped.
-            pipe = self.client.pipeline(transaction=True)
-            for table in reversed(self.tables):  # the permanent set first
-                pipe.sadd(table, self.member)
             self.bound = True
-            pipe.execute()
+            self.client.transaction([("SADD", table, self.member)
+                                     for table in reversed(self.tables)])  # the permanent set first
         return self
 
     def __exit__(self, *exc_info):
         try:
             if self.bound:
                 with self.errors():
-                    pipe = self.client.pipeline(transaction=False)
-                    for table in self.tables:
-                        pipe.srem(table, self.member)
-                    pipe.delete(*self.lists)
-                    pipe.execute()
+                    self.client.pipeline([("SREM", table, self.member) for table in self.tables]
+                                         + [("DEL",) + tuple(self.lists)])
         except Unreachable:
             if exc_info[0] is None:
                 raise
@@ -112,12 +116,12 @@ class RedisBroadcast:
             "headers": {"clock": 0, "expires": time.time() + self.ttl},
             "properties": {
                 "delivery_mode": 1, "priority": 0, "body_encoding": "base64",
-                "delivery_tag": uuid.uuid4().hex,
+                "delivery_tag": random_id(),
                 "delivery_info": {"exchange": PIDBOX_EXCHANGE, "routing_key": ""},
             },
         }
         with self.errors():
-            self.client.publish(self.topic, json.dumps(envelope))
+            self.client.call("PUBLISH", self.topic, json.dumps(envelope))
 
     def replies(self, deadline):
         """(body, headers) of each reply until ``deadline()`` (a monotonic
@@ -127,7 +131,7 @@ class RedisBroadcast:
             # Read before looking at the clock: a reply already delivered
             # is never left unread because the deadline passed meanwhile.
             with self.errors():
-                raw = self.client.rpop(self.queue)
+                raw = self.client.call("RPOP", self.queue)
             remaining = deadline() - time.monotonic()
             if raw is None:
                 if remaining <= 0:

@@ -20,8 +20,9 @@ present:  queue/present.py's QueueSummary names the worst queue; -v lists
 
 options:  queue/options.py
 
-Imports neither celery nor kombu; the Redis path imports only redis, the
-RabbitMQ path only pika, or with the management API only http.client.
+Imports neither celery nor kombu; the Redis path only hiredis (through
+connect/redis.py), the RabbitMQ path only pika, or with the management API
+only http.client.
 """
 
 from celery_checks.plugin import runner
@@ -57,7 +58,7 @@ class Queues(Resource):
                                      args.all_queues, args.oldest)
         # Import the client first: on a busy host that alone can take a
         # good part of -t, which the network timeout must leave out.
-        __import__("redis" if args.transport == "redis" else "pika")
+        __import__("celery_checks.connect.redis" if args.transport == "redis" else "pika")
         if args.transport == "amqp":
             from celery_checks.queue.amqp import amqp_depths
 

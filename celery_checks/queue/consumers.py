@@ -1,13 +1,12 @@
 """Who consumes each queue on Redis, which does not know its consumers:
 the online workers say, in their replies to one ``active_queues``
 broadcast (what ``celery inspect active_queues`` asks), through
-connect/pidbox.py (redis-py alone). Listening ends as soon as every
+connect/pidbox.py (the checks' own Redis client alone). Listening ends as soon as every
 threshold can be judged, else after --reply-timeout from the broadcast."""
 
 import time
-import uuid
 
-from celery_checks.connect.pidbox import LATE, RedisBroadcast, grace
+from celery_checks.connect.pidbox import LATE, RedisBroadcast, grace, random_id
 
 
 def count_consumers(target, depths, wait, deadline, ranges):
@@ -17,7 +16,7 @@ def count_consumers(target, depths, wait, deadline, ranges):
     asked = [depth for depth in depths if not depth.missing]
     consuming = {}  # node -> the queue names it consumes
     early = False
-    ticket = uuid.uuid4().hex
+    ticket = random_id()
     with RedisBroadcast(target, deadline.network_timeout(wait), wait) as session:
         sent = time.monotonic()
         session.broadcast("active_queues", ticket)
@@ -33,7 +32,7 @@ def count_consumers(target, depths, wait, deadline, ranges):
             if judged(asked, consuming, ranges):
                 early = True
                 now = time.monotonic()
-                end[0] = min(end[0], now + grace(now - sent))
+                end[0] = min(end[0], now + grace(now - sent, len(consuming)))
     for depth in asked:
         depth.workers = sorted(node for node, names in consuming.items() if depth.name in names)
         depth.consumers = len(depth.workers)

@@ -11,7 +11,7 @@ import importlib
 import time
 
 # Once every expected node answered, unexpected ones get a grace to answer
-# too (connect/pidbox.py: a multiple of the slowest reply, bounded).
+# too (connect/pidbox.py: a multiple of the mean time between replies, bounded).
 from celery_checks.connect.pidbox import GRACE_MAX, GRACE_MIN, grace  # noqa: F401
 
 SOURCES = {  # --source: the module whose nodes() answers it
@@ -59,7 +59,7 @@ def misplaced(asking):
     deadline = min(time.monotonic() + timeout / 2, asking.budget_end())
     client = redis_client(broker.url, broker.options, timeout)
     try:
-        db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+        db = client.db
         places = exchange_bound_elsewhere(client, layout, PIDBOX_EXCHANGE, db, deadline)
     except alarm():
         raise  # -t fired: the run's own answer, not a missing hint
@@ -82,7 +82,7 @@ def misplaced(asking):
 
 
 def options_used(source, broker):
-    """The -O keys this run reads: the Redis ping (redis-py alone) its key
+    """The -O keys this run reads: the Redis ping (connect.redis alone) its key
     layout and how to find a sentinel master; kombu (the AMQP ping, the
     events) every key its transport for the URL reads but those of an
     acknowledging consumer; the stdin source none (it talks to no broker)."""
