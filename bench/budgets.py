@@ -108,6 +108,11 @@ def budgets(by_key):
                            "workers, %s: %d workers ≤ 1.5× 2 workers" % (source, size))
     judge.relative("queue-amqp-20", "queue-amqp-1", 1.2,
                    "queue RabbitMQ: 20 queues ≤ 1.2× 1 queue")
+    for tag in ("1", "20"):
+        judge.relative("queue-mgmt-%s" % tag, "queue-amqp-%s" % tag, 1.5,
+                       "queue RabbitMQ: management API ≤ 1.5× AMQP (%s queues)" % tag)
+    judge.relative("queue-consumers-redis-2w", "queue-plain-redis-2w", 2.0,
+                   "queue Redis: consumers broadcast ≤ 2× the plain check (issue 17)")
     judge.limit("heartbeat-100", "wall", 0.25, "s", "heartbeat-100 ≤ 0.25 s")
     judge.limit("trigger-10", "wall", 0.5, "s", "trigger-10 ≤ 0.5 s (issue 4)")
     for tag in ("2", "10"):

@@ -91,11 +91,16 @@ def fill(broker_url, queues, per_queue, priorities=False):
         apps.close()
 
 
-def queue_args(url, queues):
-    args = ["check_celery_queue", "-b", url, "-w", "1000", "-c", "5000"]
+def queue_args(url, queues, *extra):
+    args = ["check_celery_queue", "-b", url, "-w", "1000", "-c", "5000"] + list(extra)
     for queue in queues:
         args += ["-q", queue]
     return args
+
+
+MANAGEMENT_URL = "http://127.0.0.1:15672/"
+# Nobody consumes the bench's RabbitMQ queues: orphans, CRITICAL unless told.
+NO_ORPHANS = ("--orphan-state", "ok")
 
 
 def phase_services(ctx):
@@ -135,7 +140,7 @@ def phase_services(ctx):
                             queue_args(redis_url, redis_queues[:1]))
         scenarios += before(ctx, "queue-redis-1000", "queue, Redis, 1,000 queues",
                             queue_args(redis_url, redis_queues))
-    if ctx.wants("queue-amqp-1", "queue-amqp-20"):
+    if ctx.wants("queue-amqp-1", "queue-amqp-20", "queue-mgmt-1", "queue-mgmt-20"):
         vhost = ctx.take_vhost()
         amqp_queues = ["bench-q%02d" % i for i in range(20)]
         fill(vhost.url, amqp_queues, 10)
@@ -144,11 +149,49 @@ def phase_services(ctx):
                      ["rabbitmqctl", "-q", "list_queues", "-p", vhost.name, "name", "messages"],
                      kind="baseline", slow=True),
             Scenario("queue-amqp-1", "queue, RabbitMQ, 1 queue",
-                     queue_args(vhost.url, amqp_queues[:1]), tool="rabbitmqctl", floor="pika"),
+                     queue_args(vhost.url, amqp_queues[:1], *NO_ORPHANS), tool="rabbitmqctl",
+                     floor="pika"),
             Scenario("queue-amqp-20", "queue, RabbitMQ, 20 queues",
-                     queue_args(vhost.url, amqp_queues), tool="rabbitmqctl", floor="pika"),
+                     queue_args(vhost.url, amqp_queues, *NO_ORPHANS), tool="rabbitmqctl",
+                     floor="pika"),
+        ]
+        # The management API: ready, unacked, consumers and the oldest's
+        # timestamp of every queue in one HTTP request (http.client alone).
+        management = queue_args(vhost.url, [], *NO_ORPHANS, "--management-url", MANAGEMENT_URL,
+                                "--oldest", "--unacked-warning", "100")
+        wait_for_management(ctx, management + ["-q", amqp_queues[-1]])
+        scenarios += [
+            Scenario("queue-mgmt-1", "queue, RabbitMQ management API, 1 queue",
+                     management + ["-q", amqp_queues[0]], tool="rabbitmqctl",
+                     floor="nagiosplugin"),
+            Scenario("queue-mgmt-20", "queue, RabbitMQ management API, 20 queues",
+                     management + [a for q in amqp_queues for a in ("-q", q)],
+                     tool="rabbitmqctl", floor="nagiosplugin"),
         ]
     yield scenarios
+
+
+def wait_for_management(ctx, argv, limit=30):
+    """RabbitMQ has no figures for a new queue before its next statistics
+    collection (every 5 s): wait until the check answers."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if ctx.measure(ctx.install.resolve(argv)).rc == 0:
+            return
+        time.sleep(0.5)
+    log("the management API gave no figures in %ss" % limit)
+
+
+def consumers_scenarios(url):
+    """The Redis consumers broadcast next to the plain depth check, on the
+    queue the running workers consume (each has a consumer: it ends as
+    soon as both replied)."""
+    return [
+        Scenario("queue-plain-redis-2w", "queue, Redis, 1 queue (workers running)",
+                 queue_args(url, ["celery"]), floor="socket"),
+        Scenario("queue-consumers-redis-2w", "queue, Redis, consumers broadcast (2 workers)",
+                 queue_args(url, ["celery"], "--consumers-critical", "1:"), floor="socket"),
+    ]
 
 
 QUEUE_KEYS = ("queue-redis-1", "queue-redis-100", "queue-redis-1000")
@@ -209,7 +252,7 @@ def phase_workers(ctx):
         ctx.workers.start(hb_url, ["bench-hb@%s" % HOST], queues=hb_queues[:100])
         scenarios += heartbeat_scenarios(ctx, hb_url, hb_queues)
     floors = ["socket", "redis"] + (["celery"] if scenarios else [])
-    if not ctx.wants(*worker_keys()):
+    if not ctx.wants(*worker_keys() + ["queue-plain-redis-2w", "queue-consumers-redis-2w"]):
         if scenarios:
             yield base_scenarios("workers", floors) + scenarios
         return
@@ -222,6 +265,8 @@ def phase_workers(ctx):
         ctx.workers.start(url, names, timeout=300)
         scenarios += worker_scenarios(str(size), url, names, missing,
                                       baselines=size in MISSING_GROUPS)
+        if size == min(WORKER_GROUPS):
+            scenarios += consumers_scenarios(url)
         if size in (min(WORKER_GROUPS), max(WORKER_GROUPS)):
             scenarios += before(ctx, "workers-ping-%d" % size,
                                 "workers, ping, %d of %d present" % (size, size),

@@ -37,3 +37,13 @@ def add(x, y):
 @app.task(name="tests.sleep")
 def sleep(seconds):
     time.sleep(seconds)
+
+
+@app.task(name="tests.block")
+def block(path, limit=60):
+    """Hold the worker until ``path`` exists (the test releases it), so
+    the messages it prefetched stay reserved, unacknowledged, for as long
+    as the test needs: no sleep decides what the broker shows."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -523,7 +523,9 @@ def test_nagios_runs_the_example_services(
     perf = parse_perfdata(celery["performance_data"])
     assert (perf["celery"].value, perf["celery"].warn, perf["celery"].crit) == (150, "100", "1000")
     mail = services["celery queue mail"]
-    assert mail["current_state"] == "0" and parse_perfdata(mail["performance_data"])["mail"].value == 0
+    perf = parse_perfdata(mail["performance_data"])
+    assert mail["current_state"] == "0" and perf["mail"].value == 0
+    assert (perf["oldest_mail"].value, perf["oldest_mail"].warn) == (0, "300")
     heartbeat = services["celery heartbeat"]
     assert heartbeat["current_state"] == "2", heartbeat
     assert heartbeat["plugin_output"].startswith("CELERY_HEARTBEAT CRITICAL - "), heartbeat
@@ -665,7 +667,8 @@ def test_scheduled_trigger_publishes_as_nagios(
 BIN = Path(sys.executable).parent
 OPTION_LINE = re.compile(r"^  (?:-\w(?: (\S+))?, )?(--[a-z][\w-]*)(?: (\S+))?(?:\s{2,}(.*))?$")
 # Options that reach the plugin another way than an argument.
-THROUGH_ENV = {"--broker": "CELERY_BROKER_URL", "--store": "CELERY_CHECKS_STORE_URL"}
+THROUGH_ENV = {"--broker": "CELERY_BROKER_URL", "--store": "CELERY_CHECKS_STORE_URL",
+               "--management-url": "CELERY_CHECKS_MANAGEMENT_URL"}
 NOT_MAPPED = {"--help", "--version"}
 
 

@@ -387,7 +387,7 @@ def test_publish_through_an_installed_app_is_stamped_and_survives_a_store_outage
     from celery.signals import before_task_publish
 
     import celery_checks
-    from celery_checks.worker import heartbeat as heartbeat_task
+    from celery_checks.worker import publish
 
     for store_url in (redis_url, "redis://:secret@127.0.0.1:1/0"):
         app = Celery("publisher", broker=redis_url, set_as_current=False)
@@ -396,8 +396,7 @@ def test_publish_through_an_installed_app_is_stamped_and_survives_a_store_outage
         try:
             app.send_task(store.TASK_NAME, kwargs={"queue": "hb-p"}, queue="hb-p")
         finally:  # the handler is process-wide: leave none behind
-            before_task_publish.disconnect(sender=store.TASK_NAME,
-                                           dispatch_uid=heartbeat_task.STAMP_UID)
+            before_task_publish.disconnect(dispatch_uid=publish.HANDLER_UID)
     messages = [json.loads(raw) for raw in redis_client.lrange("hb-p", 0, -1)]
     stamped = [m["headers"].get(store.PUBLISHED_HEADER) for m in messages]
     assert len(messages) == 2 and stamped.count(None) == 1, stamped

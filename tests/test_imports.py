@@ -85,6 +85,15 @@ def amqp_args(setting):
     return ["-b", url, "-q", queue]
 
 
+def management_args(setting):
+    """The queue check through RabbitMQ's management API: http.client alone.
+    A queue declared this instant has no figures yet (UNKNOWN, after the
+    request): a name nobody declared is "not found" (CRITICAL) at once."""
+    url, _queue = setting.amqp_url_and_queue()
+    return ["-b", url, "-q", "cc-nobody-declared-this", "--management-url",
+            "http://127.0.0.1:15672/", "--oldest", "--unacked-critical", "5"]
+
+
 # check, its arguments, the status it must reach, what it must not import,
 # what it must import (proof that it got as far as talking to the broker).
 CASES = [
@@ -100,6 +109,16 @@ CASES = [
     pytest.param(
         "check_celery_queue", amqp_args, "OK",
         ["celery", "kombu", "billiard", "redis", "amqp", "hiredis"], ["pika"], id="queue-rabbitmq"),
+    pytest.param(
+        "check_celery_queue", management_args, "CRITICAL",
+        EVERY_CLIENT + ("hiredis",), ["http"], id="queue-rabbitmq-management"),
+    # Consumers on Redis: the active_queues broadcast, through the checks'
+    # own client alone.
+    pytest.param(
+        "check_celery_queue",
+        lambda s: ["-b", s.declared_redis_queue(), "-q", "celery", "--consumers",
+                   "--oldest", "--reply-timeout", "0.2"], "OK",
+        EVERY_CLIENT, ["hiredis"], id="queue-redis-consumers"),
     # No record yet: CRITICAL "never seen", after the same one round trip.
     pytest.param(
         "check_celery_heartbeat", lambda s: ["--store", s.redis_url(), "-q", "celery"],

@@ -250,15 +250,19 @@ def test_rabbitmq_count_and_order_unchanged_after_many_runs(rabbitmq, celery_app
 def test_rabbitmq_waiting_and_no_consumers(rabbitmq, celery_apps):
     queue = rabbitmq.queue_name()
     publish(celery_apps(rabbitmq.url), queue, 4, priority=3)
-    result = check("-b", rabbitmq.url, "-q", queue).assert_ok(
-        "queue %s has 4 waiting messages, 0 consumers" % queue)
+    # Messages wait and nobody consumes them: an orphan (--orphan-state).
+    result = check("-b", rabbitmq.url, "-q", queue).assert_critical(
+        "queue %s: 4 waiting, no consumer" % queue)
     assert result.perfdata[queue].value == 4
     assert result.perfdata["consumers_" + queue].value == 0
     assert "unacked" not in result.perfdata
-    result = check("-b", rabbitmq.url, "-q", queue, "--consumers-critical", "1:")
-    result.assert_critical("queue %s has 0 consumers (< 1)" % queue)
+    check("-b", rabbitmq.url, "-q", queue, "--orphan-state", "ok").assert_ok(
+        "queue %s has 4 waiting messages, 0 consumers" % queue)
+    result = check("-b", rabbitmq.url, "-q", queue, "--consumers-critical", "1:", "-v")
+    assert "CRITICAL: queue %s has 0 consumers (< 1)" % queue in result.long_output
     assert result.perfdata["consumers_" + queue].crit == "1:"
-    check("-b", rabbitmq.url, "-q", queue, "-w", "3").assert_warning("has 4 waiting messages (> 3)")
+    check("-b", rabbitmq.url, "-q", queue, "-w", "3", "--orphan-state", "ok").assert_warning(
+        "has 4 waiting messages (> 3)")
 
 
 def test_rabbitmq_with_a_real_worker_consuming(rabbitmq, celery_apps, celery_worker):
@@ -325,9 +329,10 @@ def test_broker_failures_are_critical_within_timeout(redis_server, silent_port, 
     (["-O", "priority_steps=[0,-3]"], "priority_steps"),
     (["-q", ""], "empty"),
     (["--all-queues", "-q", "celery"], "not both"),
-    (["--consumers-critical", "1:"], "RabbitMQ"),
-    (["-b", "amqp://guest:guest@127.0.0.1//", "--all-queues"], "--all-queues needs a Redis"),
-    (["-b", "amqp://guest:guest@127.0.0.1//", "--unacked-per-queue"], "Redis"),
+    (["--consumers-critical", "1:", "--reply-timeout", "0"], "must be a number greater than 0"),
+    (["-b", "amqp://guest:guest@127.0.0.1//", "--all-queues"],
+     "--all-queues needs RabbitMQ's management API"),
+    (["-b", "amqp://guest:guest@127.0.0.1//", "--unacked-per-queue"], "management API"),
     (["-b", "amqp://guest:guest@127.0.0.1//", "-q", "x" * 256], "255 bytes"),
     (["-b", "redis://127.0.0.1:1/abc"], "database number"),
 ])
@@ -590,7 +595,8 @@ def test_rabbitmq_wrong_vhost_and_missing_queue_stay_critical(rabbitmq, celery_a
     typo = queue[:-1]
     check("-b", rabbitmq.url, "-q", typo).assert_critical(
         "queue %s not found on vhost %s" % (typo, rabbitmq.vhost))
-    result = check("-b", rabbitmq.url, "-q", typo, "-q", queue, "--missing-state", "warning")
+    result = check("-b", rabbitmq.url, "-q", typo, "-q", queue, "--missing-state", "warning",
+                   "--orphan-state", "ok")
     result.assert_warning("queue %s not found on vhost %s" % (typo, rabbitmq.vhost))
     assert result.perfdata[queue].value == 1
 
@@ -606,7 +612,8 @@ def test_names_that_extend_each_other_are_reported_exactly_on_rabbitmq(rabbitmq,
     app = celery_apps(rabbitmq.url)
     publish(app, longer, 5)
     publish(app, suffixed, 1)
-    result = check("-b", rabbitmq.url, "-q", base, "-q", longer, "-q", suffixed, "-w", "4", "-v")
+    result = check("-b", rabbitmq.url, "-q", base, "-q", longer, "-q", suffixed, "-w", "4", "-v",
+                   "--orphan-state", "ok")
     result.assert_critical("queue %s not found on vhost %s (+1 more)" % (base, rabbitmq.vhost))
     assert {k: p.value for k, p in result.perfdata.items()} == {
         longer: 5, "consumers_" + longer: 0, suffixed: 1, "consumers_" + suffixed: 0}
@@ -642,7 +649,7 @@ def test_counts_of_one_are_singular(redis_url, rabbitmq, celery_apps, celery_wor
         "queue %s has 1 waiting message (> 0)" % queue)
     amqp = rabbitmq.queue_name()
     publish(celery_apps(rabbitmq.url), amqp, 1)
-    check("-b", rabbitmq.url, "-q", amqp).assert_ok(
+    check("-b", rabbitmq.url, "-q", amqp, "--orphan-state", "ok").assert_ok(
         "queue %s has 1 waiting message, 0 consumers" % amqp)
     celery_worker.start(rabbitmq.url, queues=(amqp,), env=NO_CHECKS)
     result = wait_for(lambda: _drained(rabbitmq.url, amqp))

@@ -230,6 +230,21 @@ def test_unique_label_suffixes_names_that_sanitise_alike():
         ["a_b", "a_b_2", "a_b_3", "unacked_2"]
 
 
+def test_unique_label_keeps_labels_apart_in_their_first_19_characters():
+    used = set()
+    names = ("consumers_notifications-email", "consumers_notifications-sms",
+             "consumers_notific_2", "oldest_notifications-email", "short")
+    # a name equal to a suffixed one made before moves on to the next suffix
+    assert [perfdata.unique_label(n, used, perfdata.SIGNIFICANT) for n in names] == [
+        "consumers_notifications-email", "consumers_notific_2", "consumers_notific_3",
+        "oldest_notifications-email", "short"]
+    starts = [label[:19] for label in used if not label.startswith("\x00")]
+    assert len(starts) == len(set(starts)) == 5
+    # Without it (the checks that do not opt in), only whole labels are kept apart.
+    assert perfdata.unique_label("consumers_notifications-sms", {"consumers_notifications-x"}) \
+        == "consumers_notifications-sms"
+
+
 # The repeated -q/--expect read in one pass (plugin/repeats.py): the same
 # namespace as argparse alone gives, errors included, for every form.
 REPEATED_FORMS = [

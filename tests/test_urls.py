@@ -373,7 +373,8 @@ def default_vhost_queue():
 @pytest.mark.parametrize("userinfo", ["guest:guest@", "guest@", ""])
 def test_default_vhost_forms_reach_vhost_slash(default_vhost_queue, path, userinfo):
     url = "amqp://%s%s:%d%s" % (userinfo, AMQP_HOST, AMQP_PORT, path)
-    result = queue("-b", url, "-q", default_vhost_queue, "-w", "5")
+    # Nobody consumes it: --orphan-state ok, the URL's reading is the point.
+    result = queue("-b", url, "-q", default_vhost_queue, "-w", "5", "--orphan-state", "ok")
     result.assert_ok("queue %s has 2 waiting messages" % default_vhost_queue)
     assert result.perfdata[default_vhost_queue].value == 2
 
@@ -386,7 +387,7 @@ def test_named_vhost_with_user_and_without_password(rabbitmq, scheme):
     channel.basic_publish("", name, b"x")
     for userinfo in ("guest:guest@", "guest@", ""):
         url = "%s://%s%s:%d/%s" % (scheme, userinfo, AMQP_HOST, AMQP_PORT, rabbitmq.vhost)
-        result = queue("-b", url, "-q", name)
+        result = queue("-b", url, "-q", name, "--orphan-state", "ok")
         result.assert_ok("queue %s has 1 waiting message" % name)
         assert result.perfdata[name].value == 1
 

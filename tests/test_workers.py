@@ -732,13 +732,15 @@ def test_nobody_answering_names_the_prefix_or_db_the_workers_are_in(own_redis, c
 def test_redis_envelope_decoding():
     import base64
 
+    from celery_checks.connect import pidbox
+
     body = base64.b64encode(b'{"celery@a": {"ok": "pong"}}').decode()
     envelope = {"body": body, "content-type": "application/json",
                 "properties": {"body_encoding": "base64"}, "headers": {"ticket": "t"}}
-    assert ping._envelope_body(envelope) == {"celery@a": {"ok": "pong"}}
-    assert ping._envelope_body(dict(envelope, **{"content-type": "application/x-python-serialize"})) is None
-    assert ping._envelope_body(dict(envelope, body="%%% not base64")) is None
-    assert ping._envelope_body({"body": "{}", "content-type": "application/json", "properties": {}}) == {}
+    assert pidbox.envelope_body(envelope) == {"celery@a": {"ok": "pong"}}
+    assert pidbox.envelope_body(dict(envelope, **{"content-type": "application/x-python-serialize"})) is None
+    assert pidbox.envelope_body(dict(envelope, body="%%% not base64")) is None
+    assert pidbox.envelope_body({"body": "{}", "content-type": "application/json", "properties": {}}) == {}
 
 
 def test_counts_are_worded_with_plural():

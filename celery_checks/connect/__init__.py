@@ -8,6 +8,8 @@
 - :mod:`.amqp`      pika's parameters for a URL; its failures likewise
 - :mod:`.kombu`     a kombu Connection for the checks that need one
 - :mod:`.layout`    where kombu keeps queues, bindings and replies in Redis
+- :mod:`.pidbox`    Celery's remote control on Redis: a broadcast, its replies
+- :mod:`.management` RabbitMQ's management API over http.client
 - :mod:`.failures`  what every client's failure becomes (short reasons, -t)
 
 Client libraries are imported inside functions: a check pays only for the

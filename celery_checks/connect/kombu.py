@@ -10,8 +10,7 @@ from celery_checks.connect.failures import alarm
 from celery_checks.connect.redis import _redis_username
 from celery_checks.plugin.policy import Unreachable
 
-PIDBOX_EXCHANGE = "celery.pidbox"
-REPLY_EXCHANGE = "reply.celery.pidbox"
+from celery_checks.connect.pidbox import PIDBOX_EXCHANGE, REPLY_EXCHANGE  # noqa: F401
 EVENT_EXCHANGE = "celeryev"
 
 

@@ -20,6 +20,9 @@ KOMBU_UNACKED_KEY = "unacked"
 KOMBU_BINDING_PREFIX = "_kombu.binding."
 KOMBU_PERMANENT_BINDING_PREFIX = "_kombu.binding_permanent."  # kombu >= 5.6
 CELERY_DEFAULT_EXCHANGE = "celery"  # Celery's task_default_exchange
+#: the header celery_checks.install(app) adds to every task a process
+#: publishes: its publish time (seconds since the epoch, the producer's clock)
+PUBLISH_TIME_HEADER = "celery_checks_sent"
 
 
 def priority_steps(steps):
@@ -120,8 +123,13 @@ class RedisLayout:
         exchange = key[len(self.prefix + KOMBU_BINDING_PREFIX):]
         if exchange == "celeryev" or exchange.endswith("pidbox"):
             return []
-        return [queue for queue in self.bound_queues(members)
-                if not queue.startswith("celeryev.") and not queue.endswith("pidbox")]
+        return [queue for queue in self.bound_queues(members) if not celery_internal(queue)]
+
+
+def celery_internal(queue):
+    """Celery's own queues: workers' mailboxes and reply queues (pidbox),
+    event receivers (celeryev.*), on any broker."""
+    return queue.startswith("celeryev.") or queue.endswith("pidbox")
 
 
 def glob_escape(text):

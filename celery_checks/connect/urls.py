@@ -4,7 +4,8 @@
   :class:`BrokerURL`); tests/test_urls.py holds it against kombu itself;
 - :func:`resolve_url`: the one precedence rule for every kind of URL (its
   option, its -file option, the environment, a fallback), behind
-  :func:`resolve_broker_url` and :func:`resolve_store_url`;
+  :func:`resolve_broker_url`, :func:`resolve_store_url` and
+  connect/management.py's ``management_url`` (RabbitMQ's management API);
 - :class:`Target`: what a check's Resource is given (URL, -O options, role),
   made by :func:`broker_target` / :func:`store_target`.
 """
@@ -215,6 +216,7 @@ def _parse_redis(url, first, alternates):
 URL_SOURCES = {
     "broker": ("--broker", "--broker-file", "CELERY_BROKER_URL"),
     "store": ("--store", "--store-file", "CELERY_CHECKS_STORE_URL"),
+    "management": ("--management-url", "--management-url-file", "CELERY_CHECKS_MANAGEMENT_URL"),
 }
 STORE_ENV = URL_SOURCES["store"][2]
 

@@ -21,18 +21,43 @@ def label(name):
     return cleaned or "_"
 
 
-def unique_label(name, used):
-    """``label(name)``, with ``_2``, ``_3``... appended while it is in
-    ``used`` (a set the caller keeps per run, updated here). Two names that
-    sanitise alike ("a=b", "a_b") would otherwise share a label, and a core
-    keeps only one of two equal labels; the suffix is stable for a given
-    command line."""
+#: RRD data sources (PNP4Nagios, many graphers) keep 19 characters of a label
+SIGNIFICANT = 19
+
+
+def unique_label(name, used, significant=None):
+    """``label(name)``, unique in ``used`` (a set the caller keeps per run,
+    updated here): ``_2``, ``_3``... appended while it is not. Two names
+    that sanitise alike ("a=b", "a_b") would otherwise share a label, and a
+    core keeps only one of two equal labels; the suffix is stable for a
+    given command line.
+
+    With ``significant`` (SIGNIFICANT: a check whose labels opt in), also
+    unique in that many first characters: a later label alike there gets
+    its suffix within them (two long labels alike at the start would share
+    one RRD data source); the first keeps its whole name."""
     base = candidate = label(name)
     number = 2
-    while candidate in used:
-        candidate, number = "%s_%d" % (base, number), number + 1
+    while _taken(candidate, used, significant):
+        suffix = "_%d" % number
+        if significant and len(base) + len(suffix) > significant:
+            candidate = base[:max(0, significant - len(suffix))] + suffix
+        else:
+            candidate = base + suffix
+        number += 1
     used.add(candidate)
+    if significant:
+        used.add("\x00" + candidate[:significant])  # no label holds a NUL: never one
     return candidate
+
+
+def _taken(candidate, used, significant):
+    if candidate in used:
+        return True
+    if not significant:
+        return False
+    start = candidate[:significant]
+    return start in used or "\x00" + start in used
 
 
 def number(value, places=3):

@@ -13,6 +13,10 @@ from celery_checks.plugin.perfdata import unique_label
 
 
 class Resource(nagiosplugin.Resource):
+    #: perfdata.SIGNIFICANT for a check whose labels must also be unique in
+    #: their first 19 characters (perfdata.unique_label)
+    significant = None
+
     def __init__(self, facts=None):
         self.facts = facts
         self._given = facts is not None
@@ -36,7 +40,7 @@ class Resource(nagiosplugin.Resource):
         """A Metric whose label is unique in this run (``name``, else
         ``name_2``...: two names may sanitise alike), remembered as being
         about ``item``."""
-        name = unique_label(name, self._labels)
+        name = unique_label(name, self._labels, self.significant)
         self._items[name] = item
         return nagiosplugin.Metric(name, value, uom, min=min, max=max, context=context)
 

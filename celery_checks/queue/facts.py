@@ -1,6 +1,11 @@
 """What the queue check knows of one queue, whichever broker told it."""
 
-from celery_checks.plugin.perfdata import plural, shown
+from celery_checks.plugin.perfdata import number, plural, seconds, shown
+
+#: a publish stamp this far ahead of the clock it is read against means
+#: the producer's and that clock disagree: flagged (AMQP stamps are whole
+#: seconds, so up to 1 s ahead is rounding)
+CLOCK_TOLERANCE = 2.0
 
 
 class Depth:
@@ -11,8 +16,12 @@ class Depth:
         self.name = name
         self.waiting = waiting  # None: the queue does not exist (RabbitMQ)
         self.buckets = list(buckets)  # [(priority step, count)] on Redis
-        self.consumers = consumers  # RabbitMQ only
-        self.unacked = unacked  # Redis with --unacked-per-queue only
+        self.consumers = consumers  # RabbitMQ; Redis when counted by broadcast
+        self.unacked = unacked  # RabbitMQ's management API; Redis with --unacked-per-queue
+        self.workers = None  # Redis, counted: the nodes that said they consume it
+        self.oldest = None  # seconds the oldest waiting message waited (0: none waits)
+        self.unstamped = False  # messages wait, but the oldest carries no publish time
+        self.ahead = None  # seconds its stamp is ahead of the clock (beyond the tolerance)
         # Redis: False when no message waits and no binding names the queue
         # under the key prefix and DB checked (nobody ever declared it).
         self.declared = declared
@@ -34,7 +43,41 @@ class Depth:
             facts.append(plural(self.consumers, "consumer"))
         if self.unacked is not None:
             facts.append("%d unacked" % self.unacked)
+        if self.oldest is not None and self.waiting:
+            facts.append("oldest %s" % seconds(self.oldest))
+        elif self.unstamped:
+            facts.append("oldest: age unknown")
+        if self.ahead is not None:
+            facts.append("its stamp %ss ahead of the clock" % number(self.ahead, 1))
+        if self.workers is not None:
+            facts.append("consumed by " + (", ".join(self.workers) or "nobody that answered"))
         return "%s: %s" % (shown(self.name), ", ".join(facts))
+
+    def stamped(self, stamps, now):
+        """The oldest from the publish stamps (seconds since the epoch, None
+        where a waiting message carries none) of the messages next in line,
+        against ``now`` (the clock the ages are read on)."""
+        if not self.waiting:
+            self.oldest = 0
+        elif not stamps or any(stamp is None for stamp in stamps):
+            self.unstamped = True
+        else:
+            age = now - min(stamps)
+            if age < -CLOCK_TOLERANCE:
+                self.ahead = -age
+            self.oldest = max(age, 0.0)
+
+
+def publish_stamp(envelope, header):
+    """A kombu message's publish time: celery-checks' header, else the
+    AMQP-style ``timestamp`` property; None when it carries neither."""
+    if not isinstance(envelope, dict):
+        return None
+    for value in ((envelope.get("headers") or {}).get(header),
+                  (envelope.get("properties") or {}).get("timestamp")):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
 
 
 def _bucket_names(buckets):
@@ -51,8 +94,10 @@ def _bucket_names(buckets):
 class Findings:
     """What one run read from the broker (db and unacked: Redis only)."""
 
-    def __init__(self, db, depths=(), unacked=None, absence=None):
+    def __init__(self, db, depths=(), unacked=None, absence=None, clock=None):
         self.db = db  # the database number checked
         self.depths = list(depths)
         self.unacked = unacked
         self.absence = absence  # --all-queues found nothing: why, and where instead
+        self.clock = clock  # what the ages were read against: "Redis TIME", "this host"
+        self.listened = None  # Redis consumers: how the broadcast's listening ended

@@ -6,10 +6,11 @@ import json
 import time
 
 from celery_checks.connect.layout import (
-    CELERY_DEFAULT_EXCHANGE, KOMBU_BINDING_PREFIX, RedisLayout, bindings, checked,
-    discover_redis_queues, each_db, glob_escape)
+    CELERY_DEFAULT_EXCHANGE, KOMBU_BINDING_PREFIX, PUBLISH_TIME_HEADER, RedisLayout, bindings,
+    checked, discover_redis_queues, each_db, glob_escape)
+from celery_checks.connect.pidbox import json_or_none
 from celery_checks.plugin.perfdata import quoted, shown
-from celery_checks.queue.facts import Depth, Findings
+from celery_checks.queue.facts import Depth, Findings, publish_stamp
 
 
 # The share of the network timeout the search for a misplaced queue may
@@ -22,11 +23,15 @@ def _deadline(timeout):
     return time.monotonic() + timeout * SEARCH_SHARE
 
 
-def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=False):
+def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=False,
+                 oldest=False):
     """Findings, in one pipeline: each queue's lists, the binding set
     of the exchange named after it (Celery's automatic queues) and that of
     Celery's default exchange (task_queues naming no exchange), the unacked
-    hash. Only an empty queue bound in neither costs more (_not_declared)."""
+    hash; with ``oldest`` the tail of each list (LINDEX -1: kombu pushes
+    on the left and pops on the right, so the tail is the message next in
+    line, read without moving it) and the server's TIME to age it by.
+    Only an empty queue bound in neither costs more (_not_declared)."""
     from celery_checks.connect.redis import redis_client, redis_errors
 
     client = redis_client(target.url, target.options, timeout)
@@ -42,7 +47,10 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
             commands, plan = [], []
             for queue in queues:
                 keys = layout.keys(queue)
-                commands += [("LLEN", key) for _step, key in keys]
+                for _step, key in keys:
+                    commands.append(("LLEN", key))
+                    if oldest:
+                        commands.append(("LINDEX", key, -1))
                 commands.append(("SMEMBERS", layout.binding_key(queue)))
                 plan.append((queue, keys))
             # Celery binds the queues of task_queues that name no exchange
@@ -52,12 +60,20 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
             commands.append(("HLEN", layout.unacked_key))
             if per_queue:
                 commands.append(("HVALS", layout.unacked_key))
+            if oldest:
+                commands.append(("TIME",))
             replies = checked(client.pipeline(commands, raise_errors=False),
-                              [command[1] for command in commands])
+                              [command[1] if len(command) > 1 else None for command in commands])
+            now = _seconds(replies.pop()) if oldest else None
             replies.reverse()  # pop() from the front
             depths = []
             for queue, keys in plan:
-                buckets = [(step, replies.pop()) for step, _key in keys]
+                buckets, tails = [], []
+                for step, _key in keys:
+                    buckets.append((step, replies.pop()))
+                    tail = replies.pop() if oldest else None
+                    if buckets[-1][1]:
+                        tails.append(publish_stamp(json_or_none(tail), PUBLISH_TIME_HEADER))
                 waiting = sum(n for _s, n in buckets)
                 members = replies.pop()
                 bound = queue in layout.bound_queues(members)
@@ -65,6 +81,8 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
                     layout.check_separator(queue, members)
                 declared = all_queues or bound or bool(waiting)
                 depths.append(Depth(queue, waiting, buckets, declared=declared))
+                if oldest:
+                    depths[-1].stamped(tails, now)
             by_default = set(layout.bound_queues(replies.pop()))
             for depth in depths:
                 depth.declared = depth.declared or depth.name in by_default
@@ -78,7 +96,12 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
                 _not_declared(client, layout, db, undeclared, _deadline(timeout))
     finally:
         client.close()
-    return Findings(db, depths, unacked, absence)
+    return Findings(db, depths, unacked, absence, clock="Redis TIME" if oldest else None)
+
+
+def _seconds(reply):
+    """Redis TIME's (seconds, microseconds) as seconds since the epoch."""
+    return int(reply[0]) + int(reply[1]) / 1e6
 
 
 class Absence:

@@ -6,7 +6,8 @@ publish-time stamp, and the celery beat schedule helper.
 - registers ``celery_checks.heartbeat``: it runs in any pool, ignores its
   result, never retries, and records in the heartbeat store when it started,
   on which worker, and how long it waited since its publish;
-- connects a ``before_task_publish`` handler that stamps each heartbeat
+- hooks into the process's ``before_task_publish`` handler
+  (worker/publish.py) to stamp each heartbeat
   published through the app (celery beat, ``.delay()``) with the store time
   and records the publish, as ``trigger_celery_heartbeat`` does for its own
   messages. Celery 5 messages carry no sent time, and beat publishes by
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EVERY = 60
 DEFAULT_EXPIRES = 300
-STAMP_UID = "celery_checks.heartbeat.stamp"
 
 
 def beat_schedule(queues=("celery",), every=DEFAULT_EVERY, expires=DEFAULT_EXPIRES):
@@ -100,7 +100,7 @@ class _Store:
 
 
 def register_heartbeat_task(app):
-    from celery.signals import before_task_publish
+    from celery_checks.worker.publish import add_hook
 
     heartbeat_store = _Store(app)
 
@@ -128,10 +128,10 @@ def register_heartbeat_task(app):
             # a wait, and the check's age still tells the truth.
             log.warning("%s; heartbeat to %s sent without publish time", exc, queue)
 
-    # One stamping handler per process (signals are process-wide): the app
-    # installed last names the store. A process normally has a single app.
-    before_task_publish.disconnect(sender=store.TASK_NAME, dispatch_uid=STAMP_UID)
-    before_task_publish.connect(stamp, sender=store.TASK_NAME, weak=False, dispatch_uid=STAMP_UID)
+    # The process's one before_task_publish handler (worker/publish.py) runs
+    # it for heartbeats: the app installed last names the store. A process
+    # normally has a single app.
+    add_hook(store.TASK_NAME, stamp)
     return heartbeat
 
 

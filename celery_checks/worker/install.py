@@ -9,11 +9,15 @@ project sets them as ``CELERY_CHECKS_*`` through the usual
 """
 
 from celery_checks.worker.heartbeat import register_heartbeat_task
+from celery_checks.worker.publish import connect as connect_publish_stamp
 from celery_checks.worker.pulse import register_pulse
 
 
 def install(app):
-    """Register the heartbeat task and, when configured, the pulse emitter."""
+    """Register the heartbeat task, stamp every task this process publishes
+    with its publish time (worker/publish.py) and, when configured, the
+    pulse emitter."""
+    connect_publish_stamp()
     register_heartbeat_task(app)
     register_pulse(app)
     return app

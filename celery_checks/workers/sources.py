@@ -10,19 +10,15 @@ soon as every expected node answered.
 import importlib
 import time
 
+# Once every expected node answered, unexpected ones get a grace to answer
+# too (connect/pidbox.py: a multiple of the mean time between replies, bounded).
+from celery_checks.connect.pidbox import GRACE_MAX, GRACE_MIN, grace  # noqa: F401
+
 SOURCES = {  # --source: the module whose nodes() answers it
     "ping": "celery_checks.workers.ping",
     "events": "celery_checks.workers.events",
     "stdin": "celery_checks.workers.stdin",
 }
-# Once every expected node answered, unexpected ones get a grace to answer
-# too: 3 times the mean time between the replies so far (the slowest reply's
-# time over their number: one node's reply time, or the pace at which many
-# come in; an unexpected node answers among them, most likely within a few
-# such gaps of the last), within these bounds, so a fast local broker is not
-# slowed to a remote's pace. Measured (docs/performance.md): with 50 solo
-# workers the slowest reply alone made every run wait the full 0.2 s.
-GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.03, 0.2
 
 
 class Asking:
@@ -83,12 +79,6 @@ def misplaced(asking):
         text += " (-O global_keyprefix=%s)" % shown(prefix) if prefix \
             else " (without -O global_keyprefix)"
     return text
-
-
-def grace(slowest, replies=1):
-    """How long to wait for unexpected nodes after the slowest of
-    ``replies`` expected ones."""
-    return min(max(slowest * GRACE_FACTOR / max(replies, 1), GRACE_MIN), GRACE_MAX)
 
 
 def options_used(source, broker):

@@ -1,0 +1,169 @@
+"""Celery's remote control on Redis with connect/redis.py's client alone: one broadcast on
+the celery.pidbox exchange and its replies, the messages ``celery inspect``
+exchanges (kombu's import would add half again to a check's start-up).
+
+The same exchange of messages as kombu's Redis transport makes
+(kombu/transport/redis.py and virtual/base.py):
+
+- the reply queue is a list; a worker finds it through the binding set
+  ``_kombu.binding.reply.celery.pidbox`` (member ``oid<sep><sep>queue``),
+  mirrored in ``_kombu.binding_permanent.…`` as kombu >= 5.6 does so its
+  binding sweep keeps the table while we wait;
+- the broadcast is a PUBLISH on ``/{db}.celery.pidbox`` (fanout_prefix),
+  a JSON envelope whose body is base64 JSON;
+- ``global_keyprefix`` and ``sep`` transport options are honoured.
+Both set members and the list are removed on the way out.
+
+Used by check_celery_workers' ping and check_celery_queue's consumers.
+"""
+
+import json
+import os
+import time
+
+from celery_checks.connect.layout import RedisLayout
+from celery_checks.plugin.policy import Unreachable
+
+PIDBOX_EXCHANGE = "celery.pidbox"
+REPLY_EXCHANGE = "reply.celery.pidbox"
+# Past the expiry a broadcast carries, replies sent just before it may still
+# be on their way: listened for this much longer.
+LATE = 0.2
+# Once the answer is known, others get a grace to answer too: 3 times the
+# mean time between the replies so far (the slowest reply's time over their
+# number: one node's reply time, or the pace at which many come in; another
+# node answers among them, most likely within a few such gaps of the last),
+# within these bounds, so a fast local broker is not slowed to a remote's
+# pace. Measured (docs/performance.md): with 50 solo workers the slowest
+# reply alone made every run wait the full 0.2 s.
+GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.03, 0.2
+
+
+def grace(slowest, replies=1):
+    """How long to listen on after the slowest of the ``replies`` the
+    answer needed."""
+    return min(max(slowest * GRACE_FACTOR / max(replies, 1), GRACE_MIN), GRACE_MAX)
+
+
+def random_id():
+    """A random id as uuid4().hex reads (uuid imports platform: ~2 ms)."""
+    return os.urandom(16).hex()
+
+
+class RedisBroadcast:
+    """``with RedisBroadcast(target, timeout, ttl) as b: b.broadcast(method,
+    ticket); for body, headers in b.replies(deadline): ...``"""
+
+    def __init__(self, target, timeout, ttl, oid=None):
+        from celery_checks.connect.redis import redis_client
+
+        self.target, self.ttl = target, ttl
+        self.oid = oid or random_id()
+        options = target.options
+        layout = RedisLayout(options)
+        reply_queue = "%s.%s" % (self.oid, REPLY_EXCHANGE)
+        self.queue = layout.prefix + reply_queue
+        self.member = layout.binding_member(self.oid, reply_queue)
+        self.tables = layout.binding_tables(REPLY_EXCHANGE)
+        self.lists = [key for _step, key in layout.keys(reply_queue)]
+        self.client = redis_client(target.url, options, timeout)
+        self.layout, self.fanout = layout, options.get("fanout_prefix", True)
+        self.bound = False
+
+    def errors(self):
+        from celery_checks.connect.redis import redis_errors
+
+        return redis_errors(self.target.url, self.target.role)
+
+    def __enter__(self):
+        with self.errors():
+            self.topic = self.layout.fanout_topic(PIDBOX_EXCHANGE, self.client.db, self.fanout)
+            # One MULTI: kombu's binding sweep (a Lua script a worker runs)
+            # deletes the binding table unless the permanent set has a
+            # member; between two separate SADDs it could delete the table
+            # with our member in it, and every reply would be dropped.
+            self.bound = True
+            self.client.transaction([("SADD", table, self.member)
+                                     for table in reversed(self.tables)])  # the permanent set first
+        return self
+
+    def __exit__(self, *exc_info):
+        try:
+            if self.bound:
+                with self.errors():
+                    self.client.pipeline([("SREM", table, self.member) for table in self.tables]
+                                         + [("DEL",) + tuple(self.lists)])
+        except Unreachable:
+            if exc_info[0] is None:
+                raise
+        finally:
+            self.client.close()
+
+    def broadcast(self, method, ticket, arguments=None):
+        """PUBLISH the command every worker's mailbox receives; workers drop
+        it ``ttl`` seconds from now."""
+        import base64
+
+        body = json.dumps({
+            "method": method, "arguments": arguments or {}, "destination": None,
+            "pattern": None, "matcher": None, "ticket": ticket,
+            "reply_to": {"exchange": REPLY_EXCHANGE, "routing_key": self.oid},
+        })
+        envelope = {
+            "body": base64.b64encode(body.encode("utf-8")).decode("ascii"),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {"clock": 0, "expires": time.time() + self.ttl},
+            "properties": {
+                "delivery_mode": 1, "priority": 0, "body_encoding": "base64",
+                "delivery_tag": random_id(),
+                "delivery_info": {"exchange": PIDBOX_EXCHANGE, "routing_key": ""},
+            },
+        }
+        with self.errors():
+            self.client.call("PUBLISH", self.topic, json.dumps(envelope))
+
+    def replies(self, deadline):
+        """(body, headers) of each reply until ``deadline()`` (a monotonic
+        time, asked again after every reply: callers move it)."""
+        pause = 0.001
+        while True:
+            # Read before looking at the clock: a reply already delivered
+            # is never left unread because the deadline passed meanwhile.
+            with self.errors():
+                raw = self.client.call("RPOP", self.queue)
+            remaining = deadline() - time.monotonic()
+            if raw is None:
+                if remaining <= 0:
+                    return
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, 0.02)
+                continue
+            pause = 0.001
+            envelope = json_or_none(raw)
+            if isinstance(envelope, dict):
+                yield envelope_body(envelope), envelope.get("headers") or {}
+
+
+def json_or_none(raw):
+    try:
+        return json.loads(raw)
+    except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+def envelope_body(envelope):
+    """The JSON body of a kombu Redis message envelope, or None."""
+    import base64
+    import binascii
+
+    if "json" not in str(envelope.get("content-type") or ""):
+        return None
+    body = envelope.get("body")
+    properties = envelope.get("properties") or {}
+    if properties.get("body_encoding") == "base64" and isinstance(body, str):
+        try:
+            body = base64.b64decode(body)
+        except (binascii.Error, ValueError):
+            return None
+    return json_or_none(body)
