@@ -173,6 +173,22 @@ def run_check(name, *args, env=None, stdin=None, timeout=60, extra_env=None):
     return Result(command, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
+def assert_within_timeout(result, timeout):
+    """The run ended within -t, +1 s for the interpreter to start. On a host
+    other processes load, starting it may take longer: over that bound, the
+    same executable's -V (start-up and exit, nothing else) is timed right
+    away and twice its time is the allowance instead. A hang past -t still
+    fails; a busy CPU alone does not."""
+    if result.elapsed <= timeout + 1:
+        return
+    command = result.args[0] if os.sep in result.args[0] else executable(result.args[0])
+    started = time.monotonic()
+    subprocess.run([command, "-V"], capture_output=True, timeout=60)
+    startup = time.monotonic() - started
+    assert result.elapsed <= timeout + max(1, 2 * startup), result.describe(
+        "took longer than -t + 1 s (starting it took %.2fs just now)" % startup)
+
+
 def render(check, verbose=0):
     """What ``check`` (a nagiosplugin Check, its Resource given literal
     facts) prints, run in-process: a :class:`Result`, exit code included.
