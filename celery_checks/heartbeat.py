@@ -20,7 +20,7 @@ import textwrap
 import time
 
 from celery_checks.connect.options import sentinel_options_used, unused_options_line
-from celery_checks.plugin import cli, runner
+from celery_checks.plugin import cli, runner, thresholds
 from celery_checks.plugin.contexts import Condition, Threshold
 from celery_checks.plugin.perfdata import seconds, unique_label, violation
 from celery_checks.plugin.policy import nagios_state
@@ -95,7 +95,7 @@ check_celery_heartbeat --store redis://cache:6379/3 -q celery \\
 def parse_args(argv=None):
     parser = cli.make_parser(**HELP)
     cli.add_queue_option(parser, "queue whose heartbeat to check; repeatable (default: celery)")
-    cli.add_threshold_pair(
+    thresholds.add_threshold_pair(
         parser, "each queue's latency in seconds", WARNING_LATENCY, CRITICAL_LATENCY,
         flags=(("--latency-warning",), ("--latency-critical",)),
         notes=(", the trigger's interval", ", the trigger's --expires"))

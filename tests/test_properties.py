@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from celery_checks import pulsefile
 from celery_checks.workers import inventory, stdin
-from celery_checks.plugin import cli, perfdata, secrets
+from celery_checks.plugin import perfdata, secrets, thresholds
 from celery_checks.plugin.policy import CheckError
 from tests.kit import project
 from tests.kit.faults import closed_port
@@ -80,7 +80,7 @@ def assert_plugin_answer(result, name):
 @example("123456789012345678901234.5")
 def test_threshold_range_accepts_or_rejects_cleanly(spec):
     try:
-        text = cli.threshold_range(spec)
+        text = thresholds.threshold_range(spec)
     except argparse.ArgumentTypeError:
         return
     limit = nagiosplugin.Range(text)  # what evaluation will build from it

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from celery_checks.plugin import cli, perfdata, repeats, secrets
+from celery_checks.plugin import cli, perfdata, repeats, secrets, thresholds
 from celery_checks.connect.urls import resolve_broker_url, transport_of
 from celery_checks.plugin.policy import CheckError
 from tests.kit.project import ROOT
@@ -18,13 +18,13 @@ pytestmark = pytest.mark.quick
 
 @pytest.mark.parametrize("spec", ["10", "10:", "~:10", "10:20", "@10:20", "0.5", " 5 ", "@~:0"])
 def test_threshold_range_accepts(spec):
-    assert cli.threshold_range(spec) == spec.strip()
+    assert thresholds.threshold_range(spec) == spec.strip()
 
 
 @pytest.mark.parametrize("spec", ["", " ", "abc", "10:5", "1e3", "5::", "~", "@", "-5", "inf", "1,5"])
 def test_threshold_range_rejects(spec):
     with pytest.raises(argparse.ArgumentTypeError):
-        cli.threshold_range(spec)
+        thresholds.threshold_range(spec)
 
 
 @pytest.mark.parametrize("value,expected", [

@@ -1,4 +1,4 @@
-"""The shared -w/-c defaults (cli.add_threshold_pair, also the heartbeat's
+"""The shared -w/-c defaults (thresholds.add_threshold_pair, also the heartbeat's
 --latency-* pair), run from the command line of each check that has
 defaults: a default -w that an explicit -c makes meaningless (-c 60 below
 the default -w 120) is dropped, never shown above -c in perfdata; an

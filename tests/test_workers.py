@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from celery_checks.workers import inventory as I
-from celery_checks.workers import ping
-from celery_checks.workers import sources
+from celery_checks.connect import pidbox
 from celery_checks.workers import stdin
 from celery_checks.plugin.policy import CheckError
 from tests.kit import prerequisites
@@ -598,12 +597,12 @@ def test_shorten_keeps_at_least_one_item():
 
 
 def test_grace_bounds():
-    assert sources.grace(0.001) == sources.GRACE_MIN
-    assert sources.grace(0.04) == pytest.approx(0.12)
-    assert sources.grace(5) == sources.GRACE_MAX
+    assert pidbox.grace(0.001) == pidbox.GRACE_MIN
+    assert pidbox.grace(0.04) == pytest.approx(0.12)
+    assert pidbox.grace(5) == pidbox.GRACE_MAX
     # many replies: 3 x the mean time between them, not 3 x the slowest
-    assert sources.grace(0.1, 5) == pytest.approx(0.06)
-    assert sources.grace(0.4, 50) == sources.GRACE_MIN
+    assert pidbox.grace(0.1, 5) == pytest.approx(0.06)
+    assert pidbox.grace(0.4, 50) == pidbox.GRACE_MIN
 
 
 def test_parse_status_forms():

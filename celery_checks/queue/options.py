@@ -3,7 +3,7 @@
 import argparse
 
 from celery_checks.connect.layout import RedisLayout
-from celery_checks.plugin import cli
+from celery_checks.plugin import cli, thresholds
 from celery_checks.plugin.perfdata import shown
 from celery_checks.plugin.policy import CheckError
 
@@ -117,7 +117,7 @@ def parse_args(argv=None):
     )
     for level in ("warning", "critical"):
         group.add_argument(
-            "--consumers-%s" % level, metavar="RANGE", type=cli.threshold_range,
+            "--consumers-%s" % level, metavar="RANGE", type=thresholds.threshold_range,
             help="%s range on each queue's consumers (e.g. 1:)" % level,
         )
     cli.add_state_option(
@@ -143,7 +143,7 @@ def parse_args(argv=None):
                        ("oldest", "oldest waiting message's age in seconds")):
         for level in ("warning", "critical"):
             group.add_argument(
-                "--%s-%s" % (what, level), metavar="RANGE", type=cli.threshold_range,
+                "--%s-%s" % (what, level), metavar="RANGE", type=thresholds.threshold_range,
                 help="%s range on each queue's %s" % (level, unit),
             )
     group = parser.add_argument_group("RabbitMQ management API")

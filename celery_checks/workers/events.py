@@ -7,8 +7,8 @@ import time
 import uuid
 
 from celery_checks.connect.kombu import EVENT_EXCHANGE, Broker
+from celery_checks.connect.pidbox import grace
 from celery_checks.workers.replies import Reply
-from celery_checks.workers.sources import grace
 
 HEARTBEAT_EXPIRE = 2.0  # alive while received < freq * this ago (celery's rule)
 

@@ -10,10 +10,6 @@ soon as every expected node answered.
 import importlib
 import time
 
-# Once every expected node answered, unexpected ones get a grace to answer
-# too (connect/pidbox.py: a multiple of the mean time between replies, bounded).
-from celery_checks.connect.pidbox import GRACE_MAX, GRACE_MIN, grace  # noqa: F401
-
 SOURCES = {  # --source: the module whose nodes() answers it
     "ping": "celery_checks.workers.ping",
     "events": "celery_checks.workers.events",
