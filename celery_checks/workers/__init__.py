@@ -1,6 +1,7 @@
 """check_celery_workers: are the expected workers there, and only those?
 
-- :mod:`.check`      options and help, the Resource, contexts, summary, main()
+- :mod:`.options`    options and --help, and their checks
+- :mod:`.check`      the Resource, contexts, summary, main()
 - :mod:`.inventory`  the expected nodes (--expect) and the verdict on the online ones
 - :mod:`.sources`    the interface every source of worker facts keeps, and the registry:
 - :mod:`.ping`       one broadcast ping (connect.redis alone on Redis, kombu on AMQP)
