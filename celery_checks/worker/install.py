@@ -10,10 +10,13 @@ project sets them as ``CELERY_CHECKS_*`` through the usual
 
 from celery_checks.worker.heartbeat import register_heartbeat_task
 from celery_checks.worker.pulse import register_pulse
+from celery_checks.worker.tasks import register_task_records
 
 
 def install(app):
-    """Register the heartbeat task and, when configured, the pulse emitter."""
+    """Register the heartbeat task, the task records (check_celery_tasks)
+    and, when configured, the pulse emitter."""
     register_heartbeat_task(app)
     register_pulse(app)
+    register_task_records(app)
     return app

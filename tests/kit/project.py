@@ -32,6 +32,7 @@ MINIMAL_ARGS = {
     "check_celery_pulsefile": ["-f", "/nonexistent/x.pulse"],
     "check_celery_queue": ["-b", "redis://127.0.0.1:1/0"],
     "check_celery_heartbeat": ["--store", "redis://127.0.0.1:1/0"],
+    "check_celery_tasks": ["--store", "redis://127.0.0.1:1/0"],
     "check_celery_workers": ["-b", "redis://127.0.0.1:1/0"],
 }
 
