@@ -110,19 +110,22 @@ def parse_args(argv=None):
 def state_path(args):
     if args.state_file:
         return os.path.join(STATE_DIR, os.path.expanduser(args.state_file))
-    return os.path.join(STATE_DIR, "check_celery_tasks.%d.%s.json" % (os.getuid(), state_key(args)[:12]))
+    name = "check_celery_tasks.%d.%s.json" % (os.getuid(), state_key(args, judging=True)[:12])
+    return os.path.join(STATE_DIR, name)
 
 
-def state_key(args):
-    """Whose counters a state holds: the store (password left out) and the
-    options that judge (two services sharing one state would see only the
-    interval since the other's run)."""
-    prefix = args.store.options.get("global_keyprefix") or ""
-    judging = [sorted(args.tasks or [])] + [getattr(args, o) for o in (
-        "max_age", "failed_warning", "failed_critical", "failure_ratio_warning",
-        "failure_ratio_critical", "runtime_warning", "runtime_critical")]
-    text = json.dumps([args.store.shown, prefix] + judging, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+def state_key(args, judging=False):
+    """Whose counters a state holds: the store (password left out), -T and
+    the --max-age patterns. The default file name adds the thresholds: two
+    services sharing one state would each see only the interval since the
+    other's run."""
+    facts = [args.store.shown, args.store.options.get("global_keyprefix") or "",
+             sorted(args.tasks or []), sorted(m[0] for m in args.max_age)]
+    if judging:
+        facts += [getattr(args, o) for o in (
+            "max_age", "failed_warning", "failed_critical", "failure_ratio_warning",
+            "failure_ratio_critical", "runtime_warning", "runtime_critical")]
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
 
 
 # ------------------------------------------------------------------- acquire

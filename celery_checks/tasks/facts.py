@@ -122,8 +122,9 @@ def judged(args, now, records, names, state, since):
         rule = next(((i, m) for i, m in indexed if fnmatch.fnmatchcase(name, m[0])), None)
         previous = (state or {}).get("tasks", {}).get(name)
         found.append(TaskStats(name, records[name], now, previous, since, rule))
+    judged_by_age = {rule[0] for rule in args.max_age}
     for pattern in args.tasks or ["*"]:
-        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+        if pattern not in judged_by_age and not any(fnmatch.fnmatchcase(n, pattern) for n in names):
             found.append(Absent(pattern))
     for i, rule in indexed:
         if not any(fnmatch.fnmatchcase(n, rule[0]) for n in names):
