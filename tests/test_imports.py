@@ -102,6 +102,13 @@ CASES = [
         "check_celery_heartbeat", lambda s: ["--store", s.redis_url(), "-q", "celery"],
         "CRITICAL",
         ["celery", "kombu", "billiard", "pika", "amqp"], ["redis"], id="heartbeat"),
+    # Nothing recorded: CRITICAL "no task recorded", after reading the store
+    # and writing the state file.
+    pytest.param(
+        "check_celery_tasks",
+        lambda s: ["--store", s.redis_url(), "--state-file", s.tmp_path / "state.json"],
+        "CRITICAL",
+        ["celery", "kombu", "billiard", "pika", "amqp"], ["redis"], id="tasks"),
     # No worker on this database: the broadcast goes out, nobody answers.
     pytest.param(
         "check_celery_workers",
