@@ -79,8 +79,9 @@ class Judge:
                               verdict(worst.stat("rss", max) <= bound)))
 
 
-def budgets(by_key):
-    """(budget, measured, verdict) rows for the scenarios of a run."""
+def budgets(by_key, throughput=None):
+    """(budget, measured, verdict) rows for the scenarios of a run (and the
+    worker throughput, bench/throughput.py)."""
     judge = Judge(by_key)
     for key in ("pulsefile-1", "pulsefile-50"):
         judge.limit(key, "wall", 0.06, "s", "%s ≤ 0.06 s" % key)
@@ -93,6 +94,16 @@ def budgets(by_key):
     judge.relative("queue-amqp-20", "queue-amqp-1", 1.2,
                    "queue RabbitMQ: 20 queues ≤ 1.2× 1 queue")
     judge.limit("heartbeat-100", "wall", 0.25, "s", "heartbeat-100 ≤ 0.25 s")
+    judge.limit("tasks-100", "wall", 0.25, "s", "tasks-100 ≤ 0.25 s (issue 18)")
+    text = "task records cost ≤ 5 % of a worker's trivial tasks/s (issue 18)"
+    if throughput is None:
+        judge.rows.append((text, "", "not measured (--only)"))
+    elif throughput.status != "ok":
+        judge.rows.append((text, "", throughput.status))
+    else:
+        judge.rows.append((text, "%.1f %% fewer (worker CPU per task: %+.1f %%)" % (
+            100 * throughput.cost(), 100 * throughput.cpu_cost()),
+            verdict(throughput.cost() <= 0.05)))
     judge.limit("trigger-10", "wall", 0.5, "s", "trigger-10 ≤ 0.5 s (issue 4)")
     for tag in ("2", "10"):
         judge.relative("workers-ping-%s" % tag, "celery-status-%s" % tag, 0.2,

@@ -125,6 +125,14 @@ def phase_services(ctx):
             Scenario("queue-redis-100", "queue, Redis, 100 queues",
                      queue_args(redis_url, redis_queues), tool="redis-cli", floor="redis"),
         ]
+    if ctx.install.has("check_celery_tasks") and ctx.wants("tasks-100"):
+        db = ctx.take_db()
+        record_tasks(ctx.redis.client(db), 100)
+        scenarios.append(Scenario(
+            "tasks-100", "tasks, 100 recorded task names",
+            ["check_celery_tasks", "--store", ctx.redis.url(db), "--state-file",
+             str(ctx.workdir / "tasks.state"), "--max-age", "bench.task000=1h", "-w", "20"],
+            floor="redis"))
     if ctx.wants("queue-amqp-1", "queue-amqp-20"):
         vhost = ctx.take_vhost()
         amqp_queues = ["bench-q%02d" % i for i in range(20)]
@@ -139,6 +147,22 @@ def phase_services(ctx):
                      queue_args(vhost.url, amqp_queues), tool="rabbitmqctl", floor="pika"),
         ]
     yield scenarios
+
+
+def record_tasks(client, count):
+    """Records of ``count`` task names in the store, as a worker's flush
+    writes them (celery_checks/store/tasks.py)."""
+    from celery_checks.store import tasks as store
+
+    now, tallies = time.monotonic(), {}
+    for number in range(count):
+        tally = tallies["bench.task%03d" % number] = store.Tally()
+        tally.counts = [50, number % 3, number % 2, 0, 0]
+        tally.runtime_sum, tally.buckets[3] = 1.5, 50 + number % 3
+        tally.success_at = tally.failure_at = now
+        tally.exception = "ValueError"
+    store.record(client, tallies, now)
+    client.close()
 
 
 # The worker check's sources and the floor of each.

@@ -5,6 +5,7 @@ tests configure it (celery -A tests.tasks_app):
 - TEST_TASKS_RESULTS: a result backend, so a test reads each task's result;
 - TEST_TASKS_FLUSH: ``checks_tasks_flush_interval`` (seconds);
 - TEST_TASKS_MAX_NAMES: ``checks_tasks_max_names``;
+- TEST_TASKS_RECORD: ``checks_tasks_record`` (0: off; the benchmark's baseline);
 - TEST_TASKS_BEAT_EVERY: a celery beat schedule running ``tests.nightly``
   that often (seconds).
 """
@@ -21,7 +22,8 @@ if os.environ.get("TEST_TASKS_RESULTS"):
     app.conf.result_backend = os.environ["TEST_TASKS_RESULTS"]
     app.conf.task_ignore_result = False
 for _key, _env in (("checks_tasks_flush_interval", "TEST_TASKS_FLUSH"),
-                   ("checks_tasks_max_names", "TEST_TASKS_MAX_NAMES")):
+                   ("checks_tasks_max_names", "TEST_TASKS_MAX_NAMES"),
+                   ("checks_tasks_record", "TEST_TASKS_RECORD")):
     if os.environ.get(_env):
         app.conf[_key] = os.environ[_env]
 if os.environ.get("TEST_TASKS_BEAT_EVERY"):

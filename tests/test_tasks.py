@@ -9,6 +9,7 @@ Workers flush every 0.2 s here (TEST_TASKS_FLUSH); one worker per pool for
 the whole module (tests/tasks_app.py has the tasks).
 """
 
+import gc
 import os
 import signal
 import time
@@ -40,10 +41,31 @@ def counts(client):
     return {name: tuple(r[c] for c in store.COUNTERS) for name, r in records.items()}
 
 
-def client_app(broker, backend):
-    app = Celery("tasks-test-client", broker=broker, backend=backend, set_as_current=False)
-    app.conf.task_ignore_result = False
-    return app
+class ClientApps:
+    """Celery apps that send tasks and read their results; :meth:`close`
+    lets go of the results first (an AsyncResult left to interpreter
+    shutdown unsubscribes from a backend that is gone: noise on stderr)."""
+
+    def __init__(self):
+        self.apps = []
+
+    def __call__(self, broker, backend):
+        app = Celery("tasks-test-client", broker=broker, backend=backend, set_as_current=False)
+        app.conf.task_ignore_result = False
+        self.apps.append(app)
+        return app
+
+    def close(self):
+        gc.collect()
+        for app in self.apps:
+            app.close()
+
+
+@pytest.fixture
+def client_app():
+    apps = ClientApps()
+    yield apps
+    apps.close()
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +108,11 @@ def pooled(request, factory, module_db):
         broker_url = store_url
     worker = factory.start(broker_url, queues=[queue], pool=pool, concurrency=2,
                            app="tests.tasks_app", env=env)
-    app = client_app(broker_url, store_url)
-    yield SimpleNamespace(pool=pool, worker=worker, app=app, queue=queue, store=store_url,
-                          client=client)
+    apps = ClientApps()
+    yield SimpleNamespace(pool=pool, worker=worker, app=apps(broker_url, store_url),
+                          queue=queue, store=store_url, client=client)
     worker.stop()
-    app.close()
+    apps.close()
 
 
 def send(w, task, *args, **options):
@@ -165,7 +187,7 @@ def test_counts_across_two_runs_then_rates(pooled, tmp_path):
     assert sorted(perf) == sorted(first.perfdata)  # the same labels from run to run
 
 
-def test_beat_stops_and_the_dead_mans_switch_fires(factory, module_db, tmp_path):
+def test_beat_stops_and_the_dead_mans_switch_fires(factory, module_db, tmp_path, client_app):
     """A real celery beat runs tests.nightly every 0.5 s; --max-age 3s is OK
     while it runs, CRITICAL once it stopped. The worker keeps 2 names."""
     url, client = module_db()
@@ -193,12 +215,12 @@ def test_beat_stops_and_the_dead_mans_switch_fires(factory, module_db, tmp_path)
     app = client_app(url, url)
     assert app.send_task("tests.divide", args=(1, 1)).get(timeout=30) == 1
     assert app.send_task("tests.named", args=(7,)).get(timeout=30) == 7
-    app.close()
     wait_for(lambda: counts(client).get(store.OTHER) == (1, 0, 0, 0, 0), what="(other)")
     assert sorted(counts(client)) == [store.OTHER, "tests.divide", "tests.nightly"]
 
 
-def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redis, tmp_path):
+def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redis, tmp_path,
+                                                   client_app):
     """The store freezes (SIGSTOP), then dies, then comes back, under a live
     solo worker: every task returns its result, the worker log says once
     that records are dropped, and once that the store answers again."""
@@ -238,7 +260,6 @@ def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redi
     assert log.count("dropping task records") == 1, log[-3000:]
     assert "task store answers again" in log
     assert "Traceback" not in log
-    app.close()
 
 
 def test_state_file_and_store_failures(redis_url, tmp_path):

@@ -39,6 +39,8 @@ any new name are counted under :data:`OTHER`. So the store holds at most
 ``max_names + 1`` hashes of ``len(BUCKETS) + 10`` fields each.
 """
 
+from bisect import bisect_left
+
 from celery_checks.connect.layout import as_text
 
 INDEX_KEY = "celery_checks:tasks"
@@ -112,21 +114,18 @@ def _prefix(transport_options):
 
 
 def bucket_of(runtime):
-    """The index of the bucket counting a run of ``runtime`` seconds."""
-    for number, bound in enumerate(BUCKETS):
-        if runtime <= bound:
-            return number
-    return len(BUCKETS)
+    """The index of the bucket counting a run of ``runtime`` seconds: the
+    first whose bound is not below it."""
+    return bisect_left(BUCKETS, runtime)
 
 
 class Tally:
     """What one process saw of one task name since its last flush."""
 
-    __slots__ = COUNTERS + ("runtime_sum", "buckets", "success_at", "failure_at", "exception")
+    __slots__ = ("counts", "runtime_sum", "buckets", "success_at", "failure_at", "exception")
 
     def __init__(self):
-        for counter in COUNTERS:
-            setattr(self, counter, 0)
+        self.counts = [0] * len(COUNTERS)  # in the order of COUNTERS
         self.runtime_sum = 0.0
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.success_at = self.failure_at = None  # monotonic times
@@ -136,7 +135,7 @@ class Tally:
         def ago(at):
             return "" if at is None else "%.6f" % max(0.0, monotonic_now - at)
 
-        return ([name] + [getattr(self, c) for c in COUNTERS]
+        return ([name] + self.counts
                 + ["%.6f" % self.runtime_sum, ago(self.success_at), ago(self.failure_at),
                    self.exception] + self.buckets)
 

@@ -34,7 +34,8 @@ Settings (``app.conf``; Django: ``CELERY_CHECKS_TASKS_...``):
 import logging
 import os
 import threading
-import time
+from bisect import bisect_left
+from time import monotonic
 
 from celery_checks.store import heartbeats as heartbeat_store
 from celery_checks.store import tasks as store
@@ -44,8 +45,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH = 1.0
 TIMEOUT = 1.0
-OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried",
-            "REJECTED": "rejected"}
+# postrun's state -> the counter it adds to (store.COUNTERS' order)
+OUTCOMES = {"SUCCESS": 0, "FAILURE": 1, "RETRY": 2, "REJECTED": 3}
+SUCCEEDED, FAILED, REVOKED = 0, 1, 4
 
 
 def _setting(app, key, kind, default):
@@ -58,71 +60,67 @@ def _setting(app, key, kind, default):
 
 
 class Recorder:
-    """Tallies of one process, flushed by a thread of that process."""
+    """Tallies of one process, sent by a thread of that process, started
+    with the first tally. A forked child (prefork) inherits neither the
+    thread nor a usable lock: it starts afresh (os.register_at_fork)."""
 
     def __init__(self, app):
         self.app = app
         self.target = _Store(app, timeout=TIMEOUT, what="task store")
-        self.pid = None
         self.failing = False
         self.dropped = 0
+        self._forked()
+        os.register_at_fork(after_in_child=self._forked)
 
-    def _reset(self):
-        # A fork (prefork child) inherits neither the thread nor a usable
-        # lock: start afresh in each process.
-        self.pid = os.getpid()
+    def _forked(self):
         self.lock = threading.Lock()
         self.tallies = {}
         self.started = {}  # task id -> monotonic start
-        self.wake = threading.Event()
+        self.running = False
+
+    def _launch(self):
+        self.running = True
         self.interval = _setting(self.app, "checks_tasks_flush_interval", float, DEFAULT_FLUSH)
         self.max_names = _setting(self.app, "checks_tasks_max_names", int, store.MAX_NAMES)
-        thread = threading.Thread(target=self._loop, name="celery-checks-tasks", daemon=True)
-        thread.start()
-
-    def start(self, task_id):
-        if self.pid != os.getpid():
-            self._reset()
-        self.started[task_id] = time.monotonic()
+        threading.Thread(target=self._loop, name="celery-checks-tasks", daemon=True).start()
 
     def finished(self, name, outcome, runtime=None, exception=None):
-        now = time.monotonic()
-        if self.pid != os.getpid():
-            self._reset()
-        name = str(name)[:store.MAX_NAME]
+        """Count a finished task (``outcome``: an index of store.COUNTERS)."""
+        if not self.running:
+            self._launch()
+        now = monotonic()
         with self.lock:
             tally = self.tallies.get(name)
             if tally is None:
+                name = str(name)[:store.MAX_NAME]
                 if len(self.tallies) >= self.max_names:
                     name = store.OTHER
-                    tally = self.tallies.get(name)
+                tally = self.tallies.get(name)
                 if tally is None:
                     tally = self.tallies[name] = store.Tally()
-            setattr(tally, outcome, getattr(tally, outcome) + 1)
+            tally.counts[outcome] += 1
             if runtime is not None:
                 tally.runtime_sum += runtime
-                tally.buckets[store.bucket_of(runtime)] += 1
-            if outcome == "succeeded":
+                tally.buckets[bisect_left(store.BUCKETS, runtime)] += 1
+            if outcome == SUCCEEDED:
                 tally.success_at = now
-            elif outcome == "failed":
+            elif outcome == FAILED:
                 tally.failure_at, tally.exception = now, exception or "?"
 
     def _loop(self):
-        pid = os.getpid()
-        while self.pid == pid:
-            self.wake.wait(self.interval)
+        wait = threading.Event().wait
+        while True:
+            wait(self.interval)
             self.flush()
 
     def flush(self):
         """Send what was tallied; drop it if the store fails. Never raises."""
-        if self.pid != os.getpid():
-            return
         with self.lock:
             tallies, self.tallies = self.tallies, {}
         if not tallies:
             return
         try:
-            self.target.call(store.record, tallies, time.monotonic(), self.max_names)
+            self.target.call(store.record, tallies, monotonic(), self.max_names)
         except Exception as exc:
             self.dropped += len(tallies)
             if not self.failing:
@@ -151,28 +149,30 @@ def register_task_records(app):
     def ours(sender):
         return getattr(sender, "app", None) is app
 
+    # prerun and postrun run for every task: kept to a few dictionary steps.
     def prerun(sender=None, task_id=None, **_):
-        if ours(sender):
-            recorder.start(task_id)
+        if getattr(sender, "app", None) is app:
+            recorder.started[task_id] = monotonic()
 
     def postrun(sender=None, task_id=None, state=None, retval=None, **_):
+        began = recorder.started.pop(task_id, None)
         outcome = OUTCOMES.get(state)
-        began = recorder.started.pop(task_id, None) if recorder.pid == os.getpid() else None
-        if outcome is None or not ours(sender):
+        if outcome is None or getattr(sender, "app", None) is not app:
             return
-        runtime = None if began is None else max(0.0, time.monotonic() - began)
-        exception = type(retval).__name__ if isinstance(retval, BaseException) else None
+        runtime = None if began is None else max(0.0, monotonic() - began)
+        exception = (type(retval).__name__ if outcome == FAILED
+                     and isinstance(retval, BaseException) else None)
         recorder.finished(sender.name, outcome, runtime, exception)
 
     def revoked(sender=None, request=None, **_):
         if ours(sender):
-            recorder.finished(sender.name, "revoked")
+            recorder.finished(sender.name, REVOKED)
 
     def lost(sender=None, exception=None, **_):
         # Only the main process's report of a dead pool child: every other
         # failure was counted by postrun already.
         if ours(sender) and type(exception).__name__ == "WorkerLostError":
-            recorder.finished(sender.name, "failed", exception="WorkerLostError")
+            recorder.finished(sender.name, FAILED, exception="WorkerLostError")
 
     def started(sender=None, **_):
         if not enabled():
