@@ -284,7 +284,6 @@ def test_icinga_runs_the_example_services(
         path.chmod(0o644)
 
     base = daemon_dir
-    started = time.time()
     host = ICINGA_HOST.format(broker=redis_url, prefix=prefix, pulse=shared_dir)
     icinga = Icinga(base, plugin_dir, interval="1s", zones=False,
                     extra=ICINGA_PERFDATA.format(base=base) + host)
@@ -303,7 +302,6 @@ def test_icinga_runs_the_example_services(
         lines = wait_for(all_ran, 30, "Icinga to run the six services", process=daemon, log=log)
     finally:
         _stop(daemon)
-        _remove_default_task_states(started)
     assert daemon.returncode == 0, log.read_text()[-3000:]
 
     # What the PerfdataWriter was handed: the state and the raw perfdata.
@@ -367,15 +365,6 @@ def test_icinga_runs_the_example_services(
     perf = perf_of(pulse)
     assert set(perf) == {"worker.pulse", "beat.pulse"} and perf["beat.pulse"].uom == "s"
     assert perf["beat.pulse"].value >= 1000 and perf["worker.pulse"].value < 60
-
-
-def _remove_default_task_states(since):
-    """The state files check_celery_tasks wrote as nagios into its default
-    place (/var/tmp) during a test."""
-    uid = _nagios_ids()[0]
-    for path in Path("/var/tmp").glob("check_celery_tasks.%d.*.json" % uid):
-        if path.stat().st_mtime >= since - 1:
-            path.unlink()
 
 
 # ------------------------------------------------------------------ Nagios 4
@@ -518,7 +507,6 @@ def test_nagios_runs_the_example_services(
     status = daemon_dir / "status.dat"
     wanted = {"celery queue celery", "celery queue mail", "celery heartbeat", "celery workers",
               "celery tasks"}
-    started = time.time()
     with open(log, "w") as handle:
         daemon = subprocess.Popen([NAGIOS4, str(config)], stdout=handle,
                                   stderr=subprocess.STDOUT, start_new_session=True)
@@ -532,7 +520,6 @@ def test_nagios_runs_the_example_services(
         services = wait_for(all_checked, 30, "Nagios to run the five services", process=daemon, log=log)
     finally:
         _stop(daemon)
-        _remove_default_task_states(started)
 
     celery = services["celery queue celery"]
     assert celery["current_state"] == "1", celery
@@ -595,7 +582,6 @@ def test_nrpe_runs_the_contrib_commands_for_check_nrpe(
     with open(log, "w") as handle:
         daemon = subprocess.Popen([NRPE, "-c", str(daemon_dir / "nrpe.cfg"), "-f"],
                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    started = time.time()
     try:
         wait_for(lambda: port_open(port), 10, "nrpe to listen on port %d" % port, process=daemon, log=log)
 
@@ -638,7 +624,6 @@ def test_nrpe_runs_the_contrib_commands_for_check_nrpe(
         assert pulse.stdout.startswith("CELERY_PULSEFILE CRITICAL - ") and "beat.pulse" in pulse.stdout
     finally:
         _stop(daemon)
-        _remove_default_task_states(started)
 
 
 # ------------------------------------------------------- the trigger's schedule

@@ -17,6 +17,7 @@ evaluate: Thresholds on the interval's failures (-w/-c), failure ratio
 present:  TasksSummary names the worst task and why; -v lists every task
 """
 
+import argparse
 import hashlib
 import json
 import os
@@ -80,10 +81,12 @@ def parse_args(argv=None):
         broker=True, **HELP)
     parser.add_argument("-T", "--task", metavar="PATTERN", action="append", dest="tasks",
                         help="task names to check, a shell glob; repeatable (default: all)")
-    for flags, what in ((("-w", "--failed-warning"), "warning"),
-                        (("-c", "--failed-critical"), "critical")):
-        parser.add_argument(*flags, metavar="RANGE", type=cli.threshold_range,
+    for short, what in (("-w", "warning"), ("-c", "critical")):
+        parser.add_argument(short, "--failed-" + what, metavar="RANGE", type=cli.threshold_range,
                             help="%s range on each task's failures in the interval" % what)
+        # the long form every check has (-w/-c are --warning/--critical)
+        parser.add_argument("--" + what, dest="failed_" + what, type=cli.threshold_range,
+                            help=argparse.SUPPRESS)
     for option, what in (("failure-ratio", "failure ratio in %%"),
                          ("runtime", "p95 runtime in seconds")):
         for level in ("warning", "critical"):
