@@ -98,6 +98,13 @@ def test_quiet_interval_ok_line_sums_runs_and_failures():
     assert result.perfdata["mail.send_failure_ratio"].value == 0
 
 
+def test_an_edited_state_entry_counts_as_zero():
+    result = answer({"mail.send": record(succeeded=3, failed=1, runs={0.01: 4})}, "-w", "0",
+                    previous={"mail.send": {"failed": "x", "buckets": [1, "y"]}}, since=60)
+    assert result.first_line == "CELERY_TASKS WARNING - mail.send: 1 of 4 failed (25%) (failed > 0)"
+    assert result.perfdata["mail.send_runtime"].value == 0.01
+
+
 def test_counters_that_went_down_were_reset():
     result = answer({"mail.send": record(succeeded=3, failed=1, runs={0.01: 4})}, "-w", "0",
                     previous={"mail.send": MAIL_BEFORE}, since=60)

@@ -170,7 +170,7 @@ class Tasks(Resource):
             raise CheckError("cannot write state file %s: %s" % (
                 path, exc.strerror or exc))
         if previous.get("key") != key or not isinstance(previous.get("time"), (int, float)) \
-                or previous["time"] >= now:
+                or not isinstance(previous.get("tasks"), dict) or previous["time"] >= now:
             self.first = self.first or "first run"
             return None
         return previous

@@ -51,6 +51,20 @@ def percentile(buckets, share=0.95):
     return store.BUCKETS[-1]
 
 
+def _counters(entry, size):
+    """({counter: int}, [bucket counts]) of a state file's entry; whatever
+    is missing or not a count (an edited, older or damaged file) is 0."""
+    entry = entry if isinstance(entry, dict) else {}
+
+    def count(value):
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    buckets = entry.get("buckets") if isinstance(entry.get("buckets"), list) else []
+    buckets = [count(b) for b in buckets[:size]]
+    return ({c: count(entry.get(c)) for c in store.COUNTERS},
+            buckets + [0] * (size - len(buckets)))
+
+
 class TaskStats:
     """One task's record at store time ``now``; ``previous`` its counters at
     the previous run, ``since`` that run's store time (None: no state)."""
@@ -63,11 +77,10 @@ class TaskStats:
         self.interval = None if since is None else max(0.0, now - since)
         self.delta = None
         if since is not None:
-            before = previous or {}
+            before, old = _counters(previous, len(record["buckets"]))
             # A counter that went down was reset (the store was flushed).
-            self.delta = {c: record[c] - before.get(c, 0) if record[c] >= before.get(c, 0)
-                          else record[c] for c in store.COUNTERS}
-            old = before.get("buckets") or [0] * len(record["buckets"])
+            self.delta = {c: record[c] - before[c] if record[c] >= before[c] else record[c]
+                          for c in store.COUNTERS}
             buckets = [n - o if n >= o else n for n, o in zip(record["buckets"], old)]
             self.runs = sum(buckets)
             self.runtime = percentile(buckets)
