@@ -59,6 +59,14 @@ def nightly():
     return "done"
 
 
+LONG_NAME = "tests.long." + "x" * 300  # names are cut to 200 characters in the store
+
+
+@app.task(name=LONG_NAME)
+def long_name():
+    return 1
+
+
 @app.task(name="tests.named")
 def named(number):
     return number

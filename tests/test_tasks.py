@@ -29,6 +29,7 @@ from tests.kit.workers import WorkerFactory
 
 pytestmark = pytest.mark.slow
 FLUSH = {"TEST_TASKS_FLUSH": "0.2"}
+LONG_NAME = "tests.long." + "x" * 300  # a task of tests/tasks_app.py (not imported here)
 
 
 def check(store_url, *args):
@@ -237,7 +238,11 @@ def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redi
         assert [r.get(timeout=30) for r in results] == [i + 1 for i in range(count)]
 
     run(5)
-    wait_for(lambda: counts(server.client()) == {"tests.add": (5, 0, 0, 0, 0)}, what="records")
+    # a name longer than the store keeps is cut
+    assert app.send_task(LONG_NAME, queue="tk-outage").get(timeout=30) == 1
+    wait_for(lambda: counts(server.client()) == {"tests.add": (5, 0, 0, 0, 0),
+                                                 LONG_NAME[:200]: (1, 0, 0, 0, 0)},
+             what="records")
 
     os.kill(server.process.pid, signal.SIGSTOP)
     try:
