@@ -86,10 +86,10 @@ class Recorder:
 
     def finished(self, name, outcome, runtime=None, exception=None):
         """Count a finished task (``outcome``: an index of store.COUNTERS)."""
-        if not self.running:
-            self._launch()
         now = monotonic()
         with self.lock:
+            if not self.running:  # under the lock: one thread, also in a threads pool
+                self._launch()
             tally = self.tallies.get(name)
             if tally is None:
                 name = str(name)[:store.MAX_NAME]
