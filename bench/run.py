@@ -214,6 +214,10 @@ def main(argv=None):
         raise KeyboardInterrupt("signal %d" % signum)
 
     signal.signal(signal.SIGTERM, terminate)
+    # Python leaves SIGINT ignored when it starts ignored (a job started
+    # with & from a script, as CI's side-by-side runs are): Ctrl-C must
+    # still end the bench and its measured command.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = datetime.datetime.now().astimezone()
     load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="celery-checks-bench-"))

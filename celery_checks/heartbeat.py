@@ -17,8 +17,7 @@ present:  HeartbeatSummary words the status line and the long output
 """
 
 import textwrap
-
-import nagiosplugin
+import time
 
 from celery_checks.connect.options import sentinel_options_used, unused_options_line
 from celery_checks.plugin import cli, runner
@@ -40,7 +39,9 @@ CRITICAL_LATENCY = "300"
 #: the -O keys the check reads (and, for a sentinel:// store, how to find
 #: its master): the store is Redis, read with redis-py alone.
 STORE_OPTIONS_USED = ("global_keyprefix",)
-INSTALL_HINT = "no consumer, or no celery_checks.install(app)?"
+# A RabbitMQ worker whose app names no store runs the heartbeat and cannot
+# record it (its log says why): it reads like a worker without install(app).
+INSTALL_HINT = "no consumer, or its app lacks install(app) or checks_store_url?"
 
 HELP = dict(
     check="""\
@@ -71,46 +72,35 @@ OK        every queue's heartbeat age is inside -w and its latency inside
 WARNING   a queue's age is outside -w or its latency outside
           --latency-warning; the line says why: "stuck" (a heartbeat waits,
           no worker started it), "first heartbeat waiting ... none started
-          yet" (no consumer, or its app lacks install(app)), "trigger
+          yet" (no consumer, or its app lacks install(app) or, on
+          RabbitMQ, checks_store_url), "trigger
           stale" (nothing published for longer than -w allows: is cron or
           beat running?), "trigger failing" (the trigger could not publish:
           its reason), "slow" (the last heartbeat waited long)
 CRITICAL  the same outside -c / --latency-critical; a queue never seen
-          (--missing-state; the hint names another global_keyprefix when
-          its record exists under one); the store cannot be reached""",
+          (--missing-state; the hint names the other global_keyprefix or
+          DB of this server where its record exists); the store cannot be
+          reached""",
     examples="""\
 check_celery_heartbeat -q celery -q mail
 check_celery_heartbeat --broker-file /etc/celery/broker -w 180 -c 600
 check_celery_heartbeat --store redis://cache:6379/3 -q celery \\
     --latency-warning 30 --latency-critical 120""",
+    prog="check_celery_heartbeat", broker=True,
+    summary="Alert when heartbeats stop going through Celery queues.",
+    thresholds=("each queue's heartbeat age in seconds", WARNING_AGE, CRITICAL_AGE),
 )
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(
-        "check_celery_heartbeat",
-        "Alert when heartbeats stop going through Celery queues.",
-        thresholds=("each queue's heartbeat age in seconds", WARNING_AGE, CRITICAL_AGE),
-        broker=True,
-        **HELP,
-    )
+    parser = cli.make_parser(**HELP)
     cli.add_queue_option(parser, "queue whose heartbeat to check; repeatable (default: celery)")
-    parser.add_argument(
-        "--latency-warning", metavar="RANGE", type=cli.threshold_range,
-        default=WARNING_LATENCY,
-        help="warning range on each queue's latency in seconds (default: %s, "
-        "the trigger's interval)" % WARNING_LATENCY,
-    )
-    parser.add_argument(
-        "--latency-critical", metavar="RANGE", type=cli.threshold_range,
-        default=CRITICAL_LATENCY,
-        help="critical range on each queue's latency in seconds (default: %s, "
-        "the trigger's --expires)" % CRITICAL_LATENCY,
-    )
-    parser.add_argument(
-        "--missing-state", metavar="STATE", type=cli.state_name, default=2,
-        help="state of a queue with no heartbeat record at all (default: critical)",
-    )
+    cli.add_threshold_pair(
+        parser, "each queue's latency in seconds", WARNING_LATENCY, CRITICAL_LATENCY,
+        flags=(("--latency-warning",), ("--latency-critical",)),
+        notes=(", the trigger's interval", ", the trigger's --expires"))
+    cli.add_state_option(parser, "--missing-state",
+                         "state of a queue with no heartbeat record at all", 2)
     cli.add_store_options(parser)
     return parser.parse_args(argv)
 
@@ -127,7 +117,7 @@ class QueueHeartbeat:
         self.started = "started" in record
         self.pending = "pending_since" in record
         self.worker = record.get("worker", "")
-        self.elsewhere = []  # other prefixes holding this queue's record
+        self.elsewhere = []  # [(db, prefix)] holding this queue's record (store.places_elsewhere)
         # The trigger's last attempt failed (its next publish clears it).
         self.failure = None
         if record.get("failed") is not None:
@@ -198,7 +188,7 @@ class QueueHeartbeat:
             if self.failure:
                 text += ", trigger failing: %s" % self.failure
             if self.elsewhere:
-                text += ", a record exists with %s" % _prefixes(self.elsewhere)
+                text += ", a record exists %s" % _places(self.elsewhere)
             return text
         facts = []
         if self.started:
@@ -222,6 +212,16 @@ def _prefixes(prefixes):
                      for p in prefixes)
 
 
+def _places(places):
+    """Where a record exists instead (store.places_elsewhere), as words:
+    "with -O global_keyprefix=app1:", "in DB 3", "in DB 3 with ..."."""
+    here = [prefix for db, prefix in places if db is None]
+    words = ["with " + _prefixes(here)] if here else []
+    words += ["in DB %d" % db + ("" if prefix is None else " with " + _prefixes([prefix]))
+              for db, prefix in places if db is not None]
+    return ", ".join(words)
+
+
 class Heartbeats(Resource):
     """The records of ``queues`` in the store ``target``."""
 
@@ -238,7 +238,10 @@ class Heartbeats(Resource):
             now, records = store.read(client, self.queues, target.options)
             unseen = [q for q in self.queues
                       if "started" not in records[q] and "pending_since" not in records[q]]
-            elsewhere = store.prefixes_elsewhere(client, unseen, target.options) if unseen else {}
+            # the search for a misplaced record may take half the network timeout
+            search_until = time.monotonic() + self.deadline.network_timeout() / 2
+            elsewhere = store.places_elsewhere(client, unseen, target.options,
+                                               search_until) if unseen else {}
         heartbeats = []
         for name in self.queues:
             queue = QueueHeartbeat(name, records[name], now)
@@ -281,9 +284,9 @@ class Latency(Threshold):
 
 
 def never_seen(queue, value):
-    if queue.elsewhere:  # a wrong -O global_keyprefix, first of all
-        return "%s: no heartbeat record here; one exists with %s" % (
-            queue.name, _prefixes(queue.elsewhere))
+    if queue.elsewhere:  # a wrong -O global_keyprefix or DB, first of all
+        return "%s: no heartbeat record here; one exists %s" % (
+            queue.name, _places(queue.elsewhere))
     if queue.failure:
         return "%s: no heartbeat yet, trigger failing: %s" % (queue.name, queue.failure)
     return ("%s: no heartbeat ever recorded: trigger not scheduled for it? "

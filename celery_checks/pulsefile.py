@@ -59,16 +59,14 @@ UNKNOWN   permission denied on a file or directory; -f is a directory""",
 check_celery_pulsefile -f /run/celery/worker.pulse
 check_celery_pulsefile -f '/run/celery/*.pulse' --min-files 4 -w 60 -c 180
 HEALTHCHECK CMD check_celery_pulsefile -f /tmp/celery.pulse -c 60""",
+    prog="check_celery_pulsefile",
+    summary="Alert when a Celery pulse file goes stale.",
+    thresholds=("the age in seconds", WARNING_AGE, CRITICAL_AGE),
 )
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(
-        "check_celery_pulsefile",
-        "Alert when a Celery pulse file goes stale.",
-        thresholds=("the age in seconds", WARNING_AGE, CRITICAL_AGE),
-        **HELP,
-    )
+    parser = cli.make_parser(**HELP)
     parser.add_argument(
         "-f", "--file", metavar="PATH", action="append", required=True, dest="patterns",
         type=pulse_pattern, help="pulse file or shell glob (~ is expanded); repeatable",

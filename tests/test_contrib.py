@@ -44,6 +44,10 @@ from tests.kit.project import ROOT
 from tests.kit.waiting import port_open, wait_for
 from tests.kit.plugin import parse_perfdata
 
+# Its executables run from an install of its own, the same in every run
+# of the suite (scripts/test --debian leaves it out).
+pytestmark = pytest.mark.own_install
+
 CHECKS = project.checks()
 CONTRIB = ROOT / "contrib"
 NAGIOS = "nagios"

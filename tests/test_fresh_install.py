@@ -33,7 +33,9 @@ from tests.kit.project import ROOT
 from tests.kit.waiting import wait_for
 from tests.kit.workers import WorkerFactory
 
-pytestmark = pytest.mark.slow
+# Its executables run from an install of its own, the same in every run
+# of the suite (scripts/test --debian leaves it out).
+pytestmark = [pytest.mark.own_install, pytest.mark.slow]
 
 HOST = socket.gethostname()
 

@@ -169,7 +169,24 @@ def test_worker_without_install_is_named_as_the_likely_cause(redis_url, redis_cl
              what="the wait to pass -w")
     result = check(redis_url, "-q", "hb-n", "-w", "1", "-c", "60")
     result.assert_warning("hb-n: first heartbeat waiting", "none started yet",
-                          "celery_checks.install(app)")
+                          "lacks install(app)")
+
+
+def test_rabbitmq_worker_without_a_store_is_named_as_a_likely_cause(
+        rabbitmq, redis_url, redis_client, celery_worker):
+    """A RabbitMQ worker whose app calls install(app) but names no store
+    (no checks_store_url): it consumes the heartbeat and cannot record it.
+    The hint named only a missing consumer or install(app), both present."""
+    queue = rabbitmq.queue_name("hb-nostore")
+    worker = celery_worker.start(rabbitmq.url, queues=[queue], app="tests.heartbeat_app")
+    assert_published(trigger("-b", rabbitmq.url, "--store", redis_url, "-q", queue), 1)
+    wait_for(lambda: "no heartbeat store" in worker.log(), what="the worker to fail to record")
+    assert rabbitmq.channel().queue_declare(queue, passive=True).method.message_count == 0
+    wait_for(lambda: time.time() - float(record(redis_client, queue)["published"]) > 1,
+             what="the wait to pass --latency-warning")
+    check(redis_url, "-q", queue, "--latency-warning", "1").assert_warning(
+        "%s: first heartbeat waiting" % queue, "none started yet",
+        "lacks install(app) or checks_store_url?")
 
 
 def test_rabbitmq_broker_with_redis_store(rabbitmq, redis_url, redis_client, celery_worker):
@@ -584,6 +601,31 @@ def test_global_keyprefix_decides_where_the_queue_is_declared_and_recorded(
     check(redis_url, "-O", "global_keyprefix=app2:", "-q", "hb-k").assert_critical(
         "hb-k: no heartbeat record here; one exists with no global_keyprefix, "
         "-O global_keyprefix=app1:")
+
+
+def test_wrong_db_number_names_the_db_holding_the_record(own_redis):
+    """The trigger records in DB 1 (its broker's), the check is pointed at
+    DB 2 or at a URL without a DB (0): not "trigger not scheduled? lacks
+    install(app)?", which sends the operator to cron and to the workers,
+    but where the record is. A server of the test's own: no other test's
+    records in its other DBs."""
+    server = own_redis().start()
+    client = server.client(1)
+    try:
+        declare_on_redis(client, "mail")
+        assert_published(trigger("-b", server.url(1), "-q", "mail"), 1)
+        check(server.url(1), "-q", "mail").assert_ok("mail: first heartbeat waiting")
+        for url in (server.url(2), "redis://127.0.0.1:%d" % server.port):
+            result = check(url, "-q", "mail", "-v").assert_critical()
+            assert result.first_line == ("CELERY_HEARTBEAT CRITICAL - mail: no heartbeat "
+                                         "record here; one exists in DB 1"), result.describe(url)
+            assert "mail: never seen, a record exists in DB 1" in result.long_output
+            assert not result.perfdata
+        # the wrong DB and a prefix the record was not written under
+        check(server.url(2), "-q", "mail", "-O", "global_keyprefix=app1:").assert_critical(
+            "mail: no heartbeat record here; one exists in DB 1 with no global_keyprefix")
+    finally:
+        client.close()
 
 
 # --------------------------------------------------- (12) -h and -V of the trigger

@@ -37,6 +37,10 @@ from tests.kit.project import ROOT, minimal_args
 from tests.kit.plugin import Result
 from tests.kit.waiting import wait_for
 
+# Its executables run from an install of its own, the same in every run
+# of the suite (scripts/test --debian leaves it out).
+pytestmark = pytest.mark.own_install
+
 CHECKS = project.checks()
 
 NAGIOS = "nagios"

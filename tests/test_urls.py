@@ -250,6 +250,54 @@ def test_unknown_transport_option_names_the_nearest_known_one():
     assert result.first_line.count("\n") == 0
 
 
+BROKER_EXECUTABLES = [
+    ("check_celery_queue", ["-q", "celery"]),
+    ("check_celery_workers", ["--source", "ping", "--reply-timeout", "0.5"]),
+    ("check_celery_workers", ["--source", "events", "--window", "0.5"]),
+    ("check_celery_heartbeat", ["-q", "celery"]),
+    ("trigger_celery_heartbeat", ["-q", "celery"]),
+]
+
+
+@pytest.mark.parametrize("name, args", BROKER_EXECUTABLES)
+@pytest.mark.parametrize("option, why", [
+    ("sep=", "transport option sep cannot be empty"),
+    ("priority_steps=5", "transport option priority_steps must be a JSON list"),
+    ("max_connections=abc", "transport option max_connections must be a whole number > 0"),
+    ("health_check_interval=abc", "transport option health_check_interval must be a number"),
+    ("body_encoding=1", "transport option body_encoding: kombu knows base64 only"),
+    ('sentinel_kwargs={"password": "s3cret"', "transport option sentinel_kwargs must be a JSON "
+                                              "object"),
+])
+def test_an_option_value_kombu_cannot_use_is_a_usage_error(name, args, option, why):
+    """Values as typed on a command line (an empty sep, a step count for a
+    list, a word for a number, JSON missing its brace): each executable
+    passed them on, and the events source, the trigger or the queue check
+    failed later: 'internal error: TypeError ...', 'cannot publish'."""
+    url = "redis://127.0.0.1:%d/0" % closed_port()
+    store = ["--store", url] if "heartbeat" in name else []
+    result = run_check(name, "-b", url, *store, *args, "-O", option)
+    if name.startswith("trigger"):
+        assert result.rc == 2 and result.stdout == "", result.describe("usage error")
+        assert why in result.stderr.splitlines()[-1], result.describe(why)
+    else:
+        result.assert_unknown(why)
+        assert "usage:" in result.stdout
+    assert "internal error" not in result.stdout + result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("option", ["global_keyprefix=1", "global_keyprefix=true", "sep=7"])
+def test_text_options_stay_text(redis_url, option):
+    """-O global_keyprefix=1 is the prefix "1", as in an app's
+    broker_transport_options; read as JSON it was the number 1 (or True),
+    and kombu's key layout failed on it (int + str): internal errors."""
+    result = run_check("check_celery_workers", "-b", redis_url, "--source", "events",
+                       "--window", "0.5", "-O", option)
+    result.assert_critical("no worker answered")
+    assert "internal error" not in result.stdout
+
+
 @pytest.mark.parametrize("url,why", [
     ("redis://localhost:99999/0", "port out of range"),
     ("redis://:sekrit@localhost/x", "invalid Redis database number 'x'"),
@@ -260,6 +308,48 @@ def test_bad_url_is_one_usage_line(url, why):
     result.assert_unknown(why)
     assert "internal error" not in result.stdout and "Traceback" not in result.stdout
     assert "sekrit" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("check_celery_queue", ["-b", "", "-q", "celery"], "the broker URL from --broker is empty"),
+    ("check_celery_workers", ["-b", ""], "the broker URL from --broker is empty"),
+    ("check_celery_heartbeat", ["-b", "", "-q", "celery"], "the broker URL from --broker is empty"),
+    ("check_celery_heartbeat", ["--store", "", "-q", "celery"], "the store URL from --store is empty"),
+])
+def test_an_option_given_empty_is_a_usage_error_not_absent(name, args, message):
+    """``-b "$BROKER_URL"`` with the variable unset (an NRPE or cron line):
+    the check must not fall through to $CELERY_BROKER_URL or the default
+    redis://localhost:6379/0 and judge another broker than the one the
+    command line names. The environment names a closed port, so the old
+    reading answered 'cannot reach' about a URL nobody gave on the line."""
+    env_url = "redis://127.0.0.1:%d/0" % closed_port()
+    result = run_check(name, *args, extra_env={"CELERY_BROKER_URL": env_url,
+                                               "CELERY_CHECKS_STORE_URL": env_url})
+    result.assert_unknown(message)
+    assert str(env_url.rsplit(":", 1)[1]) not in result.stdout
+
+
+def test_trigger_given_an_empty_broker_or_store_is_a_usage_error():
+    env_url = "redis://127.0.0.1:%d/0" % closed_port()
+    for args, message in ((["-b", ""], "the broker URL from --broker is empty"),
+                          (["--store", ""], "the store URL from --store is empty")):
+        result = run_check("trigger_celery_heartbeat", *args, "-q", "celery",
+                           extra_env={"CELERY_BROKER_URL": env_url, "CELERY_CHECKS_STORE_URL": env_url})
+        assert result.rc == 2 and result.stdout == "", result.describe("exit code")
+        assert result.stderr.startswith("usage: trigger_celery_heartbeat")
+        assert result.stderr.rstrip().endswith(message), result.stderr
+
+
+def test_broker_file_saved_with_a_byte_order_mark_and_crlf(redis_url, redis_client, tmp_path):
+    """A --broker-file written on Windows (Notepad's UTF-8 BOM, CRLF): the
+    URL is the same; the BOM read as part of the scheme gave 'unsupported
+    scheme \ufeffredis://', where the user sees only redis://."""
+    declare_on_redis(redis_client, "mail")
+    path = tmp_path / "broker"
+    path.write_bytes(b"\xef\xbb\xbf" + redis_url.encode() + b"\r\n")
+    result = queue("--broker-file", str(path), "-q", "mail")
+    result.assert_ok("queue mail has 0 waiting messages")
+    assert result.perfdata["mail"].value == 0
 
 
 @pytest.fixture

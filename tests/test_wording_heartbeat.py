@@ -52,11 +52,24 @@ def test_queue_never_seen_has_no_perfdata():
 
 def test_record_under_another_prefix_is_named():
     queue = heartbeat.QueueHeartbeat("celery", {}, NOW)
-    queue.elsewhere = ["app1:"]
+    queue.elsewhere = [(None, "app1:")]
     settings = heartbeat.parse_args(STORE)
     result = render(heartbeat.make_check(settings, Deadline(10), [queue]))
     assert result.first_line == ("CELERY_HEARTBEAT CRITICAL - celery: no heartbeat record "
                                  "here; one exists with -O global_keyprefix=app1:")
+
+
+def test_record_in_another_db_is_named():
+    queue = heartbeat.QueueHeartbeat("celery", {}, NOW)
+    queue.elsewhere = [(None, ""), (3, None), (5, "app1:")]
+    settings = heartbeat.parse_args(STORE)
+    result = render(heartbeat.make_check(settings, Deadline(10), [queue]), verbose=1)
+    assert result.first_line == (
+        "CELERY_HEARTBEAT CRITICAL - celery: no heartbeat record here; one exists with no "
+        "global_keyprefix, in DB 3, in DB 5 with -O global_keyprefix=app1:")
+    assert result.long_output[-1] == (
+        "celery: never seen, a record exists with no global_keyprefix, in DB 3, "
+        "in DB 5 with -O global_keyprefix=app1:")
 
 
 def test_first_heartbeat_waiting_is_never_called_healthy():
@@ -67,7 +80,7 @@ def test_first_heartbeat_waiting_is_never_called_healthy():
     result = answer({"archive": waiting})
     assert result.first_line == (
         "CELERY_HEARTBEAT WARNING - archive: first heartbeat waiting 70.0s, none started yet: "
-        "no consumer, or no celery_checks.install(app)? (latency > 60s)")
+        "no consumer, or its app lacks install(app) or checks_store_url? (latency > 60s)")
     assert result.perfdata["archive_latency"].value == 70
 
 

@@ -18,7 +18,8 @@ PAIR = [Reply("special-1@serverA", rtt=0.0123), Reply("special-2@serverA", rtt=0
 
 
 def answer(replies, *args, note=None, verbose=1):
-    settings = workers.parse_args(BROKER + list(args))
+    # the stdin source names no broker (-b with it is a usage error)
+    settings = workers.parse_args(([] if "stdin" in args else BROKER) + list(args))
     heard = Observed(replies)
     heard.note = note
     seen = workers.Seen(heard, Inventory(settings.expect))

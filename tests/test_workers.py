@@ -352,6 +352,24 @@ def test_option_of_another_source_is_a_usage_error(args, message):
     assert result.stdout.splitlines()[1].startswith("usage: check_celery_workers")
 
 
+@pytest.mark.parametrize("flag", ["-b", "--broker-file"])
+def test_a_broker_named_for_the_stdin_source_is_a_usage_error(flag, tmp_path):
+    """`celery status | check_celery_workers --source stdin -b URL`: the
+    URL was ignored without a word (celery status asked its own broker)."""
+    url = "redis://127.0.0.1:1/0"
+    path = tmp_path / "broker"
+    path.write_text(url + "\n")
+    value = url if flag == "-b" else str(path)
+    result = run_check(CHECK, "--source", "stdin", flag, value,
+                       stdin=(DATA / "celery5-status.txt").read_text())
+    result.assert_unknown()
+    assert result.summary == ("%s applies to --source ping or events, not --source stdin "
+                              "(celery status names its own broker)" % flag)
+    # the environment's $CELERY_BROKER_URL is not a choice made on this line
+    run_check(CHECK, "--source", "stdin", extra_env={"CELERY_BROKER_URL": url},
+              stdin=(DATA / "celery5-status.txt").read_text()).assert_ok()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--expect", "w1@vm", "--expect", "w1@vm"],
      "worker pattern w1@vm is expected twice (a node counts once)"),
@@ -672,6 +690,40 @@ def test_transport_options_reach_the_workers_keys(celery_worker, redis_url, redi
     run_check(CHECK, "-b", redis_url, "--expect", "prefixed@serverD", "--reply-timeout", "0.5") \
         .assert_critical("prefixed@serverD")
     assert set(redis_client.keys("*")) <= before
+
+
+def test_nobody_answering_names_the_prefix_or_db_the_workers_are_in(own_redis, celery_worker):
+    """A wrong or missing -O global_keyprefix, or a wrong DB number: nobody
+    answers, and the line says where the workers are bound instead (their
+    celery.pidbox bindings), rather than only "no worker answered", which
+    sends the operator to restart healthy workers. A server of the test's
+    own: no other test's workers in its other DBs."""
+    from tests.kit.waiting import wait_for
+
+    server = own_redis().start()
+    prefix = ["-O", "global_keyprefix=app1:"]
+    celery_worker.start(server.url(2), name="prefixed@serverE", queues=("pq",),
+                        env={"CELERY_BROKER_TRANSPORT_OPTIONS": '{"global_keyprefix": "app1:"}'})
+    wait_for(lambda: run_check(CHECK, "-b", server.url(2), *prefix, "--expect",
+                               "prefixed@serverE").rc == 0, 20, "the worker to answer")
+    cases = [
+        ([server.url(2)], "no worker answered in DB 2 under key prefix ''; workers found "
+                          "under prefix 'app1:' (-O global_keyprefix=app1:)"),
+        ([server.url(0)] + prefix, "no worker answered in DB 0 under key prefix 'app1:'; "
+                                   "workers found in DB 2"),
+        (["redis://127.0.0.1:%d" % server.port], "no worker answered in DB 0 under key prefix "
+                                                 "''; workers found in DB 2 under prefix 'app1:'"),
+    ]
+    for (url, *options), line in cases:
+        for source, wait in (("ping", "--reply-timeout"), ("events", "--window")):
+            result = run_check(CHECK, "-b", url, *options, "--source", source, wait, "1")
+            result.assert_critical()
+            assert result.first_line == "CELERY_WORKERS CRITICAL - " + line, result.describe(source)
+            assert result.perfdata["online"].value == 0
+    # With an inventory, what is missing is said as well.
+    run_check(CHECK, "-b", server.url(0), "--expect", "prefixed@serverE", "--reply-timeout", "1") \
+        .assert_critical("workers found in DB 2 under prefix 'app1:'; 1 of 1 expected worker "
+                         "missing: prefixed@serverE")
 
 
 def test_redis_envelope_decoding():

@@ -24,6 +24,16 @@ KOMBU_PERMANENT_BINDING_PREFIX = "_kombu.binding_permanent."  # kombu >= 5.6
 CELERY_DEFAULT_EXCHANGE = "celery"  # Celery's task_default_exchange
 
 
+def priority_steps(steps):
+    """The priority_steps transport option as a list without repeats;
+    CheckError (a usage error) for anything kombu could not use."""
+    if not isinstance(steps, (list, tuple)) or not steps or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
+        raise CheckError("transport option priority_steps must be a JSON list of "
+                         "whole numbers >= 0, e.g. -O 'priority_steps=[0,3,6,9]'")
+    return list(dict.fromkeys(steps))
+
+
 class RedisLayout:
     """Where kombu's Redis transport keeps things, from the transport options
     (kombu/transport/redis.py: Channel._q_for_pri, keyprefix_queue,
@@ -34,12 +44,7 @@ class RedisLayout:
         self.sep = str(options.get("sep", KOMBU_SEP))
         self.prefix = str(options.get("global_keyprefix") or "")
         self.unacked_key = self.prefix + str(options.get("unacked_key") or KOMBU_UNACKED_KEY)
-        steps = options.get("priority_steps", KOMBU_PRIORITY_STEPS)
-        if not isinstance(steps, (list, tuple)) or not steps or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
-            raise CheckError("transport option priority_steps must be a JSON list of "
-                             "whole numbers >= 0, e.g. -O 'priority_steps=[0,3,6,9]'")
-        self.steps = list(dict.fromkeys(steps))
+        self.steps = priority_steps(options.get("priority_steps", KOMBU_PRIORITY_STEPS))
 
     def keys(self, queue):
         """[(step, key)]: the list for priority 0 is the queue itself."""
@@ -206,6 +211,58 @@ class RawDb:
 
     def close(self):
         self.connection.disconnect()
+
+
+def each_db(client, db, deadline=None):
+    """(number, client) for this DB (``client`` itself), then a RawDb for
+    every other DB INFO keyspace lists, lowest first, until ``deadline``:
+    where a search for misplaced keys (a wrong DB number) looks. Best
+    effort: a server that refuses INFO or SELECT (ACLs) yields only what it
+    allows; each RawDb is closed when the loop moves on."""
+    import redis
+
+    yield db, client
+    try:
+        keyspace = client.info("keyspace")
+    except redis.ResponseError:
+        return
+    for name in sorted(keyspace, key=lambda n: int(n[2:]) if n[2:].isdigit() else -1):
+        if not (name.startswith("db") and name[2:].isdigit()) or int(name[2:]) == db:
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            return
+        try:
+            other = RawDb(client, int(name[2:]))
+        except redis.ResponseError:
+            continue
+        try:
+            yield int(name[2:]), other
+        finally:
+            other.close()
+
+
+def exchange_bound_elsewhere(client, layout, exchange, db, deadline=None):
+    """None when ``exchange`` has bindings where ``layout`` and ``db`` say;
+    else [(db, prefix)]: the other key prefixes and DBs of this server
+    where it has some (a wrong -O global_keyprefix or DB number: the
+    workers' celery.pidbox bindings are there, not here)."""
+    import redis
+
+    name = KOMBU_BINDING_PREFIX + exchange
+    places = []
+    for number, where in each_db(client, db, deadline):
+        try:
+            found = bindings(where, "*" + glob_escape(name), deadline)
+        except redis.ResponseError:
+            continue
+        for key, members in found:
+            prefix = key[:-len(name)]
+            if not members:
+                continue
+            if (number, prefix) == (db, layout.prefix):
+                return None
+            places.append((number, prefix))
+    return places
 
 
 def checked(replies, keys=None):

@@ -32,6 +32,58 @@ AMQP_TRANSPORT_OPTIONS = (
 ) + RETRY_TRANSPORT_OPTIONS
 
 
+#: -O keys kombu uses as text: -O global_keyprefix=1 or sep=7 is the text
+#: "1" or "7" (as in an app's broker_transport_options), never a number
+#: or a boolean, which broke the key layout (int + str).
+TEXT_OPTIONS = ("global_keyprefix", "sep", "unacked_key", "unacked_index_key",
+                "unacked_mutex_key", "master_name", "client_name", "deadletter_queue",
+                "body_encoding", "queue_order_strategy", "locale")
+#: -O keys kombu reads as a number of seconds or a count (null: its default)
+NUMBER_OPTIONS = ("visibility_timeout", "unacked_mutex_expire", "unacked_restore_limit",
+                  "unacked_restore_interval", "health_check_interval", "socket_timeout",
+                  "socket_connect_timeout", "min_other_sentinels",
+                  "heartbeat", "connect_timeout", "read_timeout", "write_timeout",
+                  "frame_max", "channel_max", "max_retries", "interval_start",
+                  "interval_step", "interval_max", "connect_retries_timeout")
+#: -O keys kombu hands on as keyword arguments: a JSON object
+OBJECT_OPTIONS = ("sentinel_kwargs", "client_properties", "socket_settings",
+                  "socket_keepalive_options")
+
+
+def option_value(key, raw):
+    """The value of ``-O KEY=RAW`` as kombu would get it from an app's
+    broker_transport_options: the text itself for the keys kombu reads as
+    text, else JSON where RAW parses as JSON (numbers, lists, objects,
+    true/false), else the text. CheckError (a usage error) for a value
+    kombu could not use: it failed later as an internal error."""
+    import json
+
+    if key in TEXT_OPTIONS:
+        if key == "sep" and not raw:
+            raise CheckError("transport option sep cannot be empty (kombu's is '\\x06\\x16')")
+        if key == "body_encoding" and raw != "base64":
+            raise CheckError("transport option body_encoding: kombu knows base64 only")
+        return raw
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    if key in OBJECT_OPTIONS and not isinstance(value, dict):
+        raise CheckError("transport option %s must be a JSON object, e.g. -O '%s={\"%s\": ...}'"
+                         % (key, key, "password" if key == "sentinel_kwargs" else "key"))
+    if key == "priority_steps":
+        from celery_checks.connect.layout import priority_steps
+
+        priority_steps(value)
+    if key in NUMBER_OPTIONS and value is not None and (
+            not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+        raise CheckError("transport option %s must be a number >= 0, got %s" % (key, raw))
+    if key == "max_connections" and not (
+            isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        raise CheckError("transport option max_connections must be a whole number > 0")
+    return value
+
+
 def check_transport_options(parsed, options):
     """CheckError naming an -O key that none of kombu's Redis and AMQP
     transports knows (a typo), and the nearest key it knows.

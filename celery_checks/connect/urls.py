@@ -224,9 +224,12 @@ def resolve_url(kind, given, given_file, environ=os.environ, fallback=None):
     rule; ``fallback`` is (url, origin) when none of the three is set.
     CheckError (a usage error) for an empty or unreadable one."""
     option, file_option, variable = URL_SOURCES[kind]
-    if given:
+    # An option given empty (-b "$UNSET_VARIABLE") is a usage error, not
+    # absent: falling through would check the environment's or the
+    # default's broker, another one than the command line names.
+    if given is not None:
         url, origin = given, option
-    elif given_file:
+    elif given_file is not None:
         url, origin = read_url_file(given_file, file_option), file_option
     elif environ.get(variable):
         url, origin = environ[variable], "$" + variable
@@ -260,7 +263,8 @@ def resolve_store_url(store, store_file, broker_url, environ=os.environ):
     try:
         url, origin = resolve_url("store", store, store_file, environ, fallback)
     except CheckError:
-        if fallback is None and not (store or store_file or environ.get(STORE_ENV)):
+        if fallback is None and store is None and store_file is None \
+                and not environ.get(STORE_ENV):
             raise CheckError("the broker %s is not Redis: name the Redis heartbeat store "
                              "with --store URL" % redact_url(broker_url))
         raise
@@ -314,7 +318,9 @@ def store_target(given, given_file, broker, environ=os.environ):
 
 def read_url_file(path, option):
     try:
-        with open(path, encoding="utf-8") as handle:
+        # utf-8-sig: a byte order mark (a file saved by Notepad) is not part
+        # of the URL; kept, it read as an invisible "unsupported scheme".
+        with open(path, encoding="utf-8-sig") as handle:
             line = handle.readline().strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckError("cannot read %s %s: %s" % (option, path, reason(exc)))

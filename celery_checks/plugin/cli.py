@@ -13,7 +13,6 @@ Nothing here imports celery, redis or pika.
 """
 
 import argparse
-import json
 import os
 import sys
 import textwrap
@@ -120,18 +119,28 @@ def state_name(spec):
         )
 
 
+def add_state_option(group, flag, what, default):
+    """A ``--*-state`` option: the state of ``what``, ``default`` a state
+    code or None (the check decides); the help names the default."""
+    shown = STATE_NAMES[default].lower() if default is not None else "ok"
+    group.add_argument(flag, metavar="STATE", type=state_name, default=default,
+                       help="%s (default: %s)" % (what, shown))
+
+
 def transport_option(spec):
-    """argparse type: ``KEY=VALUE`` where VALUE may be JSON (numbers, lists,
-    objects, true/false); anything that is not JSON is kept as a string."""
+    """argparse type: ``KEY=VALUE``, the value read as kombu would have it
+    (connect.options.option_value: JSON numbers, lists, objects, true/false;
+    text for the keys kombu reads as text and for anything not JSON)."""
+    from celery_checks.connect.options import option_value
+
     key, sep, raw = spec.partition("=")
     key = key.strip()
     if not sep or not key:
         raise argparse.ArgumentTypeError("expected KEY=VALUE, got %r" % spec)
     try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    return key, value
+        return key, option_value(key, raw)
+    except CheckError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
 
 
 def _with_common_unknown(states):
@@ -189,21 +198,7 @@ def make_parser(
     parser.add_argument("-V", "--version", action="version", help="show the version and exit 3",
                         version="%s (celery-checks) %s" % (prog, __version__))
     if thresholds:
-        what, warning, critical = thresholds
-        # Both default to None so that parse_args knows what was given; the
-        # defaults are filled in there (_threshold_defaults).
-        parser.finishers.append(lambda parsed: _threshold_defaults(parsed, warning, critical))
-        warning_default = warning or "none"
-        if warning and critical:
-            warning_default += ", none when -c is lower"
-        parser.add_argument(
-            "-w", "--warning", metavar="RANGE", type=threshold_range,
-            help="warning range on %s (default: %s)" % (what, warning_default),
-        )
-        parser.add_argument(
-            "-c", "--critical", metavar="RANGE", type=threshold_range,
-            help="critical range on %s (default: %s)" % (what, critical or "none"),
-        )
+        add_threshold_pair(parser, *thresholds)
     parser.add_argument(
         "-t", "--timeout", metavar="SECONDS", type=positive_int, default=DEFAULT_TIMEOUT,
         help="give up after this many seconds, as UNKNOWN (default: %d)" % DEFAULT_TIMEOUT,
@@ -217,17 +212,61 @@ def make_parser(
     return parser
 
 
-def _threshold_defaults(parsed, warning, critical):
-    """Fill in -w/-c defaults. A default -w that the given -c makes
-    meaningless is dropped: with -c 60 and the default -w 120 every age
-    that would warn is already critical, and perfdata saying warn 120,
-    crit 60 would contradict the check. An explicit -w is always kept."""
-    if parsed.critical is None:
-        parsed.critical = critical
-    elif parsed.warning is None and warning and _never_reached(warning, parsed.critical):
+def add_threshold_pair(parser, what, warning, critical,
+                       flags=(("-w", "--warning"), ("-c", "--critical")), notes=("", "")):
+    """A warning and a critical range option (-w/-c, or e.g.
+    --latency-warning/--latency-critical). Both default to None so that the
+    defaults are filled in once parsing is done, knowing what was given
+    (_threshold_defaults); ``notes`` end each default's help."""
+    dests = [option[-1].lstrip("-").replace("-", "_") for option in flags]
+    names = [option[0] for option in flags]
+    parser.finishers.append(
+        lambda parsed: _threshold_defaults(parsed, warning, critical, dests, names))
+    warning_default = (warning or "none") + notes[0]
+    if warning and critical:
+        warning_default += ", none when %s is lower" % names[1]
+    parser.add_argument(
+        *flags[0], metavar="RANGE", type=threshold_range,
+        help="warning range on %s (default: %s)" % (what, warning_default),
+    )
+    parser.add_argument(
+        *flags[1], metavar="RANGE", type=threshold_range,
+        help="critical range on %s (default: %s)" % (what, (critical or "none") + notes[1]),
+    )
+
+
+def _threshold_defaults(parsed, warning, critical, dests=("warning", "critical"),
+                        names=("-w", "-c")):
+    """Fill in the defaults of a warning/critical pair. A default warning
+    that the given critical makes meaningless is dropped: with -c 60 and
+    the default -w 120 every age that would warn is already critical, and
+    perfdata saying warn 120, crit 60 would contradict the check. An
+    explicit warning is always kept; one that the default critical would
+    make meaningless (-w 700 under the default -c 600: it could never
+    warn, the default would alert first) is a usage error: give both."""
+    given_warning, given_critical = getattr(parsed, dests[0]), getattr(parsed, dests[1])
+    if given_critical is None:
+        if given_warning is not None and critical and _above(given_warning, critical):
+            raise CheckError("%s %s would never warn: the default %s %s alerts first; "
+                             "give %s as well" % (names[0], given_warning, names[1], critical,
+                                                  names[1]))
+        setattr(parsed, dests[1], critical)
+    elif given_warning is None and warning and _never_reached(warning, given_critical):
         warning = None
-    if parsed.warning is None:
-        parsed.warning = warning
+    if given_warning is None:
+        setattr(parsed, dests[0], warning)
+
+
+def _above(warning, critical):
+    """True when ``warning`` is an upper bound above ``critical``'s (both
+    ranges alert above their end, warning's end finite and higher): values
+    between the two are critical, never warning. ``~:`` (never warn) and
+    lower bounds (``10:``) are not."""
+    import nagiosplugin
+
+    warn, crit = nagiosplugin.Range(warning), nagiosplugin.Range(critical)
+    return _never_reached(warning, critical) and warn.end != float("inf") \
+        and warn.end > crit.end and warn.start == crit.start
 
 
 def _never_reached(warning, critical):
@@ -274,8 +313,9 @@ def add_broker_options(parser):
     group.add_argument(
         "-O", "--transport-option", metavar="KEY=VALUE", action="append",
         type=transport_option,
-        help="kombu broker_transport_options entry, JSON values allowed "
-        "(global_keyprefix, sep, priority_steps, master_name, ...); repeatable",
+        help="kombu broker_transport_options entry (global_keyprefix, sep, "
+        "priority_steps, master_name, ...); JSON values for numbers, lists and "
+        "objects, text as given; repeatable",
     )
     parser.finishers.append(_broker_target)
     return group

@@ -18,7 +18,6 @@ RabbitMQ path only pika.
 
 import argparse
 
-import nagiosplugin
 
 from celery_checks.connect.layout import RedisLayout
 from celery_checks.connect.options import sentinel_options_used, unused_options_line
@@ -81,17 +80,14 @@ check_celery_queue --broker-file /etc/celery/broker_url --all-queues -c 5000
 check_celery_queue -b amqp://nagios@rabbit/prod -q celery -c 1000 \\
     --consumers-critical 1:
 check_celery_queue -O global_keyprefix=myapp: -O 'priority_steps=[0,5,9]'""",
+    prog="check_celery_queue", broker=True,
+    summary="Alert when messages pile up in Celery queues.",
+    thresholds=("each queue's waiting messages", None, None),
 )
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(
-        "check_celery_queue",
-        "Alert when messages pile up in Celery queues.",
-        thresholds=("each queue's waiting messages", None, None),
-        broker=True,
-        **HELP,
-    )
+    parser = cli.make_parser(**HELP)
     group = parser.add_argument_group("queues")
     group.add_argument(
         "-q", "--queue", metavar="NAME", action="append", dest="queues", type=_queue_name,
@@ -114,12 +110,9 @@ def parse_args(argv=None):
         "--consumers-critical", metavar="RANGE", type=cli.threshold_range,
         help="RabbitMQ: critical range on each queue's consumers (e.g. 1:)",
     )
-    group.add_argument(
-        "--missing-state", metavar="STATE", type=cli.state_name, default=2,
-        help="state for a queue the broker does not know (Redis: not "
-        "declared, RabbitMQ: not found) or no queue found by --all-queues "
-        "(default: critical)",
-    )
+    cli.add_state_option(
+        group, "--missing-state", "state for a queue the broker does not know (Redis: "
+        "not declared, RabbitMQ: not found) or no queue found by --all-queues", 2)
     args = parser.parse_args(argv)
     args.transport = args.broker.transport
     if args.all_queues and args.queues:

@@ -7,8 +7,8 @@ import json
 import time
 
 from celery_checks.connect.layout import (
-    CELERY_DEFAULT_EXCHANGE, KOMBU_BINDING_PREFIX, RawDb, RedisLayout, bindings, checked,
-    discover_redis_queues, glob_escape)
+    CELERY_DEFAULT_EXCHANGE, KOMBU_BINDING_PREFIX, RedisLayout, bindings, checked,
+    discover_redis_queues, each_db, glob_escape)
 from celery_checks.plugin.perfdata import quoted, shown
 from celery_checks.queue.facts import Depth, Findings
 
@@ -115,7 +115,9 @@ class Absence:
                 text += " (-O global_keyprefix=%s)" % shown(prefix) if prefix \
                     else " (without -O global_keyprefix)"
             if len(self.places) > 1:
-                text += " (+%d more)" % (len(self.places) - 1)
+                # places, not problems: "(+N more)" is the summary's count of problems
+                more = len(self.places) - 1
+                text += " and in %d more place%s (-v)" % (more, "" if more == 1 else "s")
         elif self.similar:
             text += "; did you mean %s?" % shown(self.similar)
         elif self.queue is not None and "," in self.queue:
@@ -180,23 +182,11 @@ def _bound_elsewhere(client, layout, db, queues, deadline):
                     found.setdefault(name, set()).add((number, prefix))
 
     pattern = "*" + glob_escape(KOMBU_BINDING_PREFIX) + "*"
-    try:
-        collect(db, bindings(client, pattern, deadline))
-        keyspace = client.info("keyspace")
-    except redis.ResponseError:
-        keyspace = {}
-    for name in sorted(keyspace, key=lambda n: int(n[2:]) if n[2:].isdigit() else -1):
-        if not (name.startswith("db") and name[2:].isdigit()) or int(name[2:]) == db:
-            continue
-        if time.monotonic() > deadline:
-            break
-        other = RawDb(client, int(name[2:]))
+    for number, where in each_db(client, db, deadline):
         try:
-            collect(int(name[2:]), bindings(other, pattern, deadline))
+            collect(number, bindings(where, pattern, deadline))
         except redis.ResponseError:
             continue
-        finally:
-            other.close()
     if queues is None:
         return sorted(places)
     return {name: sorted(where) for name, where in found.items()}

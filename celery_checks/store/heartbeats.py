@@ -208,20 +208,40 @@ def read(client, queues, transport_options=None):
     return now, {q: _decode(raw) for q, raw in zip(queues, replies[1:])}
 
 
-def prefixes_elsewhere(client, queues, transport_options=None):
-    """{queue: [other global_keyprefix values holding its record]}: one
-    SCAN, for queues without a record under the given prefix (a wrong or
-    missing -O global_keyprefix)."""
+def places_elsewhere(client, queues, transport_options=None, deadline=None):
+    """{queue: [(db, prefix)]}: where else on this server the records of
+    ``queues`` (without one where the check looked) are. ``db`` is None
+    for the store's own DB (another global_keyprefix: a wrong or missing
+    -O), ``prefix`` None for the check's own prefix (another DB: a wrong DB
+    number). This DB first (one SCAN), then every other DB INFO keyspace
+    lists, until ``deadline``. Best effort: a server that refuses INFO or
+    SELECT (ACLs) only leaves the hint out."""
+    import redis
+
+    from celery_checks.connect.layout import each_db, scan
+
     ours = key_for("", transport_options)
+    db = int(client.connection_pool.connection_kwargs.get("db") or 0)
     wanted = set(queues)
-    escaped = glob_escape(KEY_PREFIX)
-    pattern = "*" + escaped + ("*" if len(queues) > 1 else glob_escape(queues[0]))
+    pattern = "*" + glob_escape(KEY_PREFIX) + ("*" if len(queues) > 1 else glob_escape(queues[0]))
     found = {}
-    for key in client.scan_iter(match=pattern, count=1000):
-        prefix, _, queue = as_text(key).rpartition(KEY_PREFIX)
-        if queue in wanted and prefix + KEY_PREFIX != ours:
-            found.setdefault(queue, []).append(prefix)
-    return {q: sorted(p) for q, p in found.items()}
+
+    def collect(number, keys):
+        for key in keys:
+            prefix, _, queue = as_text(key).rpartition(KEY_PREFIX)
+            if queue not in wanted or (number == db and prefix + KEY_PREFIX == ours):
+                continue
+            place = (None if number == db else number,
+                     None if prefix + KEY_PREFIX == ours else prefix)
+            found.setdefault(queue, set()).add(place)
+
+    for number, where in each_db(client, db, deadline):
+        try:
+            collect(number, scan(where, pattern, deadline))
+        except redis.ResponseError:
+            continue
+    return {q: sorted(p, key=lambda place: (place[0] is not None, place[0] or 0, place[1] or ""))
+            for q, p in found.items()}
 
 
 _FLOATS = ("published", "pending_since", "started", "latency", "failed")

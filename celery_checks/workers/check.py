@@ -23,6 +23,7 @@ from celery_checks.plugin.resource import Resource
 from celery_checks.workers import sources
 from celery_checks.workers.inventory import (
     Inventory, check_expectations, expectation, read_expect_file, shorten)
+from celery_checks.workers.replies import Observed
 from celery_checks.workers.sources import SOURCES
 
 DEFAULT_REPLY_TIMEOUT = 1.0
@@ -73,9 +74,10 @@ WARNING   an unexpected node (--unexpected-state); online outside -w;
           workers run different Celery versions (--versions-differ-state,
           events source, default ok)
 CRITICAL  an expected node missing (--missing-state); online outside -c;
-          no inventory nor -w/-c and no node answered; the broker cannot
-          be reached; on stdin, celery says it could not reach the broker
-          or "No nodes replied" (quoted)
+          no inventory nor -w/-c and no node answered (on Redis, named:
+          workers bound under another global_keyprefix or in another DB);
+          the broker cannot be reached; on stdin, celery says it could not
+          reach the broker or "No nodes replied" (quoted)
 UNKNOWN   stdin is empty, celery itself failed (no app, bad option), or
           it is not celery status/inspect ping output""",
     examples="""\
@@ -84,17 +86,14 @@ check_celery_workers --expect-file /etc/celery/workers.txt -b amqp://...
 check_celery_workers --source events -c 2: --versions-differ-state warn
 celery -A proj status --json >status.json 2>&1
 check_celery_workers --source stdin --expect 'w-[0-9]*@serverA=4' <status.json""",
+    prog="check_celery_workers", broker=True,
+    summary="Alert when expected Celery workers are missing or unknown ones appear.",
+    thresholds=("the number of online nodes", None, None),
 )
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(
-        "check_celery_workers",
-        "Alert when expected Celery workers are missing or unknown ones appear.",
-        thresholds=("the number of online nodes", None, None),
-        broker=True,
-        **HELP,
-    )
+    parser = cli.make_parser(**HELP)
     group = parser.add_argument_group("inventory")
     group.add_argument(
         "--expect", metavar="PATTERN[=COUNT]", action="append", type=expectation, default=[],
@@ -105,14 +104,9 @@ def parse_args(argv=None):
         "--expect-file", metavar="PATH",
         help="read PATTERN[=COUNT] lines from this file (# comments)",
     )
-    group.add_argument(
-        "--missing-state", metavar="STATE", type=cli.state_name, default=2,
-        help="state when an expected node is missing (default: critical)",
-    )
-    group.add_argument(
-        "--unexpected-state", metavar="STATE", type=cli.state_name, default=1,
-        help="state when a node is not in the inventory (default: warning)",
-    )
+    cli.add_state_option(group, "--missing-state", "state when an expected node is missing", 2)
+    cli.add_state_option(group, "--unexpected-state",
+                         "state when a node is not in the inventory", 1)
     source = parser.add_argument_group("source")
     source.add_argument(
         "--source", choices=sorted(SOURCES), default="ping",
@@ -128,10 +122,8 @@ def parse_args(argv=None):
         help="events: listen at most this long (default: %s, at most half of "
         "-t)" % DEFAULT_WINDOW,
     )
-    source.add_argument(
-        "--versions-differ-state", metavar="STATE", type=cli.state_name,
-        help="events: state when nodes run different Celery versions (default: ok)",
-    )
+    cli.add_state_option(source, "--versions-differ-state",
+                         "events: state when nodes run different Celery versions", None)
     args = parser.parse_args(argv)
     # An option another source reads would be ignored: say so rather than
     # let the user believe it took effect (these default to None for that).
@@ -140,6 +132,13 @@ def parse_args(argv=None):
         if getattr(args, option) is not None and args.source != source:
             parser.error("--%s applies to --source %s only, not --source %s"
                          % (option.replace("_", "-"), source, args.source))
+    # stdin talks to no broker: a broker named on the command line would be
+    # ignored (the environment's $CELERY_BROKER_URL is not a choice made here)
+    given = [flag for flag, value in (("-b", args.broker_given), ("--broker-file", args.broker_file))
+             if value is not None]
+    if args.source == "stdin" and given:
+        parser.error("%s applies to --source ping or events, not --source stdin "
+                     "(celery status names its own broker)" % given[0])
     if args.versions_differ_state is None:
         args.versions_differ_state = 0
     if args.expect_file:
@@ -183,7 +182,11 @@ class Workers(Resource):
         self.asking = sources.Asking(broker, deadline, wait, inventory)
 
     def acquire(self):
-        return Seen(sources.nodes(self.source, self.asking), self.inventory)
+        replies = sources.nodes(self.source, self.asking)
+        replies = replies if isinstance(replies, Observed) else Observed(replies)
+        if not replies and self.source != "stdin" and self.broker.transport == "redis":
+            replies.note = sources.misplaced(self.asking)
+        return Seen(replies, self.inventory)
 
     def metrics(self, seen):
         verdict = seen.verdict

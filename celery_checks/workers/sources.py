@@ -8,6 +8,7 @@ soon as every expected node answered.
 """
 
 import importlib
+import time
 
 SOURCES = {  # --source: the module whose nodes() answers it
     "ping": "celery_checks.workers.ping",
@@ -39,6 +40,45 @@ class Asking:
 def nodes(source, asking):
     """The replies of ``source`` (a key of SOURCES); its module imported only now."""
     return importlib.import_module(SOURCES[source]).nodes(asking)
+
+
+def misplaced(asking):
+    """Why nobody answered on a Redis broker, when the workers are bound to
+    Celery's broadcast exchange under another key prefix or in another DB of
+    the same server: a note for the status line, else None. Best effort,
+    within half what -t leaves: a failure here leaves the note out."""
+    from celery_checks.connect.failures import alarm
+    from celery_checks.connect.kombu import PIDBOX_EXCHANGE
+    from celery_checks.connect.layout import RedisLayout, exchange_bound_elsewhere
+    from celery_checks.connect.redis import redis_client
+    from celery_checks.plugin.perfdata import quoted, shown
+
+    broker = asking.broker
+    layout = RedisLayout(broker.options)
+    timeout = asking.io_timeout()
+    deadline = min(time.monotonic() + timeout / 2, asking.budget_end())
+    client = redis_client(broker.url, broker.options, timeout)
+    try:
+        db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+        places = exchange_bound_elsewhere(client, layout, PIDBOX_EXCHANGE, db, deadline)
+    except alarm():
+        raise  # -t fired: the run's own answer, not a missing hint
+    except Exception:  # a hint only: the answer stays "no worker answered"
+        return None
+    finally:
+        client.close()
+    if not places:
+        return None
+    other_db, prefix = places[0]
+    where = ["in DB %d" % other_db] if other_db != db else []
+    if prefix != layout.prefix:
+        where.append("under prefix %s" % quoted(prefix))
+    text = "no worker answered in DB %d under key prefix %s; workers found %s" % (
+        db, quoted(layout.prefix), " ".join(where))
+    if other_db == db:
+        text += " (-O global_keyprefix=%s)" % shown(prefix) if prefix \
+            else " (without -O global_keyprefix)"
+    return text
 
 
 def grace(slowest):
