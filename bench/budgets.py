@@ -1,10 +1,11 @@
-"""The budgets of issue 8, judged on the measured scenarios: each a row
+"""The budgets of issues 8 and 16, judged on the measured scenarios: each a row
 (budget, measured, verdict) with verdict met / **MISSED** / why it was not
 measured."""
 
 import statistics
 
 from bench.measure import HEAVY
+from bench.scenarios import FLOORS
 
 HEARTBEAT_INTERVAL = 2.0  # celery worker's default --heartbeat-interval
 
@@ -89,8 +90,23 @@ def budgets(by_key, throughput=None):
     judge.imports_none("pulsefile-1", "pulsefile imports none of celery/redis/pika")
     for key in ("queue-redis-1", "queue-redis-100", "queue-amqp-1", "queue-amqp-20"):
         judge.limit(key, "wall", 0.25, "s", "%s ≤ 0.25 s" % key)
+    # issue 16: the Redis checks within 1.5× of their floor (importing
+    # nagiosplugin, argparse and socket) and under 20 MiB
+    for key in ("queue-redis-1", "heartbeat-1", "workers-ping-2"):
+        judge.relative(key, "floor-socket-" + ("services" if key.startswith("queue") else "workers"),
+                       1.5, "%s ≤ 1.5× its floor `%s`" % (key, FLOORS["socket"]))
+        judge.limit(key, "rss", 20, "MiB", "%s ≤ 20 MiB" % key)
+    # ... and their cost as queues and workers grow, against the smallest case
     judge.relative("queue-redis-100", "queue-redis-1", 1.1,
                    "queue Redis: 100 queues ≤ 1.1× 1 queue")
+    judge.relative("queue-redis-1000", "queue-redis-1", 1.3,
+                   "queue Redis: 1,000 queues ≤ 1.3× 1 queue")
+    judge.relative("heartbeat-100", "heartbeat-1", 1.3, "heartbeat: 100 queues ≤ 1.3× 1 queue")
+    judge.relative("heartbeat-1000", "heartbeat-1", 1.3, "heartbeat: 1,000 queues ≤ 1.3× 1 queue")
+    for source in ("ping", "events"):
+        for size in (10, 50):
+            judge.relative("workers-%s-%d" % (source, size), "workers-%s-2" % source, 1.5,
+                           "workers, %s: %d workers ≤ 1.5× 2 workers" % (source, size))
     judge.relative("queue-amqp-20", "queue-amqp-1", 1.2,
                    "queue RabbitMQ: 20 queues ≤ 1.2× 1 queue")
     judge.limit("heartbeat-100", "wall", 0.25, "s", "heartbeat-100 ≤ 0.25 s")

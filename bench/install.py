@@ -39,7 +39,7 @@ print(json.dumps({"base": getattr(sys, "_base_executable", None) or sys.executab
 
 VERSIONS = """
 import importlib.metadata, platform
-names = ("nagiosplugin", "celery", "kombu", "redis", "pika")
+names = ("nagiosplugin", "celery", "kombu", "redis", "hiredis", "pika")
 def version(name):
     try:
         return importlib.metadata.version(name)
@@ -121,3 +121,31 @@ class Install:
             return None
         found = shutil.which(exe)
         return [found] + list(argv[1:]) if found else None
+
+
+class Before:
+    """Another revision's celery_checks beside the install (``git archive``
+    into the work dir, compiled) with wrappers of its own in the same
+    directory (a script's directory comes first on sys.path), run by the
+    same interpreter with the same libraries: the code before a change."""
+
+    def __init__(self, workdir, install, revision):
+        self.revision = subprocess.check_output(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", revision], text=True).strip()
+        self.path = workdir / "before"
+        self.path.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", self.revision,
+                                  "celery_checks"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(self.path)], input=archive, check=True)
+        subprocess.run([install.python, "-m", "compileall", "-q", str(self.path)], check=False)
+        self.python = install.python
+
+    def argv(self, argv):
+        """``argv`` (a check's name, then its arguments) on the old code."""
+        name = argv[0]
+        path = self.path / name
+        if not path.exists():
+            module, func = declared_scripts()[name].split(":")
+            path.write_text(WRAPPER % (self.python, module, func, func))
+            path.chmod(0o755)
+        return [str(path)] + list(argv[1:])

@@ -105,6 +105,7 @@ def render(results, args, started, load_before, load_after, versions, throughput
             ("%s %s" % (ratio(s, tool), tool.title)) if tool else "",
             "" if s.imports is None else (", ".join(sorted(set(HEAVY) & s.imports)) or "none"),
         ))
+    lines += before_after(results, by_key)
     lines += ["", "### Where the time goes", "",
               "CPU medians of each check against its floor (importing the libraries it "
               "cannot do without, measured in the same phase); what is left is the "
@@ -124,6 +125,28 @@ def render(results, args, started, load_before, load_after, versions, throughput
         lines.append("| %s | %s | %s |" % (text, measured, verdict))
     lines += ["", end]
     return "\n".join(lines)
+
+
+def before_after(results, by_key):
+    """Each scenario measured on --before REV too: both, side by side, and
+    the median of per-round ratios (same rounds, same load)."""
+    from bench.budgets import paired
+
+    rows = []
+    for old in results:
+        new = by_key.get(old.key[:-len("-before")]) if old.key.endswith("-before") else None
+        if new is None or "ok" not in (old.status, new.status) or \
+                old.status != "ok" or new.status != "ok":
+            continue
+        rows.append("| %s | %s / %s | %.2f× | %.1f / %.1f |" % (
+            new.title, fmt_s(old.stat("wall")), fmt_s(new.stat("wall")), paired(new, old),
+            old.stat("rss", max), new.stat("rss", max)))
+    if not rows:
+        return []
+    return ["", "### Before and after", "",
+            "The same command on the --before revision's code, in the same rounds.", "",
+            "| scenario | wall s before / after | after ÷ before | peak RSS MiB before / after |",
+            "|---|---|---|---|"] + rows
 
 
 def state_of(s):

@@ -27,7 +27,10 @@ What it does, in one process:
   check's floor = the imports it cannot avoid, the tool an operator would
   use), checks the budgets of issue 8, and writes the tables into
   docs/performance.md between the ``bench:begin``/``bench:end`` markers
-  (``--label`` names another block, e.g. for ``--python /usr/bin/python3``).
+  (``--label`` names another block, e.g. for ``--python /usr/bin/python3``);
+- with ``--before REV``, also runs the main Redis scenarios on that git
+  revision's celery_checks (same venv, same libraries) in the same rounds,
+  so a change's before and after meet the same load.
 
 A scenario whose executable is not declared in pyproject.toml yet is
 reported as "not built". Ratios are what to compare across runs: the
@@ -51,7 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # bench.* and the test kit's services: tests/kit/
 
-from bench.install import Install  # noqa: E402
+from bench.install import Before, Install  # noqa: E402
 from bench.measure import Launcher, imported_packages, log  # noqa: E402
 from bench.report import render, write_doc  # noqa: E402
 from bench.scenarios import PHASES, selected, slow_rounds  # noqa: E402
@@ -82,11 +85,12 @@ class Workers:
 class Context:
     """What the phases set up with, all of it undone by :meth:`cleanup`."""
 
-    def __init__(self, workdir, install, launcher, only=None):
+    def __init__(self, workdir, install, launcher, only=None, before=None):
         self.workdir = workdir
         self.install = install
         self.launcher = launcher
         self.only = only
+        self.before = before  # Before: another revision's celery_checks, or None
         # A redis-server of the benchmark's own, like the tests': it never
         # touches a Redis it did not start.
         self.redis = RedisServer(workdir)
@@ -199,6 +203,9 @@ def options(argv=None):
     parser.add_argument("--label", metavar="NAME",
                         help="write the block marked 'bench:begin NAME' instead of the "
                         "unnamed one, so runs side by side (e.g. debian) keep each other")
+    parser.add_argument("--before", metavar="REV",
+                        help="also measure the main Redis scenarios on this git "
+                        "revision's celery_checks, in the same rounds (e.g. main)")
     parser.add_argument("--python", metavar="PATH",
                         help="run the checks with this interpreter's libraries, e.g. "
                         "/usr/bin/python3 for Debian's packages (default: this venv's)")
@@ -230,7 +237,8 @@ def main(argv=None):
         install = Install(workdir, args.python)
         versions = install.versions
         launcher = Launcher(install.python, workdir)
-        ctx = Context(workdir, install, launcher, args.only)
+        before = Before(workdir, install, args.before) if args.before else None
+        ctx = Context(workdir, install, launcher, args.only, before)
         for key, title, phase in PHASES:
             log("phase: %s" % title)
             for number, scenarios in enumerate(phase(ctx)):

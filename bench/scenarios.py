@@ -23,6 +23,9 @@ HOST = socket.gethostname()
 # distance between a check and its floor is the check's own doing.
 FLOORS = {
     "nagiosplugin": "import nagiosplugin",
+    # issue 16's floor for the Redis checks (their own client is ~1 ms of
+    # hiredis); redis-py's import beside it is what they paid before
+    "socket": "import nagiosplugin, argparse, socket",
     "redis": "import nagiosplugin, argparse, redis",
     "pika": "import nagiosplugin, argparse, pika",
     "kombu": "import nagiosplugin, argparse, kombu, kombu.transport.redis",
@@ -104,35 +107,42 @@ def phase_services(ctx):
     for i in range(50):
         (pulse_dir / "many" / ("w%02d.pulse" % i)).write_text(content)
 
-    scenarios = base_scenarios("services", ["redis", "pika"]) + [
+    scenarios = base_scenarios("services", ["socket", "redis", "pika"]) + [
         Scenario("pulsefile-1", "pulsefile, 1 file",
                  ["check_celery_pulsefile", "-f", str(pulse_dir / "worker.pulse")]),
         Scenario("pulsefile-50", "pulsefile, 50 files (glob)",
                  ["check_celery_pulsefile", "-f", str(pulse_dir / "many" / "*.pulse"),
                   "--min-files", "50"]),
     ]
-    if ctx.wants("queue-redis-1", "queue-redis-100"):
+    if ctx.wants(*QUEUE_KEYS):
         db = ctx.take_db()
         redis_url = ctx.redis.url(db)
-        redis_queues = ["bench-q%03d" % i for i in range(100)]
-        fill(redis_url, redis_queues, 10, priorities=True)
+        redis_queues = ["bench-q%04d" % i for i in range(1000)]
+        fill(redis_url, redis_queues[:100], 10, priorities=True)
+        fill(redis_url, redis_queues[100:], 1)
         scenarios += [
             Scenario("redis-cli", "`redis-cli llen` (1 list)",
                      ["redis-cli", "-h", ctx.redis.host, "-p", str(ctx.redis.port), "-n", str(db),
                       "llen", redis_queues[0]], kind="baseline"),
             Scenario("queue-redis-1", "queue, Redis, 1 queue (10 msgs, priorities 0-9)",
-                     queue_args(redis_url, redis_queues[:1]), tool="redis-cli", floor="redis"),
+                     queue_args(redis_url, redis_queues[:1]), tool="redis-cli", floor="socket"),
             Scenario("queue-redis-100", "queue, Redis, 100 queues",
-                     queue_args(redis_url, redis_queues), tool="redis-cli", floor="redis"),
+                     queue_args(redis_url, redis_queues[:100]), tool="redis-cli", floor="socket"),
+            Scenario("queue-redis-1000", "queue, Redis, 1,000 queues",
+                     queue_args(redis_url, redis_queues), tool="redis-cli", floor="socket"),
         ]
+        scenarios += before(ctx, "queue-redis-1", "queue, Redis, 1 queue",
+                            queue_args(redis_url, redis_queues[:1]))
+        scenarios += before(ctx, "queue-redis-1000", "queue, Redis, 1,000 queues",
+                            queue_args(redis_url, redis_queues))
     if ctx.install.has("check_celery_tasks") and ctx.wants("tasks-100"):
         db = ctx.take_db()
-        record_tasks(ctx.redis.client(db), 100)
+        record_tasks(ctx.redis.url(db), 100)
         scenarios.append(Scenario(
             "tasks-100", "tasks, 100 recorded task names",
             ["check_celery_tasks", "--store", ctx.redis.url(db), "--state-file",
              str(ctx.workdir / "tasks.state"), "--max-age", "bench.task000=1h", "-w", "20"],
-            floor="redis"))
+            floor="socket"))
     if ctx.wants("queue-amqp-1", "queue-amqp-20"):
         vhost = ctx.take_vhost()
         amqp_queues = ["bench-q%02d" % i for i in range(20)]
@@ -149,11 +159,13 @@ def phase_services(ctx):
     yield scenarios
 
 
-def record_tasks(client, count):
+def record_tasks(store_url, count):
     """Records of ``count`` task names in the store, as a worker's flush
     writes them (celery_checks/store/tasks.py)."""
+    from celery_checks.connect.redis import redis_client
     from celery_checks.store import tasks as store
 
+    client = redis_client(store_url)
     now, tallies = time.monotonic(), {}
     for number in range(count):
         tally = tallies["bench.task%03d" % number] = store.Tally()
@@ -165,16 +177,24 @@ def record_tasks(client, count):
     client.close()
 
 
+QUEUE_KEYS = ("queue-redis-1", "queue-redis-100", "queue-redis-1000")
 # The worker check's sources and the floor of each.
-SOURCES = (("ping", "redis"), ("events", "kombu"))
+SOURCES = (("ping", "socket"), ("events", "kombu"))
+# Idle solo workers, each group on a database of its own, all running at
+# once so every size is measured in the same rounds; the missing-worker
+# cases (a second or more each) only with the smaller groups.
+WORKER_GROUPS = (2, 10, 50)
+MISSING_GROUPS = (2, 10)
+HEARTBEAT_QUEUES = (1, 100, 1000)
 
 
 def worker_keys():
     return ["workers-%s-%s%s" % (source, n, suffix) for source, _ in SOURCES
-            for n in (2, 10) for suffix in ("", "-missing")]
+            for n in WORKER_GROUPS
+            for suffix in (("", "-missing") if n in MISSING_GROUPS else ("",))]
 
 
-def worker_scenarios(tag, url, names, missing):
+def worker_scenarios(tag, url, names, missing, baselines=True):
     expect = []
     for name in names:
         expect += ["--expect", name]
@@ -185,68 +205,108 @@ def worker_scenarios(tag, url, names, missing):
                  ["celery", "-b", url, "status"], kind="baseline", slow=True),
         Scenario("inspect-ping-%s" % tag, "`celery inspect ping` (%s workers)" % tag,
                  ["celery", "-b", url, "inspect", "ping"], kind="baseline", slow=True),
-    ]
+    ] if baselines else []
     for source, floor in SOURCES:
         check = ["check_celery_workers", "-b", url, "--source", source]
-        scenarios += [
-            Scenario("workers-%s-%s" % (source, tag),
-                     "workers, %s, %s of %s present" % (source, tag, tag),
-                     check + expect, tool=status, floor=floor),
-            Scenario("workers-%s-%s-missing" % (source, tag),
-                     "workers, %s, 1 of %d missing" % (source, len(names) + 1),
-                     check + gone, expect=(2,), tool=status, slow=True, floor=floor),
-        ]
+        scenarios.append(Scenario("workers-%s-%s" % (source, tag),
+                                  "workers, %s, %s of %s present" % (source, tag, tag),
+                                  check + expect, tool=status if baselines else None,
+                                  floor=floor))
+        if int(tag) in MISSING_GROUPS:
+            scenarios.append(Scenario(
+                "workers-%s-%s-missing" % (source, tag),
+                "workers, %s, 1 of %d missing" % (source, len(names) + 1),
+                check + gone, expect=(2,), tool=status, slow=True, floor=floor))
     return scenarios
 
 
 def phase_workers(ctx):
-    """2 workers (and a heartbeat worker on its own DB), then 10 workers."""
+    """A heartbeat worker on its own DB (1, 100, 1,000 queues), and 2, 10
+    and 50 idle workers, each group on its own DB: all measured together."""
     scenarios = []
     built = ctx.install.has("check_celery_heartbeat") or ctx.install.has("trigger_celery_heartbeat")
-    if built and ctx.wants("heartbeat-1", "heartbeat-100", "trigger-10"):
+    wanted = ["heartbeat-%d" % n for n in HEARTBEAT_QUEUES] + ["trigger-10"]
+    if built and ctx.wants(*wanted):
         hb_url = ctx.redis.url(ctx.take_db())
-        hb_queues = ["bench-hb%03d" % i for i in range(100)]
-        ctx.workers.start(hb_url, ["bench-hb@%s" % HOST], queues=hb_queues)
+        hb_queues = ["bench-hb%04d" % i for i in range(max(HEARTBEAT_QUEUES))]
+        # A real worker consumes the first 100 (the trigger's heartbeats go
+        # through it); the other records are written by the same store
+        # functions the trigger and the worker call.
+        ctx.workers.start(hb_url, ["bench-hb@%s" % HOST], queues=hb_queues[:100])
         scenarios += heartbeat_scenarios(ctx, hb_url, hb_queues)
+    floors = ["socket", "redis"] + (["celery"] if scenarios else [])
     if not ctx.wants(*worker_keys()):
         if scenarios:
-            yield base_scenarios("2w", ["redis", "celery"]) + scenarios
+            yield base_scenarios("workers", floors) + scenarios
         return
-
-    url = ctx.redis.url(ctx.take_db())
-    names = ["bench-w%02d@%s" % (i, HOST) for i in range(1, 11)]
+    floors.append("kombu")
     missing = "bench-gone@%s" % HOST
-    ctx.workers.start(url, names[:2])
-    floors = ["redis", "kombu"] + (["celery"] if scenarios else [])
-    yield base_scenarios("2w", floors) + scenarios + worker_scenarios("2", url, names[:2], missing)
-    ctx.workers.start(url, names[2:])
-    yield base_scenarios("10w", ["redis", "kombu"]) + worker_scenarios("10", url, names, missing)
+    for size in WORKER_GROUPS:
+        url = ctx.redis.url(ctx.take_db())
+        names = ["bench-w%dx%02d@%s" % (size, i, HOST) for i in range(1, size + 1)]
+        log("starting %d workers" % size)
+        ctx.workers.start(url, names, timeout=300)
+        scenarios += worker_scenarios(str(size), url, names, missing,
+                                      baselines=size in MISSING_GROUPS)
+        if size in (min(WORKER_GROUPS), max(WORKER_GROUPS)):
+            scenarios += before(ctx, "workers-ping-%d" % size,
+                                "workers, ping, %d of %d present" % (size, size),
+                                ["check_celery_workers", "-b", url, "--source", "ping"]
+                                + [arg for name in names for arg in ("--expect", name)])
+    yield base_scenarios("workers", floors) + scenarios
+
+
+def before(ctx, key, title, argv):
+    """The same command on the code of --before REV (if given), measured in
+    the same rounds: the before/after of a change under the same load."""
+    if not ctx.before:
+        return []
+    return [Scenario(key + "-before", "%s, before (%s)" % (title, ctx.before.revision),
+                     ctx.before.argv(argv), floor="redis", expect=(0, 1, 2))]
 
 
 def heartbeat_scenarios(ctx, store_url, queues):
-    """Trigger heartbeats through all queues, wait until the worker ran them."""
+    """Trigger heartbeats through the first 100 queues, wait until the
+    worker ran them; the other records written through the store."""
+    from celery_checks.connect.redis import redis_client
+    from celery_checks.store import heartbeats as store
+
     def trigger(queues):
         return ["trigger_celery_heartbeat", "-b", store_url] + [
             arg for queue in queues for arg in ("-q", queue)]
 
     result = []
     if ctx.install.has("trigger_celery_heartbeat"):
-        sample = ctx.measure(ctx.install.resolve(trigger(queues)))
+        sample = ctx.measure(ctx.install.resolve(trigger(queues[:100])))
         if sample.rc != 0:
             log("trigger failed: %s" % sample.output.strip()[:300])
         result.append(Scenario("trigger-10", "trigger, 10 queues", trigger(queues[:10]),
                                floor="celery"))
+    client = redis_client(store_url)
+    try:
+        rest = queues[100:]
+        at = store.record_publish(client, rest, ["bench"] * len(rest), "bench")
+        for queue in rest:
+            store.record_start(client, queue, at, "bench", "bench-hb@%s" % HOST)
+    finally:
+        client.close()
     if ctx.install.has("check_celery_heartbeat"):
-        check = ["check_celery_heartbeat", "--store", store_url]
-        one = Scenario("heartbeat-1", "heartbeat, 1 queue", check + ["-q", queues[0]], floor="redis")
-        many = Scenario("heartbeat-100", "heartbeat, 100 queues",
-                        check + [arg for q in queues for arg in ("-q", q)], floor="redis")
+        # records written once, read for the whole run: ages may not alert
+        check = ["check_celery_heartbeat", "--store", store_url, "-w", "7200", "-c", "14400"]
+        groups = []
+        for size in HEARTBEAT_QUEUES:
+            argv = check + [arg for q in queues[:size] for arg in ("-q", q)]
+            title = "heartbeat, %s queue%s" % ("{:,}".format(size), "s" if size > 1 else "")
+            groups.append(Scenario("heartbeat-%d" % size, title, argv, floor="socket"))
+            if size in (1, 1000):
+                groups += before(ctx, "heartbeat-%d" % size, title, argv)
+        ran = next(g for g in groups if g.key == "heartbeat-100")  # through the worker
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if ctx.measure(ctx.install.resolve(many.argv)).rc == 0:
+            if ctx.measure(ctx.install.resolve(ran.argv)).rc == 0:
                 break
             time.sleep(0.5)
-        result += [one, many]
+        result += groups
     return result
 
 

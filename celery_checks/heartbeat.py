@@ -37,7 +37,7 @@ CRITICAL_AGE = "600"
 WARNING_LATENCY = "60"
 CRITICAL_LATENCY = "300"
 #: the -O keys the check reads (and, for a sentinel:// store, how to find
-#: its master): the store is Redis, read with redis-py alone.
+#: its master): the store is Redis, read with connect/redis.py alone.
 STORE_OPTIONS_USED = ("global_keyprefix",)
 # A RabbitMQ worker whose app names no store runs the heartbeat and cannot
 # record it (its log says why): it reads like a worker without install(app).
@@ -235,13 +235,16 @@ class Heartbeats(Resource):
         target = self.target
         with redis_errors(target.url, target.role):
             client = redis_client(target.url, target.options, self.deadline.network_timeout())
-            now, records = store.read(client, self.queues, target.options)
-            unseen = [q for q in self.queues
-                      if "started" not in records[q] and "pending_since" not in records[q]]
-            # the search for a misplaced record may take half the network timeout
-            search_until = time.monotonic() + self.deadline.network_timeout() / 2
-            elsewhere = store.places_elsewhere(client, unseen, target.options,
-                                               search_until) if unseen else {}
+            try:
+                now, records = store.read(client, self.queues, target.options)
+                unseen = [q for q in self.queues
+                          if "started" not in records[q] and "pending_since" not in records[q]]
+                # the search for a misplaced record may take half the network timeout
+                search_until = time.monotonic() + self.deadline.network_timeout() / 2
+                elsewhere = store.places_elsewhere(client, unseen, target.options,
+                                                   search_until) if unseen else {}
+            finally:
+                client.close()
         heartbeats = []
         for name in self.queues:
             queue = QueueHeartbeat(name, records[name], now)

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from celery_checks.connect.redis import redis_client as redis_client_of
 from celery_checks.store import heartbeats as store
 from tests.kit.faults import Listener
 from tests.kit.plugin import executable, run_check
@@ -238,40 +239,42 @@ def test_silent_store_is_critical_within_timeout(silent_port):
 
 def test_ages_use_the_store_clock_and_a_waiting_heartbeat_counts(redis_url, redis_client):
     """The store's own logic, on real Redis: pending_since survives repeated
-    publishes until a start answers the newest one."""
-    first = store.record_publish(redis_client, ["q"], ["id1"], "test")
+    publishes until a start answers the newest one. The store writes
+    through the checks' own client; redis-py (the kit's) reads behind it."""
+    ours = redis_client_of(redis_url)
+    first = store.record_publish(ours, ["q"], ["id1"], "test")
     assert abs(first - time.time()) < 5  # the store's TIME (same host here)
-    second = store.record_publish(redis_client, ["q"], ["id2"], "test")
+    second = store.record_publish(ours, ["q"], ["id2"], "test")
     fields = record(redis_client, "q")
     assert float(fields["pending_since"]) == first and float(fields["published"]) == second
-    store.record_start(redis_client, "q", first, "id1", "w@h")  # the older one starts
+    store.record_start(ours, "q", first, "id1", "w@h")  # the older one starts
     assert float(record(redis_client, "q")["pending_since"]) == second
-    store.record_start(redis_client, "q", second, "id2", "w@h")
+    store.record_start(ours, "q", second, "id2", "w@h")
     fields = record(redis_client, "q")
     assert "pending_since" not in fields and float(fields["latency"]) >= 0
     # A publish time from a clock ahead of the store cannot make a negative wait.
-    store.record_start(redis_client, "q", time.time() + 1000, "id3", "w@h")
+    store.record_start(ours, "q", time.time() + 1000, "id3", "w@h")
     assert float(record(redis_client, "q")["latency"]) == 0
     result = check(redis_url, "-q", "q").assert_ok("q healthy")
     assert result.perfdata["q_latency"].value == 0
     # A publish the trigger could not make leaves the queue's last start
     # alone and names the reason once the age alerts.
     before = record(redis_client, "q")
-    store.record_failure(redis_client, ["q"], "broker said no")
+    store.record_failure(ours, ["q"], "broker said no")
     fields = record(redis_client, "q")
     assert "pending_since" not in fields and fields["published"] == before["published"]
     time.sleep(0.2)
     check(redis_url, "-q", "q", "-w", "0.1").assert_warning("q trigger failing", "broker said no")
     # The trigger's own record, after its publish: a good one clears the
     # failure; one a worker already started is not waiting.
-    at = store.now(redis_client)
-    store.record_published(redis_client, ["q"], ["id5"], at, "test")
+    at = store.now(ours)
+    store.record_published(ours, ["q"], ["id5"], at, "test")
     fields = record(redis_client, "q")
     assert "failure" not in fields and float(fields["pending_since"]) == round(at, 6)
-    store.record_start(redis_client, "q", at, "id5", "w@h")
-    at = store.now(redis_client)
-    store.record_start(redis_client, "q", at, "id6", "w@h")  # started before recorded
-    store.record_published(redis_client, ["q"], ["id6"], at, "test")
+    store.record_start(ours, "q", at, "id5", "w@h")
+    at = store.now(ours)
+    store.record_start(ours, "q", at, "id6", "w@h")  # started before recorded
+    store.record_published(ours, ["q"], ["id6"], at, "test")
     assert "pending_since" not in record(redis_client, "q")
 
 

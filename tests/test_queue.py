@@ -336,13 +336,13 @@ def test_bad_input_is_unknown_on_one_line(args, fragment):
     assert "Traceback" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("kind,only", [("redis", "redis"), ("amqp", "pika")])
+@pytest.mark.parametrize("kind,only", [("redis", "hiredis"), ("amqp", "pika")])
 def test_imports_only_its_client_library(request, kind, only):
     url = request.getfixturevalue("redis_url") if kind == "redis" else request.getfixturevalue("rabbitmq").url
     code = (
         "import sys, atexit\n"
         "atexit.register(lambda: print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} "
-        "& {'celery', 'kombu', 'redis', 'pika', 'amqp', 'billiard'})))\n"
+        "& {'celery', 'kombu', 'redis', 'hiredis', 'pika', 'amqp', 'billiard'})))\n"
         "sys.argv = ['check_celery_queue', '-b', %r, '-q', 'cq-imports-%s']\n"
         "from celery_checks.queue import main\n"
         "main()\n" % (url, uuid.uuid4().hex[:6])

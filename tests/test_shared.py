@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from celery_checks.plugin import cli, perfdata, secrets
+from celery_checks.plugin import cli, perfdata, repeats, secrets
 from celery_checks.connect.urls import resolve_broker_url, transport_of
 from celery_checks.plugin.policy import CheckError
 from tests.kit.project import ROOT
@@ -180,13 +180,14 @@ def test_perfdata_grammar_of_the_tests_rejects_bad_items():
 
 def test_password_only_url_means_the_default_user_on_every_redis_py(redis_server, redis_db):
     """A URL with a password but no user authenticates Redis's default user
-    with redis-py 4 (Debian 12) as with redis-py 6+, so a server without a
-    password accepts it on both, as it does with AUTH default PW."""
+    (AUTH default PW, as redis-py 6+ and kombu's compat shim for redis-py 4
+    do), so a server without a password accepts it, whatever the library
+    set; the checks' own client sends it so."""
     from celery_checks.connect.redis import redis_client
 
     client = redis_client(redis_server.url(redis_db, auth=":any-pw"), timeout=2)
     try:
-        assert client.ping()
+        assert client.call("PING") == b"PONG"
     finally:
         client.close()
 
@@ -227,3 +228,47 @@ def test_unique_label_suffixes_names_that_sanitise_alike():
     used = {"unacked"}
     assert [perfdata.unique_label(n, used) for n in ("a=b", "a_b", "a'b", "unacked")] == \
         ["a_b", "a_b_2", "a_b_3", "unacked_2"]
+
+
+# The repeated -q/--expect read in one pass (plugin/repeats.py): the same
+# namespace as argparse alone gives, errors included, for every form.
+REPEATED_FORMS = [
+    ["-q", "a", "-q", "b", "-q", "a"],
+    ["-qa", "--queue", "b", "--queue=c", "-v", "-q", "d"],
+    ["-q", "a", "-vqx"],                      # combined short flags: argparse's
+    ["--que", "x", "-q", "y"],                # an abbreviation: argparse's
+    ["-q", "a", "--queue="],                  # empty: the finisher's usage error
+    ["-q"], ["-q", "-v"], ["-q", "a", "--"], ["--", "-q", "a"],
+    ["-q", "a", "--all-queues", "-q", "b"],   # the mutually exclusive group still judged
+    ["-q", "a", "-q", "", "-q", "b"],         # a value its type refuses
+    ["-b", "redis://h/0", "-w", "5"] + [a for i in range(50) for a in ("-q", "q%d" % i)],
+]
+
+
+@pytest.mark.parametrize("module", ["queue", "heartbeat", "workers"])
+@pytest.mark.parametrize("argv", REPEATED_FORMS, ids=lambda a: " ".join(a)[:40])
+def test_repeated_options_read_as_argparse_reads_them(monkeypatch, capsys, module, argv):
+    import importlib
+
+    parse_args = importlib.import_module(
+        "celery_checks.%s" % ("heartbeat" if module == "heartbeat" else module + ".check")).parse_args
+    if module == "workers":  # its repeated option is --expect
+        argv = [{"-q": "--expect", "--queue": "--expect", "--que": "--exp"}.get(a, a)
+                .replace("--queue=", "--expect=") for a in argv]
+
+    def plain(value):  # objects without __eq__ (Target, RedisLayout) by their fields
+        if hasattr(value, "__dict__"):
+            return type(value).__name__, {k: plain(v) for k, v in vars(value).items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    def outcome():
+        try:
+            return plain(parse_args(list(argv)))
+        except SystemExit as exc:
+            return exc.code, capsys.readouterr().out
+
+    ours = outcome()
+    monkeypatch.setattr(repeats, "gather_repeated", lambda actions, args: (args, {}))
+    assert ours == outcome()

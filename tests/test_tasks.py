@@ -20,6 +20,7 @@ import pytest
 from celery import Celery
 from celery.exceptions import TaskRevokedError
 
+from celery_checks.connect.redis import redis_client
 from celery_checks.store import tasks as store
 from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.faults import Listener, closed_port
@@ -36,9 +37,14 @@ def check(store_url, *args):
     return run_check("check_celery_tasks", "--store", store_url, *args)
 
 
-def counts(client):
-    """{name: (succeeded, failed, retried, rejected, revoked)} in the store."""
-    _, records = store.read(client)
+def counts(store_url):
+    """{name: (succeeded, failed, retried, rejected, revoked)} in the store
+    (read as the check reads it)."""
+    client = redis_client(store_url)
+    try:
+        _, records = store.read(client)
+    finally:
+        client.close()
     return {name: tuple(r[c] for c in store.COUNTERS) for name, r in records.items()}
 
 
@@ -78,14 +84,14 @@ def factory(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def module_db(redis_server, redis_dbs):
-    """``module_db()``: a database of the session's Redis for this module."""
+    """``module_db()``: the URL of a database of the session's Redis for this module."""
     held = []
 
     def take():
         manager = redis_dbs.take(from_top=True)
         held.append(manager)
         number = manager.__enter__()
-        return redis_server.url(number), redis_server.client(number)
+        return redis_server.url(number)
 
     yield take
     for manager in held:
@@ -98,7 +104,7 @@ def pooled(request, factory, module_db):
     """A worker of one pool on one broker; its store is a database of its own
     (the broker itself when that is Redis: the default store)."""
     pool, broker = request.param.split("-")
-    store_url, client = module_db()
+    store_url = module_db()
     queue = "tk-%s-%s" % (pool, uuid.uuid4().hex[:6])
     env = dict(FLUSH, TEST_TASKS_RESULTS=store_url)
     if broker == "rabbitmq":
@@ -111,7 +117,7 @@ def pooled(request, factory, module_db):
                            app="tests.tasks_app", env=env)
     apps = ClientApps()
     yield SimpleNamespace(pool=pool, worker=worker, app=apps(broker_url, store_url),
-                          queue=queue, store=store_url, client=client)
+                          queue=queue, store=store_url)
     worker.stop()
     apps.close()
 
@@ -142,7 +148,7 @@ def test_counts_across_two_runs_then_rates(pooled, tmp_path):
         revoked.get(timeout=30)
     expected = {"tests.divide": (3, 1, 0, 0, 1), "tests.flaky": (1, 0, 2, 0, 0),
                 "tests.refuse": (0, 0, 0, 1, 0)}
-    wait_for(lambda: counts(w.client) == expected, what="the records of %s" % expected)
+    wait_for(lambda: counts(w.store) == expected, what="the records of %s" % expected)
     if w.pool == "prefork":
         # A pool process dies under a task: the main process counts it. (What
         # that process tallied and had not sent yet dies with it: hence only
@@ -151,7 +157,7 @@ def test_counts_across_two_runs_then_rates(pooled, tmp_path):
             send(w, "tests.die").get(timeout=30)
         assert type(lost.value).__name__ == "WorkerLostError"
         expected["tests.die"] = (0, 1, 0, 0, 0)
-        wait_for(lambda: counts(w.client) == expected, what="the lost worker's failure")
+        wait_for(lambda: counts(w.store) == expected, what="the lost worker's failure")
 
     first = check(w.store, *options, "-v").assert_ok(
         "%d tasks recorded; first run, rates judged from the next run on" % len(expected))
@@ -175,7 +181,7 @@ def test_counts_across_two_runs_then_rates(pooled, tmp_path):
     for result in results:
         result.get(timeout=30, propagate=False)
     expected["tests.divide"] = (5, 3, 0, 0, 1)
-    wait_for(lambda: counts(w.client) == expected, what="the second records")
+    wait_for(lambda: counts(w.store) == expected, what="the second records")
     second = check(w.store, *options, "-v").assert_warning(
         "tests.divide: 2 of 4 failed (50%), last ZeroDivisionError (failed > 1)")
     perf = second.perfdata
@@ -191,7 +197,7 @@ def test_counts_across_two_runs_then_rates(pooled, tmp_path):
 def test_beat_stops_and_the_dead_mans_switch_fires(factory, module_db, tmp_path, client_app):
     """A real celery beat runs tests.nightly every 0.5 s; --max-age 3s is OK
     while it runs, CRITICAL once it stopped. The worker keeps 2 names."""
-    url, client = module_db()
+    url = module_db()
     env = dict(FLUSH, TEST_TASKS_BEAT_EVERY="0.5", TEST_TASKS_MAX_NAMES="2",
                TEST_TASKS_RESULTS=url)
     factory.start(url, app="tests.tasks_app", env=env)
@@ -201,7 +207,7 @@ def test_beat_stops_and_the_dead_mans_switch_fires(factory, module_db, tmp_path,
         "tests.nightly: never succeeded, no such task recorded (max age 3s)")
 
     beat = factory.start(url, command="beat", app="tests.tasks_app", env=env)
-    wait_for(lambda: counts(client).get("tests.nightly", (0,))[0] >= 2, what="beat's tasks")
+    wait_for(lambda: counts(url).get("tests.nightly", (0,))[0] >= 2, what="beat's tasks")
     result = check(url, *switch).assert_ok()
     assert 0 <= result.perfdata["tests.nightly_success_age"].value < 3
     assert result.perfdata["tests.nightly_success_age"].crit == "3"
@@ -216,8 +222,8 @@ def test_beat_stops_and_the_dead_mans_switch_fires(factory, module_db, tmp_path,
     app = client_app(url, url)
     assert app.send_task("tests.divide", args=(1, 1)).get(timeout=30) == 1
     assert app.send_task("tests.named", args=(7,)).get(timeout=30) == 7
-    wait_for(lambda: counts(client).get(store.OTHER) == (1, 0, 0, 0, 0), what="(other)")
-    assert sorted(counts(client)) == [store.OTHER, "tests.divide", "tests.nightly"]
+    wait_for(lambda: counts(url).get(store.OTHER) == (1, 0, 0, 0, 0), what="(other)")
+    assert sorted(counts(url)) == [store.OTHER, "tests.divide", "tests.nightly"]
 
 
 def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redis, tmp_path,
@@ -225,7 +231,7 @@ def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redi
     """The store freezes (SIGSTOP), then dies, then comes back, under a live
     solo worker: every task returns its result, the worker log says once
     that records are dropped, and once that the store answers again."""
-    broker, _ = module_db()
+    broker = module_db()
     server = own_redis().start()
     store_url = server.url(0)
     worker = factory.start(broker, app="tests.tasks_app", queues=["tk-outage"],
@@ -240,7 +246,7 @@ def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redi
     run(5)
     # a name longer than the store keeps is cut
     assert app.send_task(LONG_NAME, queue="tk-outage").get(timeout=30) == 1
-    wait_for(lambda: counts(server.client()) == {"tests.add": (5, 0, 0, 0, 0),
+    wait_for(lambda: counts(store_url) == {"tests.add": (5, 0, 0, 0, 0),
                                                  LONG_NAME[:200]: (1, 0, 0, 0, 0)},
              what="records")
 
@@ -259,7 +265,7 @@ def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redi
 
     server.start()
     run(4)
-    wait_for(lambda: counts(server.client()) == {"tests.add": (4, 0, 0, 0, 0)},
+    wait_for(lambda: counts(store_url) == {"tests.add": (4, 0, 0, 0, 0)},
              what="records after the store came back")
     log = worker.log()
     assert log.count("dropping task records") == 1, log[-3000:]

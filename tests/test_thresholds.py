@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from celery_checks.connect.redis import redis_client
 from celery_checks.store import heartbeats as store
 from tests.kit.plugin import run_check
 
@@ -51,10 +52,10 @@ def test_pulsefile_thresholds_in_force(tmp_path, args, age, state, warn, crit):
     (["--latency-critical", "120"], "300", "600", "60", "120"),
     (["--latency-warning", "400", "--latency-critical", "200"], "300", "600", "400", "200"),
 ])
-def test_heartbeat_thresholds_in_force(redis_url, redis_client, args, warn, crit,
-                                       latency_warn, latency_crit):
-    published = store.record_publish(redis_client, ["q"], ["id1"], "test")
-    store.record_start(redis_client, "q", published, "id1", "w@h")
+def test_heartbeat_thresholds_in_force(redis_url, args, warn, crit, latency_warn, latency_crit):
+    ours = redis_client(redis_url)  # the checks' own client, as the store's writers use
+    published = store.record_publish(ours, ["q"], ["id1"], "test")
+    store.record_start(ours, "q", published, "id1", "w@h")
     result = run_check("check_celery_heartbeat", "--store", redis_url, "-q", "q", *args)
     result.assert_ok("q healthy")
     assert (result.perfdata["q_age"].warn, result.perfdata["q_age"].crit) == (warn, crit)

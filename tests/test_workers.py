@@ -598,6 +598,9 @@ def test_grace_bounds():
     assert sources.grace(0.001) == sources.GRACE_MIN
     assert sources.grace(0.04) == pytest.approx(0.12)
     assert sources.grace(5) == sources.GRACE_MAX
+    # many replies: 3 x the mean time between them, not 3 x the slowest
+    assert sources.grace(0.1, 5) == pytest.approx(0.06)
+    assert sources.grace(0.4, 50) == sources.GRACE_MIN
 
 
 def test_parse_status_forms():

@@ -3,7 +3,8 @@
 - :mod:`.urls`      what a broker or store URL means (read as kombu reads it),
                     which URL a check uses (one precedence rule for every
                     kind of URL) and the -O transport options kombu knows
-- :mod:`.redis`     a redis-py client for a URL; its failures in the status policy
+- :mod:`.redis`     the one Redis client (hiredis underneath); its failures likewise
+- :mod:`.redis_reach` its TLS context and the master sentinels name
 - :mod:`.amqp`      pika's parameters for a URL; its failures likewise
 - :mod:`.kombu`     a kombu Connection for the checks that need one
 - :mod:`.layout`    where kombu keeps queues, bindings and replies in Redis

@@ -7,11 +7,9 @@ a queue adds ``routing_key<sep>pattern<sep>queue`` to the set
 ``_kombu.binding.<exchange>``; reserved messages wait in the ``unacked``
 hash; a broadcast (fanout) is a PUBLISH on ``/{db}.<exchange>``.
 
-The second half reads those sets from a redis-py client (the caller's
-connection and errors): every declared queue, within a budget.
+The second half reads those sets from a client of
+:mod:`celery_checks.connect.redis` (the caller's connection and errors).
 """
-
-import time
 
 from celery_checks.plugin.policy import CheckError
 
@@ -135,6 +133,8 @@ def as_text(value):
 
 
 # ------------------------------------------------------ reading the bindings
+# From a client of celery_checks.connect.redis (the caller's connection and
+# errors).
 
 def discover_redis_queues(client, layout, internals=False):
     found = []
@@ -146,99 +146,51 @@ def discover_redis_queues(client, layout, internals=False):
 
 def bindings(client, pattern, deadline=None):
     """[(key, members)] of the binding sets matching ``pattern`` (SCAN, then
-    SMEMBERS in one pipeline); ``client`` may be a RawDb."""
-    keys = sorted({as_text(k) for k in scan(client, pattern, deadline)})
+    SMEMBERS in one pipeline; with ``deadline``, a bounded SCAN)."""
+    keys = sorted({as_text(k) for k in client.scan(pattern, deadline=deadline)})
     if not keys:
         return []
-    return list(zip(keys, checked(client.smembers_all(keys) if isinstance(client, RawDb)
-                                   else smembers_all(client, keys), keys)))
-
-
-def smembers_all(client, keys):
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.smembers(key)
-    return pipe.execute(raise_on_error=False)
-
-
-SCAN_BUDGET = 200  # SCAN calls (COUNT 1000 keys each) a bounded scan may make
-
-
-def scan(client, pattern, deadline=None):
-    """Keys matching ``pattern``: all of them, or (with ``deadline``) those
-    found within SCAN_BUDGET calls and before the deadline."""
-    if deadline is None and not isinstance(client, RawDb):
-        return list(client.scan_iter(match=pattern, count=1000))
-    call = client.call if isinstance(client, RawDb) else client.execute_command
-    cursor, keys = 0, []
-    for _ in range(SCAN_BUDGET):
-        cursor, batch = call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-        keys.extend(batch)
-        if not int(cursor) or (deadline is not None and time.monotonic() > deadline):
-            break
-    return keys
-
-
-class RawDb:
-    """One connection of its own to another database of the same server
-    (same address, credentials and TLS as the check's client), never
-    returned to the pool, so the check's own client never changes DB."""
-
-    def __init__(self, client, db):
-        pool = client.connection_pool
-        self.connection = pool.connection_class(**dict(pool.connection_kwargs, db=db))
-        # connect() first, as a pool does: a sentinel-managed connection
-        # asks the sentinels for the master there, while the first command
-        # would connect it to its default address (localhost:6379).
-        self.connection.connect()
-
-    def call(self, *args):
-        self.connection.send_command(*args)
-        return self.connection.read_response()
-
-    def smembers_all(self, keys):
-        import redis
-
-        self.connection.send_packed_command(
-            self.connection.pack_commands([("SMEMBERS", key) for key in keys]))
-        replies = []
-        for _key in keys:
-            try:
-                replies.append(self.connection.read_response())
-            except redis.ResponseError as exc:
-                replies.append(exc)
-        return replies
-
-    def close(self):
-        self.connection.disconnect()
+    replies = client.pipeline([("SMEMBERS", key) for key in keys], raise_errors=False)
+    return list(zip(keys, checked(replies, keys)))
 
 
 def each_db(client, db, deadline=None):
-    """(number, client) for this DB (``client`` itself), then a RawDb for
-    every other DB INFO keyspace lists, lowest first, until ``deadline``:
-    where a search for misplaced keys (a wrong DB number) looks. Best
-    effort: a server that refuses INFO or SELECT (ACLs) yields only what it
-    allows; each RawDb is closed when the loop moves on."""
-    import redis
+    """(number, client) for this DB (``client`` itself), then a client of
+    its own (``client.other_db``) for every other DB INFO keyspace lists,
+    lowest first, until ``deadline``: where a search for misplaced keys (a
+    wrong DB number) looks. Best effort: a server that refuses INFO or
+    SELECT (ACLs) yields only what it allows (callers skip a DB whose
+    commands fail with ReplyError); each other client is closed when the
+    loop moves on."""
+    import time
+
+    from celery_checks.connect.redis import ReplyError
 
     yield db, client
     try:
-        keyspace = client.info("keyspace")
-    except redis.ResponseError:
+        numbers = keyspace_dbs(client.call("INFO", "keyspace"))
+    except ReplyError:
         return
-    for name in sorted(keyspace, key=lambda n: int(n[2:]) if n[2:].isdigit() else -1):
-        if not (name.startswith("db") and name[2:].isdigit()) or int(name[2:]) == db:
+    for number in numbers:
+        if number == db:
             continue
         if deadline is not None and time.monotonic() > deadline:
             return
+        other = client.other_db(number)
         try:
-            other = RawDb(client, int(name[2:]))
-        except redis.ResponseError:
-            continue
-        try:
-            yield int(name[2:]), other
+            yield number, other
         finally:
             other.close()
+
+
+def keyspace_dbs(info):
+    """The DB numbers of INFO keyspace (lines ``db3:keys=1,expires=0,...``)."""
+    numbers = []
+    for line in as_text(info).splitlines():
+        name = line.split(":", 1)[0]
+        if name.startswith("db") and name[2:].isdigit():
+            numbers.append(int(name[2:]))
+    return sorted(numbers)
 
 
 def exchange_bound_elsewhere(client, layout, exchange, db, deadline=None):
@@ -246,14 +198,14 @@ def exchange_bound_elsewhere(client, layout, exchange, db, deadline=None):
     else [(db, prefix)]: the other key prefixes and DBs of this server
     where it has some (a wrong -O global_keyprefix or DB number: the
     workers' celery.pidbox bindings are there, not here)."""
-    import redis
+    from celery_checks.connect.redis import ReplyError
 
     name = KOMBU_BINDING_PREFIX + exchange
     places = []
     for number, where in each_db(client, db, deadline):
         try:
             found = bindings(where, "*" + glob_escape(name), deadline)
-        except redis.ResponseError:
+        except ReplyError:
             continue
         for key, members in found:
             prefix = key[:-len(name)]
@@ -268,18 +220,15 @@ def exchange_bound_elsewhere(client, layout, exchange, db, deadline=None):
 def checked(replies, keys=None):
     """Raise the first error a pipeline returned; a key of the wrong type
     (somebody else's data under a queue's name) cannot be judged."""
-    import redis
-
+    from celery_checks.connect.redis import ReplyError
     from celery_checks.plugin.perfdata import quoted
 
     for index, reply in enumerate(replies):
-        if isinstance(reply, redis.ResponseError):
-            if str(reply).startswith("WRONGTYPE"):
+        if isinstance(reply, ReplyError):
+            if reply.code == "WRONGTYPE":
                 key = keys[index] if keys and index < len(keys) else None
                 raise CheckError("key %s holds another type of data than kombu keeps "
                                  "there: not a Celery queue (WRONGTYPE)" % (
                                      quoted(key) if key is not None else "?"))
-            raise reply
-        if isinstance(reply, Exception):
             raise reply
     return list(replies)

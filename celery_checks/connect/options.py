@@ -92,8 +92,6 @@ def check_transport_options(parsed, options):
     Redis channel ignores what it does not read, py-amqp's Connection takes
     any keyword), so an app runs with it and so must its check; -vv names
     the keys a check does not use (:func:`unused_options_line`)."""
-    import difflib
-
     if parsed.transport == "amqp":
         own, name = AMQP_TRANSPORT_OPTIONS, "AMQP"
     elif parsed.scheme == "sentinel":
@@ -103,6 +101,8 @@ def check_transport_options(parsed, options):
     known = own + tuple(key for key in KOMBU_TRANSPORT_OPTIONS if key not in own)
     for key in options:
         if key not in known:
+            import difflib  # only for the typo's hint
+
             near = difflib.get_close_matches(key, own, 1, 0.6) or \
                 difflib.get_close_matches(key, known, 1, 0.6)
             hint = "did you mean %s?" % near[0] if near else "see kombu's transport options"

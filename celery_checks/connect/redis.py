@@ -1,146 +1,291 @@
-"""redis-py clients for kombu's Redis URLs (redis, rediss, redis+socket,
-sentinel), made from :func:`celery_checks.connect.urls.parse_url`, and their
-failures in the status policy (CRITICAL naming the redacted URL)."""
+"""The one Redis client of celery-checks, for kombu's Redis URLs (redis,
+rediss, redis+socket, sentinel) read by :func:`.urls.parse_url`, and its
+failures in the status policy (CRITICAL naming the redacted URL).
+
+hiredis (Redis's own C library) reads every reply and, from hiredis 2.1 on,
+packs every command; this module opens the socket (TCP, TLS, unix socket,
+or the master the sentinels name), authenticates, selects the DB and bounds
+every wait. It imports in about a millisecond, where redis-py 8 costs
+~0.1 s and ~18 MiB (docs/performance.md): a check is one short process.
+
+The client's whole surface (single-threaded; the worker side locks around
+it)::
+
+    client = redis_client(url, transport_options=None, timeout=5.0)
+        one attempt, no retries; every socket operation bounded by timeout;
+        connects on first use (CheckError at once for a URL it cannot serve)
+    client.db                            the DB number the URL names
+    client.call("LLEN", key)             one command: its reply
+    client.pipeline([("LLEN", k), ...], raise_errors=True)
+                                         many commands, one round trip: replies
+                                         in order (error replies in place
+                                         with raise_errors=False)
+    client.transaction([("SADD", k, m), ...])   the same inside MULTI/EXEC
+    client.script(source, keys, args)    EVALSHA, EVAL when not yet loaded
+    client.scan(pattern, count=1000, deadline=None)   the matching keys
+    client.other_db(db)                  the same server (master), another DB
+    client.close()
+
+Replies are hiredis's: bytes, int, None, lists (a hash or TIME is a flat
+list). Errors: :class:`ReplyError` (the server's line; ``.code`` its first
+word), :class:`AuthenticationError`, :class:`Closed`, :class:`MasterNotFound`,
+and OSError (refused, ``socket.timeout``, ``ssl.SSLError``);
+:func:`redis_errors` words them all.
+"""
 
 import contextlib
+import socket
 
+import hiredis
+
+from celery_checks.connect import redis_reach
 from celery_checks.connect.failures import alarm, reason, silent
 from celery_checks.connect.urls import parse_url
 from celery_checks.plugin.policy import CheckError, Unreachable
 from celery_checks.plugin.secrets import redact_url
 
 
+class RedisError(Exception):
+    """A failure of this client's own (OSError aside)."""
+
+
+class ReplyError(RedisError):
+    """An error reply: the server's line, e.g. ``WRONGTYPE Operation ...``."""
+
+    @property
+    def code(self):
+        return str(self).split(" ", 1)[0]
+
+
+class AuthenticationError(ReplyError):
+    """The server refused our credentials (AUTH, or NOAUTH on a command)."""
+
+
+class Closed(RedisError):
+    """The server closed the connection."""
+
+
+class MasterNotFound(RedisError):
+    """No sentinel named a master in a usable state."""
+
+
+class ProtocolError(RedisError):
+    """What the server sent is not RESP (not a Redis server)."""
+
+
+def pack(args):
+    """A command's bytes: hiredis's packer where it has one (>= 2.1); for
+    Debian 12's hiredis 1.0.1, RESP's array of bulk strings written here,
+    held against hiredis and redis-py by tests/test_redis_client.py (the
+    only library packer on Debian 12 is redis-py's, whose import alone
+    costs more than a whole check's budget)."""
+    if _PACK is not None:
+        return _PACK(tuple(args))
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+_PACK = getattr(hiredis, "pack_command", None)
+
+
 def redis_client(url, transport_options=None, timeout=5.0):
-    """A redis-py client for a kombu Redis URL, made from :func:`parse_url`.
-
-    Every socket operation gets ``timeout`` so a silent server cannot hold the
-    check past -t; no retries, a check is one short attempt.
-    """
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    options = dict(transport_options or {})
+    """A :class:`RedisClient` for a kombu Redis URL (see the module's doc)."""
     target = parse_url(url)
     if target.transport != "redis":
         raise CheckError("%s is not a Redis URL" % target.shown)
-    common = dict(
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        # redis-py >= 6 retries 3 times by default, which turns one silent
-        # server into 4 timeouts and runs past -t: one attempt only.
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-        client_name=None,
-    )
-    common.update(_without_client_setinfo(redis))
-    username = _redis_username(target.userid, target.password)
-    if target.socket_path:
-        return redis.Redis(
-            unix_socket_path=target.socket_path, db=target.db, username=username,
-            password=target.password, **common
-        )
+    options = dict(transport_options or {})
+    sentinels = None
     if target.scheme == "sentinel":
-        return _sentinel_master(target, options, common)
-    kwargs = dict(
-        host=target.hostname, port=target.port, db=target.db,
-        username=username, password=target.password, **common
-    )
-    kwargs.update(_redis_ssl(target))
-    return redis.Redis(**kwargs)
+        if not options.get("master_name"):
+            raise CheckError("sentinel:// needs the master_name transport option "
+                             "(-O master_name=NAME)")
+        sentinels = (target.sentinels or [(target.hostname, target.port)], options)
+    return RedisClient(
+        timeout, address=None if sentinels or target.socket_path else (target.hostname, target.port),
+        path=target.socket_path, tls=target.ssl or None, sentinels=sentinels, db=target.db,
+        username=_redis_username(target.userid, target.password), password=target.password)
 
 
-def _redis_ssl(target):
-    """redis-py's TLS arguments for kombu's ssl dict (passed on as they are)."""
-    if not target.ssl:
-        return {}
-    import ssl
+class RedisClient:
+    def __init__(self, timeout, address=None, path=None, tls=None, sentinels=None, db=0,
+                 username=None, password=None):
+        self.timeout = timeout
+        self.address, self.path, self.tls = address, path, tls  # address: (host, port)
+        self.sentinels = sentinels  # (addresses, options): the master is asked for
+        self.db, self.username, self.password = db, username, password
+        self._sock = self._reader = None
+        self._shas = {}
 
-    kwargs = dict(target.ssl, ssl=True)
-    reqs = kwargs.get("ssl_cert_reqs")
-    if reqs is not None:
-        kwargs["ssl_cert_reqs"] = getattr(ssl, reqs if reqs.isupper() else "CERT_" + reqs.upper())
-    return kwargs
+    # ------------------------------------------------------------ commands
+
+    def call(self, *args):
+        return self.pipeline([args])[0]
+
+    def pipeline(self, commands, raise_errors=True):
+        self._send(b"".join(pack(c) for c in commands))
+        replies = [self._read() for _ in commands]
+        if raise_errors:
+            for reply in replies:
+                if isinstance(reply, ReplyError):
+                    raise reply
+        return replies
+
+    def transaction(self, commands):
+        replies = self.pipeline([("MULTI",)] + list(commands) + [("EXEC",)], raise_errors=False)
+        for reply in replies:  # a queued command refused, or EXECABORT
+            if isinstance(reply, ReplyError):
+                raise reply
+        return replies[-1]
+
+    def script(self, source, keys=(), args=()):
+        """EVALSHA, then EVAL once if the server does not hold the script."""
+        sha = self._shas.get(source)
+        if sha is None:
+            import hashlib
+
+            sha = self._shas[source] = hashlib.sha1(source.encode("utf-8")).hexdigest()
+        tail = (len(keys),) + tuple(keys) + tuple(args)
+        try:
+            return self.call("EVALSHA", sha, *tail)
+        except ReplyError as exc:
+            if exc.code != "NOSCRIPT":
+                raise
+        return self.call("EVAL", source, *tail)
+
+    def scan(self, pattern, count=1000, deadline=None, calls=200):
+        """Keys matching ``pattern``: all of them, or (with ``deadline``, a
+        time.monotonic() value) those found within ``calls`` SCAN calls and
+        before the deadline."""
+        import time
+
+        cursor, keys = b"0", []
+        while True:
+            cursor, batch = self.call("SCAN", cursor, "MATCH", pattern, "COUNT", count)
+            keys.extend(batch)
+            calls -= 1
+            if cursor == b"0" or (deadline is not None and (
+                    calls <= 0 or time.monotonic() > deadline)):
+                return keys
+
+    def other_db(self, db):
+        """A client of its own for DB ``db`` of the same server (the
+        sentinels are asked for the master once)."""
+        if self.address is None and self.sentinels:
+            self.address = redis_reach.master(self.sentinels, self.timeout)
+        return RedisClient(self.timeout, self.address, self.path, self.tls, self.sentinels, db,
+                           self.username, self.password)
+
+    def close(self):
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = self._reader = None
+
+    # ---------------------------------------------------------- connection
+
+    def _send(self, data):
+        if self._sock is None:
+            self._connect()
+        try:
+            self._sock.sendall(data)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self):
+        try:
+            reply = self._reader.gets()
+            while reply is False:
+                data = self._sock.recv(65536)
+                if not data:
+                    raise Closed("Connection closed by server.")
+                self._reader.feed(data)
+                reply = self._reader.gets()
+            return reply
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self):
+        if self.path:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            if self.address is None:
+                self.address = redis_reach.master(self.sentinels, self.timeout)
+            sock = socket.create_connection(self.address, self.timeout)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.tls:
+                    sock = redis_reach.tls_context(self.tls).wrap_socket(
+                        sock, server_hostname=self.address[0])
+            except BaseException:
+                sock.close()
+                raise
+        self._sock = sock
+        self._reader = hiredis.Reader(protocolError=ProtocolError, replyError=ReplyError)
+        self._handshake()
+
+    def _handshake(self):
+        """AUTH and SELECT in one round trip. Redis < 6 knows no user names:
+        its refusal of the two-argument AUTH gets AUTH PASSWORD."""
+        auth = [("AUTH", self.username, self.password or "")] \
+            if self.password or self.username else []
+        select = [("SELECT", self.db)] if self.db else []
+        if not auth + select:
+            return
+        replies = self.pipeline(auth + select, raise_errors=False)
+        if auth and isinstance(replies[0], ReplyError):
+            if "wrong number of arguments" in str(replies[0]) and self.username == "default":
+                replies = self.pipeline([("AUTH", self.password)] + select, raise_errors=False)
+            if isinstance(replies[0], ReplyError):
+                raise AuthenticationError(str(replies[0]))
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise AuthenticationError(str(reply)) if reply.code == "NOAUTH" else reply
 
 
 def _redis_username(username, password):
-    """A password without a user name authenticates the ``default`` user.
-
-    redis-py >= 6 says so (HELLO 3 AUTH default PW) and Redis accepts it even
-    when no password is set; redis-py 4 (Debian 12) sends the legacy
-    ``AUTH PW``, which Redis >= 6 refuses without a password configured.
-    Naming ``default`` gives every version the same answer; a Redis < 6
-    rejects the two-argument form and redis-py retries with ``AUTH PW``.
-    """
+    """A password without a user name authenticates the ``default`` user
+    (as redis-py >= 6 does, and Redis accepts even when no password is set);
+    a Redis < 6 refuses the two-argument AUTH and gets ``AUTH PASSWORD``."""
     return "default" if password and not username else username
-
-
-def _without_client_setinfo(redis):
-    """redis-py >= 5 sends CLIENT SETINFO on connect (two more round trips)
-    and redis-py 8 reads its own version from the package metadata to do so
-    (~10 ms): a check needs neither."""
-    if hasattr(redis, "DriverInfo"):
-        return {"driver_info": None}
-    if int(redis.__version__.split(".")[0]) >= 5:
-        return {"lib_name": None, "lib_version": None}
-    return {}
-
-
-def _sentinel_master(target, options, common):
-    """kombu's sentinel://[:pw@]host:port[;sentinel://host2:port2]/db form:
-    the sentinels of every sentinel:// of the list; user, password and DB
-    of the first, as kombu's SentinelChannel takes them."""
-    from redis.sentinel import Sentinel
-
-    master_name = options.get("master_name")
-    if not master_name:
-        raise CheckError("sentinel:// needs the master_name transport option (-O master_name=NAME)")
-    sentinel = Sentinel(
-        target.sentinels or [(target.hostname, target.port)],
-        min_other_sentinels=options.get("min_other_sentinels") or 0,
-        sentinel_kwargs=dict(
-            options.get("sentinel_kwargs") or {}, socket_timeout=common["socket_timeout"],
-            socket_connect_timeout=common["socket_connect_timeout"], retry=common["retry"]),
-        socket_timeout=common["socket_timeout"],
-        socket_connect_timeout=common["socket_connect_timeout"],
-        retry=common["retry"],
-        db=target.db,
-        **_redis_ssl(target)
-    )
-    return sentinel.master_for(
-        master_name, username=_redis_username(target.userid, target.password),
-        password=target.password)
 
 
 @contextlib.contextmanager
 def redis_errors(url, what="broker"):
-    """Translate redis-py failures into the status policy (CRITICAL)."""
-    import redis
-    from redis.sentinel import MasterNotFoundError
-
+    """Translate this client's failures into the status policy (CRITICAL)."""
     shown = redact_url(url)
     try:
         yield
     except alarm():
         raise silent(what, shown)
-    except MasterNotFoundError:  # its text repeats every sentinel client's repr
+    except MasterNotFound:
         raise Unreachable("cannot reach %s %s: no sentinel answered with the master's "
                           "address (sentinels down, or master_name unknown to them)" % (what, shown))
-    except redis.AuthenticationError as exc:
+    except AuthenticationError as exc:
         raise Unreachable("%s %s refused authentication: %s" % (what, shown, reason(exc)))
-    except redis.TimeoutError as exc:
+    except socket.timeout as exc:
         raise Unreachable("%s %s did not answer in time: %s" % (what, shown, reason(exc)))
-    except redis.ConnectionError as exc:
+    except (Closed, ProtocolError) as exc:
         raise Unreachable("cannot reach %s %s: %s" % (what, shown, reason(exc)))
-    except redis.ResponseError as exc:
+    except ReplyError as exc:
         text = str(exc)
-        if text.startswith(("NOAUTH", "WRONGPASS")):  # redis-py < 5 words it so
+        if exc.code in ("NOAUTH", "WRONGPASS"):
             raise Unreachable("%s %s refused authentication: %s" % (what, shown, reason(exc)))
-        # redis-py strips the NOPERM code into NoPermissionError (ACL denies
-        # a command): the server refuses us, like a wrong password does.
-        if isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in text[:60] \
-                or "invalid DB index" in text or "DB index is out of range" in text:
+        # An ACL that denies a command, or a DB the server does not have:
+        # the server refuses us, as a wrong password does.
+        if exc.code == "NOPERM" or "invalid DB index" in text or "DB index is out of range" in text:
             raise Unreachable("%s %s refused us: %s" % (what, shown, reason(exc)))
         raise
-    except OSError as exc:  # e.g. an SSL handshake against a plaintext port
+    except OSError as exc:  # refused, unreachable, an SSL handshake against a plaintext port
         raise Unreachable("cannot reach %s %s: %s" % (what, shown, reason(exc)))

@@ -18,7 +18,7 @@ import sys
 import textwrap
 
 from celery_checks import __version__
-from celery_checks.plugin import secrets
+from celery_checks.plugin import repeats, secrets
 from celery_checks.plugin.policy import STATE_NAMES, UNKNOWN, CheckError
 
 HELP_WIDTH = 79
@@ -57,7 +57,8 @@ class CheckArgumentParser(argparse.ArgumentParser):
         sys.exit(UNKNOWN if status in (0, 2) else status)
 
     def parse_args(self, args=None, namespace=None):
-        parsed = super().parse_args(args, namespace)
+        given = sys.argv[1:] if args is None else list(args)
+        parsed = repeats.parse(self, super().parse_args, given, namespace)
         try:
             for finish in self.finishers:
                 finish(parsed)

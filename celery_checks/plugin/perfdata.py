@@ -112,6 +112,8 @@ def shown(name):
     """A queue name safe inside the status line (no perfdata pipe, no
     control characters such as kombu's separator)."""
     text = name.replace("|", "/")
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else "\\x%02x" % ord(c) for c in text)
 
 

@@ -12,8 +12,8 @@ evaluate: Thresholds judge each queue's count (-w/-c), its consumers
           (--missing-state)
 present:  QueueSummary names the worst queue; -v lists every queue
 
-Imports neither celery nor kombu; the Redis path imports only redis, the
-RabbitMQ path only pika.
+Imports neither celery nor kombu; the Redis path only hiredis (through
+connect/redis.py), the RabbitMQ path only pika.
 """
 
 import argparse
@@ -165,7 +165,7 @@ class Queues(Resource):
         args = self.args
         # Import the client first: on a busy host that alone can take a
         # good part of -t, which the network timeout must leave out.
-        __import__("redis" if args.transport == "redis" else "pika")
+        __import__("celery_checks.connect.redis" if args.transport == "redis" else "pika")
         timeout = self.deadline.network_timeout()
         if args.transport == "redis":
             from celery_checks.queue.redis import redis_depths

@@ -2,7 +2,6 @@
 lists, the binding sets that declare them and the unacked hash; only an
 empty queue nobody declared costs more (where its bindings are instead)."""
 
-import difflib
 import json
 import time
 
@@ -33,34 +32,28 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
     client = redis_client(target.url, target.options, timeout)
     try:
         with redis_errors(target.url, target.role):
-            db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+            db = client.db
             absence = None
             if all_queues:
                 queues = discover_redis_queues(client, layout)
                 if not queues:
                     places = _bound_elsewhere(client, layout, db, None, _deadline(timeout))
                     absence = Absence(None, layout, db, places)
-            pipe = client.pipeline(transaction=False)
-            plan, asked = [], []
+            commands, plan = [], []
             for queue in queues:
                 keys = layout.keys(queue)
-                for _step, key in keys:
-                    pipe.llen(key)
-                    asked.append(key)
-                pipe.smembers(layout.binding_key(queue))
-                asked.append(layout.binding_key(queue))
+                commands += [("LLEN", key) for _step, key in keys]
+                commands.append(("SMEMBERS", layout.binding_key(queue)))
                 plan.append((queue, keys))
             # Celery binds the queues of task_queues that name no exchange
             # to its default exchange, "celery" unless task_default_exchange
             # says otherwise: one more small set covers them.
-            pipe.smembers(layout.binding_key(CELERY_DEFAULT_EXCHANGE))
-            asked.append(layout.binding_key(CELERY_DEFAULT_EXCHANGE))
-            pipe.hlen(layout.unacked_key)
-            asked.append(layout.unacked_key)
+            commands.append(("SMEMBERS", layout.binding_key(CELERY_DEFAULT_EXCHANGE)))
+            commands.append(("HLEN", layout.unacked_key))
             if per_queue:
-                pipe.hvals(layout.unacked_key)
-                asked.append(layout.unacked_key)
-            replies = checked(pipe.execute(raise_on_error=False), asked)
+                commands.append(("HVALS", layout.unacked_key))
+            replies = checked(client.pipeline(commands, raise_errors=False),
+                              [command[1] for command in commands])
             replies.reverse()  # pop() from the front
             depths = []
             for queue, keys in plan:
@@ -84,7 +77,7 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
             if undeclared:
                 _not_declared(client, layout, db, undeclared, _deadline(timeout))
     finally:
-        client.connection_pool.disconnect()
+        client.close()
     return Findings(db, depths, unacked, absence)
 
 
@@ -149,6 +142,8 @@ def _not_declared(client, layout, db, depths, deadline):
                       for queue in layout.queues_of_binding(key, members)})
     for depth in missing:
         found = places.get(depth.name, [])
+        import difflib
+
         close = difflib.get_close_matches(depth.name, visible, n=1, cutoff=0.75)
         depth.absence = Absence(depth.name, layout, db, found, close[0] if close else None)
 
@@ -159,7 +154,7 @@ def _bound_elsewhere(client, layout, db, queues, deadline):
     binding when ``queues`` is None. Other key prefixes of this DB (one
     SCAN), then every other DB INFO keyspace lists. Best effort: a server
     that refuses INFO or SELECT (ACLs) only leaves the hint out."""
-    import redis
+    from celery_checks.connect.redis import ReplyError
 
     found = {}
     places = set()
@@ -185,7 +180,7 @@ def _bound_elsewhere(client, layout, db, queues, deadline):
     for number, where in each_db(client, db, deadline):
         try:
             collect(number, bindings(where, pattern, deadline))
-        except redis.ResponseError:
+        except ReplyError:
             continue
     if queues is None:
         return sorted(places)

@@ -27,7 +27,8 @@ contribute a clock reading. The publish time travels inside the heartbeat
 message (header :data:`PUBLISHED_HEADER`, a store time too), so the worker
 can compute the wait without trusting its own clock.
 
-redis is imported lazily (by :func:`celery_checks.connect.redis.redis_client`).
+``client`` below is a client of :mod:`celery_checks.connect.redis` (the
+scripts go as EVALSHA, EVAL the first time a server meets them).
 """
 
 import os
@@ -158,13 +159,13 @@ def record_publish(client, queues, task_ids, publisher, transport_options=None):
     """Record that heartbeats ``task_ids`` are about to be published to
     ``queues``, in one round trip; returns the store time (float)."""
     keys = [key_for(q, transport_options) for q in queues]
-    return float(as_text(client.eval(_PUBLISH, len(keys), *(keys + [publisher] + list(task_ids)))))
+    return float(as_text(client.script(_PUBLISH, keys, [publisher] + list(task_ids))))
 
 
 def now(client):
     """The store's clock (TIME), as the publish time of heartbeats about
     to be sent."""
-    seconds, micros = client.time()
+    seconds, micros = client.call("TIME")
     return int(seconds) + int(micros) / 1e6
 
 
@@ -174,15 +175,14 @@ def record_published(client, queues, task_ids, published, publisher, transport_o
     if not queues:
         return
     keys = [key_for(q, transport_options) for q in queues]
-    client.eval(_PUBLISHED, len(keys), *(keys + ["%.6f" % published, publisher]
-                                          + list(task_ids[:len(keys)])))
+    client.script(_PUBLISHED, keys, ["%.6f" % published, publisher] + list(task_ids[:len(keys)]))
 
 
 def record_failure(client, queues, reason, transport_options=None):
     """The trigger could not publish to ``queues``: keep ``reason`` for the
     check ("trigger failing"); nothing else in the records changes."""
     keys = [key_for(q, transport_options) for q in queues]
-    client.eval(_FAILURE, len(keys), *(keys + [reason[:300]]))
+    client.script(_FAILURE, keys, [reason[:300]])
 
 
 def record_start(client, queue, published, task_id, worker, transport_options=None):
@@ -190,7 +190,7 @@ def record_start(client, queue, published, task_id, worker, transport_options=No
     published at store time ``published`` (None if unknown)."""
     key = key_for(queue, transport_options)
     sent = "" if published is None else "%.6f" % float(published)
-    return float(as_text(client.eval(_START, 1, key, sent, task_id or "", worker or "")))
+    return float(as_text(client.script(_START, [key], [sent, task_id or "", worker or ""])))
 
 
 # ------------------------------------------------------------------- reads
@@ -198,11 +198,8 @@ def record_start(client, queue, published, task_id, worker, transport_options=No
 def read(client, queues, transport_options=None):
     """(store time, {queue: record}) in one round trip; a record is a dict
     of the fields above (floats for times), empty when never seen."""
-    pipe = client.pipeline(transaction=False)
-    pipe.time()
-    for queue in queues:
-        pipe.hgetall(key_for(queue, transport_options))
-    replies = pipe.execute()
+    replies = client.pipeline([("TIME",)] + [
+        ("HGETALL", key_for(queue, transport_options)) for queue in queues])
     seconds, micros = replies[0]
     now = int(seconds) + int(micros) / 1e6
     return now, {q: _decode(raw) for q, raw in zip(queues, replies[1:])}
@@ -216,12 +213,11 @@ def places_elsewhere(client, queues, transport_options=None, deadline=None):
     number). This DB first (one SCAN), then every other DB INFO keyspace
     lists, until ``deadline``. Best effort: a server that refuses INFO or
     SELECT (ACLs) only leaves the hint out."""
-    import redis
-
-    from celery_checks.connect.layout import each_db, scan
+    from celery_checks.connect.layout import each_db
+    from celery_checks.connect.redis import ReplyError
 
     ours = key_for("", transport_options)
-    db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+    db = client.db
     wanted = set(queues)
     pattern = "*" + glob_escape(KEY_PREFIX) + ("*" if len(queues) > 1 else glob_escape(queues[0]))
     found = {}
@@ -237,8 +233,8 @@ def places_elsewhere(client, queues, transport_options=None, deadline=None):
 
     for number, where in each_db(client, db, deadline):
         try:
-            collect(number, scan(where, pattern, deadline))
-        except redis.ResponseError:
+            collect(number, where.scan(pattern, deadline=deadline))
+        except ReplyError:
             continue
     return {q: sorted(p, key=lambda place: (place[0] is not None, place[0] or 0, place[1] or ""))
             for q, p in found.items()}
@@ -249,7 +245,7 @@ _FLOATS = ("published", "pending_since", "started", "latency", "failed")
 
 def _decode(raw):
     record = {}
-    for key, value in raw.items():
+    for key, value in zip(raw[::2], raw[1::2]):  # HGETALL: field, value, ...
         key, value = as_text(key), as_text(value)
         if key in _FLOATS:
             try:

@@ -145,7 +145,7 @@ def record(client, tallies, monotonic_now, max_names=MAX_NAMES, transport_option
     argv = [_prefix(transport_options) + KEY_PREFIX, max_names, OTHER, len(BUCKETS) + 1]
     for name, tally in tallies.items():
         argv += tally.argv(name[:MAX_NAME], monotonic_now)
-    client.eval(_RECORD, 1, index_key(transport_options), *argv)
+    client.script(_RECORD, [index_key(transport_options)], argv)
 
 
 # ------------------------------------------------------------------- reads
@@ -154,21 +154,19 @@ def read(client, transport_options=None):
     """(store time, {name: record}) in two round trips (the index and TIME,
     then every hash); a record holds ints for the counters and buckets
     (a list), floats for the times and the runtime sum."""
-    pipe = client.pipeline(transaction=False)
-    pipe.time()
-    pipe.smembers(index_key(transport_options))
-    (seconds, micros), members = pipe.execute()
+    (seconds, micros), members = client.pipeline([
+        ("TIME",), ("SMEMBERS", index_key(transport_options))])
     now = int(seconds) + int(micros) / 1e6
     names = sorted(as_text(name) for name in members)
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.hgetall(key_for(name, transport_options))
-    return now, {name: decode(raw) for name, raw in zip(names, pipe.execute()) if raw}
+    replies = client.pipeline([("HGETALL", key_for(n, transport_options)) for n in names]) \
+        if names else []
+    return now, {name: decode(raw) for name, raw in zip(names, replies) if raw}
 
 
 def decode(raw):
-    """A record from a hash as Redis returns it; damaged fields count as absent."""
-    fields = {as_text(k): as_text(v) for k, v in raw.items()}
+    """A record from a hash as HGETALL returns it (field, value, ...);
+    damaged fields count as absent."""
+    fields = {as_text(k): as_text(v) for k, v in zip(raw[::2], raw[1::2])}
     record = {c: _number(int, fields.get(c)) or 0 for c in COUNTERS}
     record["runtime_sum"] = _number(float, fields.get("runtime_sum")) or 0.0
     record["buckets"] = [_number(int, fields.get("b%d" % i)) or 0 for i in range(len(BUCKETS) + 1)]

@@ -18,9 +18,6 @@ present:  TasksSummary names the worst task and why; -v lists every task
 """
 
 import argparse
-import hashlib
-import json
-import os
 
 import nagiosplugin
 
@@ -31,9 +28,9 @@ from celery_checks.plugin.policy import CheckError, nagios_state
 from celery_checks.plugin.resource import Resource
 from celery_checks.plugin.summary import ProblemSummary
 from celery_checks.store import tasks as store
-from celery_checks.tasks.facts import Absent, TaskStats, ago, judged, max_age, select
+from celery_checks.tasks.facts import (
+    STATE_DIR, Absent, TaskStats, ago, judged, max_age, select, state_key, state_path)
 
-STATE_DIR = "/var/tmp"
 INSTALL_HINT = "worker app lacks celery_checks.install(app)?"
 
 HELP = dict(
@@ -72,33 +69,29 @@ UNKNOWN   the state file cannot be written (the reason is given)""",
 check_celery_tasks --store redis://cache:6379/3 -w 10 \\
     --failure-ratio-critical 50 --max-age reports.nightly=26h
 check_celery_tasks -T 'mail.*' --runtime-warning 30 -v""",
+    prog="check_celery_tasks", broker=True,
+    summary="Alert when Celery tasks fail, run long or stop succeeding.",
 )
 
 
 def parse_args(argv=None):
-    parser = cli.make_parser(
-        "check_celery_tasks", "Alert when Celery tasks fail, run long or stop succeeding.",
-        broker=True, **HELP)
+    parser = cli.make_parser(**HELP)
     parser.add_argument("-T", "--task", metavar="PATTERN", action="append", dest="tasks",
                         help="task names to check, a shell glob; repeatable (default: all)")
-    for short, what in (("-w", "warning"), ("-c", "critical")):
-        parser.add_argument(short, "--failed-" + what, metavar="RANGE", type=cli.threshold_range,
-                            help="%s range on each task's failures in the interval" % what)
-        # the long form every check has (-w/-c are --warning/--critical)
+    cli.add_threshold_pair(parser, "each task's failures in the interval", None, None,
+                           flags=(("-w", "--failed-warning"), ("-c", "--failed-critical")))
+    for what in ("warning", "critical"):  # the long form every check has: --warning
         parser.add_argument("--" + what, dest="failed_" + what, type=cli.threshold_range,
                             help=argparse.SUPPRESS)
     for option, what in (("failure-ratio", "failure ratio in %%"),
                          ("runtime", "p95 runtime in seconds")):
-        for level in ("warning", "critical"):
-            parser.add_argument("--%s-%s" % (option, level), metavar="RANGE",
-                                type=cli.threshold_range,
-                                help="%s range on each task's interval %s" % (level, what))
+        cli.add_threshold_pair(parser, "each task's interval " + what, None, None, flags=(
+            ("--%s-warning" % option,), ("--%s-critical" % option,)))
     parser.add_argument("--max-age", metavar="TASK=DURATION", action="append", type=max_age,
                         default=[], help="CRITICAL when TASK (a glob) last succeeded longer "
                         "ago, or never; repeatable, the first match counts")
-    parser.add_argument("--missing-state", metavar="STATE", type=cli.state_name, default=2,
-                        help="state of a -T pattern matching no recorded task "
-                        "(default: critical)")
+    cli.add_state_option(parser, "--missing-state",
+                         "state of a -T pattern matching no recorded task", 2)
     parser.add_argument("--state-file", metavar="PATH",
                         help="the previous run's counters; a relative PATH is in %s "
                         "(default: %s/check_celery_tasks.UID.KEY.json, KEY from the "
@@ -108,27 +101,6 @@ def parse_args(argv=None):
     args.store.role = "task store"
     args.state_file = state_path(args)
     return args
-
-
-def state_path(args):
-    if args.state_file:
-        return os.path.join(STATE_DIR, os.path.expanduser(args.state_file))
-    name = "check_celery_tasks.%d.%s.json" % (os.getuid(), state_key(args, judging=True)[:12])
-    return os.path.join(STATE_DIR, name)
-
-
-def state_key(args, judging=False):
-    """Whose counters a state holds: the store (password left out), -T and
-    the --max-age patterns. The default file name adds the thresholds: two
-    services sharing one state would each see only the interval since the
-    other's run."""
-    facts = [args.store.shown, args.store.options.get("global_keyprefix") or "",
-             sorted(args.tasks or []), sorted(m[0] for m in args.max_age)]
-    if judging:
-        facts += [getattr(args, o) for o in (
-            "max_age", "failed_warning", "failed_critical", "failure_ratio_warning",
-            "failure_ratio_critical", "runtime_warning", "runtime_critical")]
-    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
 
 
 # ------------------------------------------------------------------- acquire
@@ -145,7 +117,10 @@ class Tasks(Resource):
         target = self.target
         with redis_errors(target.url, target.role):
             client = redis_client(target.url, target.options, self.deadline.network_timeout())
-            now, records = store.read(client, target.options)
+            try:
+                now, records = store.read(client, target.options)
+            finally:
+                client.close()
         names = select(records, self.args.tasks, self.args.max_age)
         state = self.exchange(now, {n: records[n] for n in names}, state_key(self.args))
         since = state.get("time") if state else None

@@ -1,15 +1,19 @@
 """What check_celery_tasks knows of a task, from its record, the previous
-run's counters and the store's time: pure, no I/O (celery_checks/tasks/check.py
-reads and judges)."""
+run's counters and the store's time, and whose counters a state file holds:
+pure, no I/O (celery_checks/tasks/check.py reads and judges)."""
 
 import argparse
 import fnmatch
+import hashlib
+import json
+import os
 import re
 
 from celery_checks.plugin.perfdata import number, plural, seconds
 from celery_checks.store import tasks as store
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+STATE_DIR = "/var/tmp"
 
 
 def max_age(spec):
@@ -145,3 +149,22 @@ def judged(args, now, records, names, state, since):
     return found
 
 
+def state_path(args):
+    if args.state_file:
+        return os.path.join(STATE_DIR, os.path.expanduser(args.state_file))
+    name = "check_celery_tasks.%d.%s.json" % (os.getuid(), state_key(args, judging=True)[:12])
+    return os.path.join(STATE_DIR, name)
+
+
+def state_key(args, judging=False):
+    """Whose counters a state holds: the store (password left out), -T and
+    the --max-age patterns. The default file name adds the thresholds: two
+    services sharing one state would each see only the interval since the
+    other's run."""
+    facts = [args.store.shown, args.store.options.get("global_keyprefix") or "",
+             sorted(args.tasks or []), sorted(m[0] for m in args.max_age)]
+    if judging:
+        facts += [getattr(args, o) for o in (
+            "max_age", "failed_warning", "failed_critical", "failure_ratio_warning",
+            "failure_ratio_critical", "runtime_warning", "runtime_critical")]
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()

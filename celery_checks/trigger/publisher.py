@@ -74,11 +74,9 @@ class Publisher:
         client = redis_client(self.args.broker.url, self.args.broker.options, self.timeout)
         try:
             # Fast path: a worker consuming Q binds it to exchange Q.
-            pipe = client.pipeline(transaction=False)
-            for queue in queues:
-                pipe.smembers(layout.binding_key(queue))
+            replies = client.pipeline([("SMEMBERS", layout.binding_key(q)) for q in queues])
             missing = []
-            for queue, members in zip(queues, pipe.execute()):
+            for queue, members in zip(queues, replies):
                 if queue not in layout.queues_of_binding(layout.binding_key(queue), members):
                     missing.append(queue)
             if missing:  # bound to another exchange? one SCAN of the bindings
@@ -86,7 +84,7 @@ class Publisher:
                 missing = [q for q in missing if q not in known]
             return missing
         finally:
-            client.connection_pool.disconnect()
+            client.close()
 
     def send(self, queue, task_id, published):
         """send_task to one queue; no retries."""

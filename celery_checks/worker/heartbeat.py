@@ -51,14 +51,26 @@ def beat_schedule(queues=("celery",), every=DEFAULT_EVERY, expires=DEFAULT_EXPIR
 
 
 class _Store:
-    """The app's store client, made lazily in each process (a client made
-    before a prefork fork must not be shared with the children)."""
+    """The app's store client (celery_checks.connect.redis, the checks'
+    own), made lazily in each process (a client made before a prefork fork
+    must not be shared with the children); one connection, so the threads
+    of a threads pool take turns."""
 
     def __init__(self, app, timeout=5.0, what="heartbeat store"):
+        import threading
+
         self.app = app
         self.timeout, self.what = timeout, what
         self._client = None
         self._pid = None
+        self._lock = threading.Lock()
+        # a child forked while a parent's thread held the lock gets its own
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self):
+        import threading
+
+        self._lock, self._client = threading.Lock(), None
 
     def client(self):
         from celery_checks.connect.redis import redis_client
@@ -75,12 +87,13 @@ class _Store:
         return self._client
 
     def call(self, function, *args):
-        import redis
+        from celery_checks.connect.redis import RedisError
 
-        client = self.client()
         try:
-            return function(client, *args, transport_options=self.options)
-        except (redis.RedisError, OSError) as exc:
+            with self._lock:
+                client = self.client()
+                return function(client, *args, transport_options=self.options)
+        except (RedisError, OSError) as exc:
             # One line naming the redacted store; no chained traceback that
             # could carry the URL with its password.
             raise RuntimeError(redact("celery_checks: %s %s: %s: %s" % (

@@ -36,10 +36,11 @@ HELP = dict(
 Which Celery workers (nodes) are online, compared with an inventory.
 --source ping (default): one broadcast ping, like `celery inspect ping`,
   ended as soon as every expected node answered plus a grace for
-  unexpected ones (3 x the slowest reply, 0.03 to 0.2 s); else it waits
-  --reply-timeout from the broadcast (workers drop the ping after it) and
-  0.2 s more for replies on their way. A solo worker answers between
-  tasks only: give tasks longer than that a prefork or threads pool.
+  unexpected ones (3 x the mean time between replies, 0.03 to 0.2 s);
+  else it waits --reply-timeout from the broadcast (workers drop the
+  ping after it) and 0.2 s more for replies on their way. A solo
+  worker answers between tasks only: give tasks longer than that a
+  prefork or threads pool.
 --source events: listens to worker-heartbeat events on the celeryev
   exchange, asks every worker for an immediate heartbeat, ends as soon as
   the inventory is complete (plus the grace) or --window (counted from

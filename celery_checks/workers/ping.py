@@ -1,11 +1,11 @@
 """--source ping: one broadcast ``ping`` on the celery.pidbox exchange, the
 messages ``celery inspect ping`` exchanges, ended as soon as the inventory
-is complete. On Redis with redis-py alone (kombu's import would add half
-again to a run's start-up), on AMQP through kombu."""
+is complete. On Redis with the checks' own client alone (kombu's import
+would add half again to a run's start-up), on AMQP through kombu."""
 
 import json
+import os
 import time
-import uuid
 
 from celery_checks.connect.kombu import PIDBOX_EXCHANGE, REPLY_EXCHANGE, Broker, decoded
 from celery_checks.connect.layout import RedisLayout
@@ -21,8 +21,9 @@ LATE = 0.2
 def nodes(asking):
     """Replies to one broadcast ping; ends early once the inventory is complete."""
     replies = {}
-    oid, ticket = uuid.uuid4().hex, uuid.uuid4().hex
-    # On Redis, redis-py alone: kombu would add half again to the start-up
+    # random ids as uuid4().hex reads (uuid imports platform: ~2 ms)
+    oid, ticket = _random_id(), _random_id()
+    # On Redis, connect.redis alone: kombu would add half again to the start-up
     # that dominates a run (see RedisPing). AMQP goes through kombu.
     session = RedisPing if asking.broker.transport == "redis" else KombuPing
     with session(asking, oid) as pinger:
@@ -44,7 +45,7 @@ def nodes(asking):
                 replies[name] = Reply(name, ok=ok, status=status, rtt=time.monotonic() - sent)
             if asking.inventory and asking.inventory.complete(n for n, r in replies.items() if r.ok):
                 now = time.monotonic()
-                deadline[0] = min(deadline[0], now + grace(now - sent))
+                deadline[0] = min(deadline[0], now + grace(now - sent, len(replies)))
     return list(replies.values())
 
 
@@ -85,7 +86,8 @@ class KombuPing:
 
 class RedisPing:
     """The same exchange of messages as kombu's Redis transport makes, with
-    redis-py only (kombu/transport/redis.py and virtual/base.py):
+    the client of celery_checks.connect.redis (kombu/transport/redis.py and
+    virtual/base.py):
 
     - the reply queue is a list; a worker finds it through the binding set
       ``_kombu.binding.reply.celery.pidbox`` (member ``oid<sep><sep>queue``),
@@ -116,17 +118,14 @@ class RedisPing:
         from celery_checks.connect.redis import redis_errors
 
         with redis_errors(self.asking.broker.url, "broker"):
-            db = self.client.connection_pool.connection_kwargs.get("db", 0)
-            self.topic = self.layout.fanout_topic(PIDBOX_EXCHANGE, db, self.fanout)
+            self.topic = self.layout.fanout_topic(PIDBOX_EXCHANGE, self.client.db, self.fanout)
             # One MULTI: kombu's binding sweep (a Lua script a worker runs)
             # deletes the binding table unless the permanent set has a
             # member; between two separate SADDs it could delete the table
             # with our member in it, and every reply would be dropped.
-            pipe = self.client.pipeline(transaction=True)
-            for table in reversed(self.tables):  # the permanent set first
-                pipe.sadd(table, self.member)
             self.bound = True
-            pipe.execute()
+            self.client.transaction([("SADD", table, self.member)
+                                     for table in reversed(self.tables)])  # the permanent set first
         return self
 
     def __exit__(self, *exc_info):
@@ -135,11 +134,8 @@ class RedisPing:
         try:
             if self.bound:
                 with redis_errors(self.asking.broker.url, "broker"):
-                    pipe = self.client.pipeline(transaction=False)
-                    for table in self.tables:
-                        pipe.srem(table, self.member)
-                    pipe.delete(*self.lists)
-                    pipe.execute()
+                    self.client.pipeline([("SREM", table, self.member) for table in self.tables]
+                                         + [("DEL",) + tuple(self.lists)])
         except Unreachable:
             if exc_info[0] is None:
                 raise
@@ -163,12 +159,12 @@ class RedisPing:
             "headers": {"clock": 0, "expires": time.time() + self.asking.wait},
             "properties": {
                 "delivery_mode": 1, "priority": 0, "body_encoding": "base64",
-                "delivery_tag": uuid.uuid4().hex,
+                "delivery_tag": _random_id(),
                 "delivery_info": {"exchange": PIDBOX_EXCHANGE, "routing_key": ""},
             },
         }
         with redis_errors(self.asking.broker.url, "broker"):
-            self.client.publish(self.topic, json.dumps(envelope))
+            self.client.call("PUBLISH", self.topic, json.dumps(envelope))
 
     def replies(self, deadline):
         from celery_checks.connect.redis import redis_errors
@@ -178,7 +174,7 @@ class RedisPing:
             # Read before looking at the clock: a reply already delivered
             # is never left unread because the deadline passed meanwhile.
             with redis_errors(self.asking.broker.url, "broker"):
-                raw = self.client.rpop(self.queue)
+                raw = self.client.call("RPOP", self.queue)
             remaining = deadline() - time.monotonic()
             if raw is None:
                 if remaining <= 0:
@@ -190,6 +186,10 @@ class RedisPing:
             envelope = _json(raw)
             if isinstance(envelope, dict):
                 yield _envelope_body(envelope), envelope.get("headers") or {}
+
+
+def _random_id():
+    return os.urandom(16).hex()
 
 
 def _json(raw):

@@ -16,8 +16,12 @@ SOURCES = {  # --source: the module whose nodes() answers it
     "stdin": "celery_checks.workers.stdin",
 }
 # Once every expected node answered, unexpected ones get a grace to answer
-# too: 3 times the slowest reply so far (they share its network path),
-# within these bounds, so a fast local broker is not slowed to a remote's pace.
+# too: 3 times the mean time between the replies so far (the slowest reply's
+# time over their number: one node's reply time, or the pace at which many
+# come in; an unexpected node answers among them, most likely within a few
+# such gaps of the last), within these bounds, so a fast local broker is not
+# slowed to a remote's pace. Measured (docs/performance.md): with 50 solo
+# workers the slowest reply alone made every run wait the full 0.2 s.
 GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.03, 0.2
 
 
@@ -59,7 +63,7 @@ def misplaced(asking):
     deadline = min(time.monotonic() + timeout / 2, asking.budget_end())
     client = redis_client(broker.url, broker.options, timeout)
     try:
-        db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+        db = client.db
         places = exchange_bound_elsewhere(client, layout, PIDBOX_EXCHANGE, db, deadline)
     except alarm():
         raise  # -t fired: the run's own answer, not a missing hint
@@ -81,13 +85,14 @@ def misplaced(asking):
     return text
 
 
-def grace(slowest):
-    """How long to wait for unexpected nodes after the slowest expected one."""
-    return min(max(slowest * GRACE_FACTOR, GRACE_MIN), GRACE_MAX)
+def grace(slowest, replies=1):
+    """How long to wait for unexpected nodes after the slowest of
+    ``replies`` expected ones."""
+    return min(max(slowest * GRACE_FACTOR / max(replies, 1), GRACE_MIN), GRACE_MAX)
 
 
 def options_used(source, broker):
-    """The -O keys this run reads: the Redis ping (redis-py alone) its key
+    """The -O keys this run reads: the Redis ping (connect.redis alone) its key
     layout and how to find a sentinel master; kombu (the AMQP ping, the
     events) every key its transport for the URL reads but those of an
     acknowledging consumer; the stdin source none (it talks to no broker)."""
