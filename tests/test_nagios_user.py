@@ -239,15 +239,22 @@ def scenario_tasks(request, files):
     """A real worker records what it ran; the check, as nagios, writes its
     state file (and nothing else) in a directory nagios owns, and reads it
     back on the second run."""
+    from celery_checks.connect.redis import redis_client
     from celery_checks.store import tasks as store
     from tests.kit.producers import publish
 
     redis_url = request.getfixturevalue("redis_url")
-    redis_client = request.getfixturevalue("redis_client")
     request.getfixturevalue("celery_worker").start(redis_url, queues=["cc-nagios-tasks"])
     publish(request.getfixturevalue("celery_apps")(redis_url), "cc-nagios-tasks", count=3)
-    wait_for(lambda: store.read(redis_client)[1].get("tests.add", {}).get("succeeded") == 3,
-             20, "the worker to record 3 tasks")
+
+    def succeeded():  # read as the check reads the store
+        client = redis_client(redis_url)
+        try:
+            return store.read(client)[1].get("tests.add", {}).get("succeeded")
+        finally:
+            client.close()
+
+    wait_for(lambda: succeeded() == 3, 20, "the worker to record 3 tasks")
     state = str(request.getfixturevalue("nagios_owned_dir") / "tasks.json")
     args = ["--store", redis_url, "-T", "tests.add", "--state-file", state]
     return [
