@@ -4,6 +4,7 @@
 - :mod:`bench.install`    the throwaway venv with a regular copy of the package
 - :mod:`bench.measure`    the launcher (wall, CPU, peak RSS of one process), the imports probe
 - :mod:`bench.scenarios`  the scenarios, their phases and floors
+- :mod:`bench.throughput`  a worker's tasks per second with and without the task records
 - :mod:`bench.budgets`    the budgets each run is judged by
 - :mod:`bench.report`     the Markdown, written into docs/performance.md
 

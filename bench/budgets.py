@@ -80,8 +80,9 @@ class Judge:
                               verdict(worst.stat("rss", max) <= bound)))
 
 
-def budgets(by_key):
-    """(budget, measured, verdict) rows for the scenarios of a run."""
+def budgets(by_key, throughput=None):
+    """(budget, measured, verdict) rows for the scenarios of a run (and the
+    worker throughput, bench/throughput.py)."""
     judge = Judge(by_key)
     for key in ("pulsefile-1", "pulsefile-50"):
         judge.limit(key, "wall", 0.06, "s", "%s ≤ 0.06 s" % key)
@@ -114,6 +115,16 @@ def budgets(by_key):
     judge.relative("queue-consumers-redis-2w", "queue-plain-redis-2w", 2.0,
                    "queue Redis: consumers broadcast ≤ 2× the plain check (issue 17)")
     judge.limit("heartbeat-100", "wall", 0.25, "s", "heartbeat-100 ≤ 0.25 s")
+    judge.limit("tasks-100", "wall", 0.25, "s", "tasks-100 ≤ 0.25 s (issue 18)")
+    text = "task records cost ≤ 5 % of a worker's trivial tasks/s (issue 18)"
+    if throughput is None:
+        judge.rows.append((text, "", "not measured (--only)"))
+    elif throughput.status != "ok":
+        judge.rows.append((text, "", throughput.status))
+    else:
+        judge.rows.append((text, "%.1f %% fewer, estimated from CPU per task (drained: "
+                           "%.1f %%)" % (100 * throughput.estimate(), 100 * throughput.cost()),
+                           verdict(throughput.estimate() <= 0.05)))
     judge.limit("trigger-10", "wall", 0.5, "s", "trigger-10 ≤ 0.5 s (issue 4)")
     for tag in ("2", "10"):
         judge.relative("workers-ping-%s" % tag, "celery-status-%s" % tag, 0.2,

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+from bench import throughput as worker_throughput
 from bench.budgets import budgets
 from bench.install import ROOT
 from bench.measure import HEAVY
@@ -72,7 +73,7 @@ def machine_description(started, load_before, load_after, args, versions):
     ]
 
 
-def render(results, args, started, load_before, load_after, versions):
+def render(results, args, started, load_before, load_after, versions, throughput=None):
     by_key = {s.key: s for s in results}
     begin, end = markers(args.label)
     lines = [begin, "", "### Run", ""]
@@ -118,8 +119,9 @@ def render(results, args, started, load_before, load_after, versions):
         lines.append("| %s | %.3f | %s | %.3f | %.0f | %.3f |" % (
             s.title, s.stat("cpu"), s.floor, base.stat("cpu"),
             (s.stat("cpu") - base.stat("cpu")) * 1000, max(0.0, s.stat("wall") - s.stat("cpu"))))
+    lines += worker_throughput.report(throughput)
     lines += ["", "### Budgets", "", "| budget | measured | verdict |", "|---|---|---|"]
-    for text, measured, verdict in budgets(by_key):
+    for text, measured, verdict in budgets(by_key, throughput):
         lines.append("| %s | %s | %s |" % (text, measured, verdict))
     lines += ["", end]
     return "\n".join(lines)

@@ -58,6 +58,7 @@ from bench.install import Before, Install  # noqa: E402
 from bench.measure import Launcher, imported_packages, log  # noqa: E402
 from bench.report import render, write_doc  # noqa: E402
 from bench.scenarios import PHASES, selected, slow_rounds  # noqa: E402
+from bench import throughput as worker_throughput  # noqa: E402
 from tests.kit import rabbitmq as rabbitmq_kit  # noqa: E402
 from tests.kit.redis_servers import Databases, RedisServer  # noqa: E402
 from tests.kit.workers import WorkerFactory  # noqa: E402
@@ -192,7 +193,11 @@ def options(argv=None):
     parser.add_argument("--warmup", type=int, default=2,
                         help="unmeasured runs first (at least 1: the last tells whether "
                         "the scenario works)")
-    parser.add_argument("--only", metavar="REGEX", help="only scenarios whose key matches")
+    parser.add_argument("--only", metavar="REGEX", help="only scenarios whose key matches "
+                        "('throughput': the worker's tasks per second with and without "
+                        "the task records)")
+    parser.add_argument("--throughput-rounds", type=int, default=5,
+                        help="rounds of each throughput variant (default: 5)")
     parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--label", metavar="NAME",
@@ -225,6 +230,7 @@ def main(argv=None):
     workdir = Path(tempfile.mkdtemp(prefix="celery-checks-bench-"))
     log("working in %s" % workdir)
     results = []
+    throughput = None
     ctx = launcher = None
     versions = "?"
     try:
@@ -238,6 +244,9 @@ def main(argv=None):
             for number, scenarios in enumerate(phase(ctx)):
                 label = title if number == 0 else "%s, continued" % title
                 results += run_phase(ctx, label, scenarios, args.runs, args.warmup, args.only)
+        if ctx.wants(worker_throughput.KEY):
+            log("phase: worker throughput with and without the task records")
+            throughput = worker_throughput.measure(ctx, args.throughput_rounds)
     finally:
         if ctx is not None:
             ctx.cleanup()
@@ -245,7 +254,7 @@ def main(argv=None):
             launcher.close()
         shutil.rmtree(workdir, ignore_errors=True)
     load_after = os.getloadavg()
-    report = render(results, args, started, load_before, load_after, versions)
+    report = render(results, args, started, load_before, load_after, versions, throughput)
     print(report)
     if not args.no_write:
         write_doc(Path(args.output), report, args.label)

@@ -140,6 +140,14 @@ def phase_services(ctx):
                             queue_args(redis_url, redis_queues[:1]))
         scenarios += before(ctx, "queue-redis-1000", "queue, Redis, 1,000 queues",
                             queue_args(redis_url, redis_queues))
+    if ctx.install.has("check_celery_tasks") and ctx.wants("tasks-100"):
+        db = ctx.take_db()
+        record_tasks(ctx.redis.url(db), 100)
+        scenarios.append(Scenario(
+            "tasks-100", "tasks, 100 recorded task names",
+            ["check_celery_tasks", "--store", ctx.redis.url(db), "--state-file",
+             str(ctx.workdir / "tasks.state"), "--max-age", "bench.task000=1h", "-w", "20"],
+            floor="socket"))
     if ctx.wants("queue-amqp-1", "queue-amqp-20", "queue-mgmt-1", "queue-mgmt-20"):
         vhost = ctx.take_vhost()
         amqp_queues = ["bench-q%02d" % i for i in range(20)]
@@ -192,6 +200,24 @@ def consumers_scenarios(url):
         Scenario("queue-consumers-redis-2w", "queue, Redis, consumers broadcast (2 workers)",
                  queue_args(url, ["celery"], "--consumers-critical", "1:"), floor="socket"),
     ]
+
+
+def record_tasks(store_url, count):
+    """Records of ``count`` task names in the store, as a worker's flush
+    writes them (celery_checks/store/tasks.py)."""
+    from celery_checks.connect.redis import redis_client
+    from celery_checks.store import tasks as store
+
+    client = redis_client(store_url)
+    now, tallies = time.monotonic(), {}
+    for number in range(count):
+        tally = tallies["bench.task%03d" % number] = store.Tally()
+        tally.counts = [50, number % 3, number % 2, 0, 0]
+        tally.runtime_sum, tally.buckets[3] = 1.5, 50 + number % 3
+        tally.success_at = tally.failure_at = now
+        tally.exception = "ValueError"
+    store.record(client, tallies, now)
+    client.close()
 
 
 QUEUE_KEYS = ("queue-redis-1", "queue-redis-100", "queue-redis-1000")

@@ -10,8 +10,9 @@ __version__ = "0.1.0"
 def install(app):
     """Enable the celery-checks worker-side parts on a Celery ``app``.
 
-    Registers the ``celery_checks.heartbeat`` task and, when configured, the
-    pulse file emitter. Call it once in the module that creates the app.
+    Registers the ``celery_checks.heartbeat`` task, the task records of
+    check_celery_tasks and, when configured, the pulse file emitter. Call it
+    once in the module that creates the app.
     """
     # celery only here. The module is not named "install": importing it
     # would rebind celery_checks.install from this function to the module.

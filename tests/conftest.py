@@ -15,7 +15,15 @@ helpers behind them are in tests/kit/).
   not run, with the reason (tests/kit/prerequisites.py).
 - The whole run fails if it touched a Redis it did not start
   (tests/kit/foreign_redis.py).
+- check_celery_tasks run without --state-file (the tests that hold every
+  check to a rule) keeps its state in /var/tmp, as documented: the files it
+  made there during the run are removed at the end.
 """
+
+import glob
+import os
+import time
+
 
 import pytest
 
@@ -30,12 +38,21 @@ _guard = foreign_redis.Guard() if foreign_redis.ADDRESS != "off" else None
 _guard_problems = []
 
 
+_started = time.time()
+
+
 def pytest_sessionstart(session):
     if _guard is not None and not _guard.plant():
         session.config._foreign_redis = "no Redis on %s: nothing to guard" % foreign_redis.ADDRESS
 
 
 def pytest_sessionfinish(session, exitstatus):
+    for path in glob.glob("/var/tmp/check_celery_tasks.*.json"):
+        try:
+            if os.stat(path).st_mtime >= _started - 1:
+                os.unlink(path)
+        except OSError:
+            pass
     if _guard is not None:
         _guard_problems.extend(_guard.verify())
         if _guard_problems:

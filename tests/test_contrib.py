@@ -210,7 +210,7 @@ def test_icinga_accepts_contrib_with_the_example_objects(daemon_dir):
     assert services == {
         "redis.example.com!celery-queue celery", "redis.example.com!celery-queue mail",
         "redis.example.com!celery-heartbeat", "redis.example.com!celery-workers",
-        "worker1.example.com!celery-pulse",
+        "redis.example.com!celery-tasks", "worker1.example.com!celery-pulse",
     }, listed
     pulse = listed.split("Object 'worker1.example.com!celery-pulse'")[1].split("\nObject ")[0]
     assert re.search(r'command_endpoint = "worker1\.example\.com"', pulse), pulse
@@ -253,6 +253,7 @@ object Host "broker.test" {{
   vars.celery_pulsefile_verbose = 2
   vars.celery_heartbeat_queues = [ "hb-none" ]
   vars.celery_inventory = [ "nobody@nowhere.test" ]
+  vars.celery_tasks_max_age = [ "reports.nightly=26h" ]
 }}
 """
 
@@ -296,13 +297,13 @@ def test_icinga_runs_the_example_services(
                                   start_new_session=True)
     try:
         wanted = {"celery-queue work", "celery-queue idle", "celery-pulse",
-                  "celery-heartbeat", "celery-workers"}
+                  "celery-heartbeat", "celery-workers", "celery-tasks"}
 
         def all_ran():
             seen = _perfdata_lines(base)
             return seen if wanted <= set(seen) else None
 
-        lines = wait_for(all_ran, 30, "Icinga to run the five services", process=daemon, log=log)
+        lines = wait_for(all_ran, 30, "Icinga to run the six services", process=daemon, log=log)
     finally:
         _stop(daemon)
     assert daemon.returncode == 0, log.read_text()[-3000:]
@@ -353,6 +354,12 @@ def test_icinga_runs_the_example_services(
     assert workers["output"].startswith(
         "CELERY_WORKERS CRITICAL - 1 of 1 expected worker missing: nobody@nowhere.test"), workers
     assert "-v" in workers["command"] and perf_of(workers)["missing"].value == 1
+    # The task check wrote its state to the default place, as nagios: it
+    # judged (nothing recorded, the nightly never ran), no UNKNOWN.
+    tasks = results["celery-tasks"]
+    assert tasks["exit_status"] == 2, tasks
+    assert tasks["output"].startswith("CELERY_TASKS CRITICAL - "), tasks
+    assert "reports.nightly: never succeeded" in tasks["output"], tasks
     pulse = results["celery-pulse"]
     assert pulse["exit_status"] == 2, pulse
     assert "beat.pulse" in pulse["output"], pulse
@@ -471,8 +478,8 @@ def test_nagios_accepts_contrib(daemon_dir):
                           timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Total Warnings: 0" in proc.stdout and "Total Errors:   0" in proc.stdout, proc.stdout
-    # Every example service was read: 4 on the broker, 1 through NRPE.
-    assert "Checked 5 services." in proc.stdout and "Checked 2 hosts." in proc.stdout, proc.stdout
+    # Every example service was read: 5 on the broker, 1 through NRPE.
+    assert "Checked 6 services." in proc.stdout and "Checked 2 hosts." in proc.stdout, proc.stdout
 
 
 def _nagios_status(path):
@@ -489,7 +496,7 @@ def _nagios_status(path):
 @pytest.mark.slow
 def test_nagios_runs_the_example_services(
         plugin_dir, shared_dir, daemon_dir, redis_url, redis_client):
-    """A real Nagios 4 runs contrib/nagios/services.cfg's four services for a
+    """A real Nagios 4 runs contrib/nagios/services.cfg's five services for a
     host of ours: $USER1$, the _CELERY_BROKER_FILE host macro and $ARG1$
     expand into command lines the plugins accept."""
     prerequisites.require("root", "nagios4")
@@ -502,7 +509,8 @@ def test_nagios_runs_the_example_services(
                            NAGIOS_HOST.format(broker_file=broker_file), running=True)
     log = daemon_dir / "daemon.log"
     status = daemon_dir / "status.dat"
-    wanted = {"celery queue celery", "celery queue mail", "celery heartbeat", "celery workers"}
+    wanted = {"celery queue celery", "celery queue mail", "celery heartbeat", "celery workers",
+              "celery tasks"}
     with open(log, "w") as handle:
         daemon = subprocess.Popen([NAGIOS4, str(config)], stdout=handle,
                                   stderr=subprocess.STDOUT, start_new_session=True)
@@ -513,7 +521,7 @@ def test_nagios_runs_the_example_services(
             done = {name for name, fields in seen.items() if fields.get("has_been_checked") == "1"}
             return seen if wanted <= done else None
 
-        services = wait_for(all_checked, 30, "Nagios to run the four services", process=daemon, log=log)
+        services = wait_for(all_checked, 30, "Nagios to run the five services", process=daemon, log=log)
     finally:
         _stop(daemon)
 
@@ -534,6 +542,9 @@ def test_nagios_runs_the_example_services(
     assert workers["plugin_output"].startswith(
         "CELERY_WORKERS CRITICAL - 3 of 3 expected workers missing"), workers
     assert "MISSING celery@worker*.example.com: 0 of 2 online" in workers["long_plugin_output"]
+    tasks = services["celery tasks"]
+    assert tasks["current_state"] == "2", tasks
+    assert tasks["plugin_output"].startswith("CELERY_TASKS CRITICAL - "), tasks
 
 
 # ---------------------------------------------------------------------- NRPE
@@ -600,10 +611,13 @@ def test_nrpe_runs_the_contrib_commands_for_check_nrpe(
         perf = parse_perfdata(queue.stdout.split("|", 1)[1])
         assert (perf["celery"].value, perf["celery"].warn, perf["celery"].crit) == (150, "100", "1000")
 
-        # The other two commands run too, and judge (nothing to find here).
+        # The other three commands run too, and judge (nothing to find here).
         heartbeat = ask("check_celery_heartbeat")
         assert heartbeat.returncode == 2, heartbeat
         assert heartbeat.stdout.startswith("CELERY_HEARTBEAT CRITICAL - celery: "), heartbeat
+        tasks = ask("check_celery_tasks")
+        assert tasks.returncode == 2, tasks
+        assert tasks.stdout.startswith("CELERY_TASKS CRITICAL - "), tasks
         workers = ask("check_celery_workers")
         assert workers.returncode == 2, workers
         assert workers.stdout.startswith("CELERY_WORKERS CRITICAL - 1 of 1 expected worker "

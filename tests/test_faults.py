@@ -25,6 +25,7 @@ import uuid
 import pytest
 
 from celery_checks.plugin.secrets import redact_url
+from tests.kit import project
 from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.faults import Listener, TcpProxy, closed_port
 from tests.kit.plugin import assert_within_timeout, broker_scripts, run_check, run_parallel
@@ -51,6 +52,10 @@ def _queue_name():
 VARIANTS = {
     "check_celery_heartbeat": [
         # it reads only its Redis store, never an AMQP broker
+        ("store", lambda kind, url, good: ["--store", url] if kind == "redis" else None),
+    ],
+    "check_celery_tasks": [
+        # the same: its Redis store only
         ("store", lambda kind, url, good: ["--store", url] if kind == "redis" else None),
     ],
     "check_celery_workers": [
@@ -196,7 +201,7 @@ def test_broker_fault_is_the_documented_answer(matrix, request, fault, kind, tem
 def test_bad_broker_url_is_usage_not_outage(name, url):
     """A URL we cannot use is our configuration error: UNKNOWN (the trigger:
     its documented usage exit 2), never CRITICAL, never a traceback."""
-    args = ["--store", url] if name == "check_celery_heartbeat" else ["-b", url]
+    args = ["--store", url] if name in project.STORE_CHECKS else ["-b", url]
     result = run_check(name, *args, "-t", str(T))
     assert "Traceback" not in result.stdout + result.stderr, result.describe("traceback")
     assert "Traceback" not in result.stdout + result.stderr, result.describe("traceback")
@@ -307,6 +312,7 @@ RESTART_RUNS = {
     # long enough to be mid-run when the broker goes away
     "check_celery_workers": [["--reply-timeout", "2"], ["--source", "events", "--window", "2"]],
     "check_celery_heartbeat": [["--store", "{url}"]],
+    "check_celery_tasks": [["--store", "{url}"]],
     "trigger_celery_heartbeat": [["-q", "cc-restart"]],
 }
 
@@ -377,7 +383,7 @@ def test_rabbitmq_connections_dropped_during_runs(rabbitmq, redis_url):
     store = redis_url  # the trigger's store
     jobs = []
     for name in BROKER_SCRIPTS:
-        if name == "check_celery_heartbeat":
+        if name in project.STORE_CHECKS:
             continue  # reads only its Redis store
         for extra in RESTART_RUNS.get(name, [[]]):
             if "--store" in extra:

@@ -123,6 +123,12 @@ CASES = [
     pytest.param(
         "check_celery_heartbeat", lambda s: ["--store", s.redis_url(), "-q", "celery"],
         "CRITICAL", EVERY_CLIENT, ["hiredis"], id="heartbeat"),
+    # Nothing recorded: CRITICAL "no task recorded", after reading the store
+    # and writing the state file.
+    pytest.param(
+        "check_celery_tasks",
+        lambda s: ["--store", s.redis_url(), "--state-file", s.tmp_path / "state.json"],
+        "CRITICAL", EVERY_CLIENT, ["hiredis"], id="tasks"),
     # No worker on this database: the broadcast goes out, nobody answers.
     pytest.param(
         "check_celery_workers",

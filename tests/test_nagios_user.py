@@ -8,7 +8,8 @@ the wrappers from checks/ in a plugin directory). Each check then runs as
 nagios (``setpriv``), with no HOME, from ``/`` and with a minimal
 environment, against real Redis, RabbitMQ, workers and files, under
 ``strace``: the answer must be the right one, and the process must not have
-tried to create, change or delete any file.
+tried to create, change or delete any file (but check_celery_tasks's own
+state file, named by --state-file in a directory nagios owns).
 
 The one write a Python process attempts on its own is CPython's bytecode
 cache: the install is made with ``--no-compile`` on purpose, so nagios's
@@ -108,10 +109,12 @@ class NagiosRun:
         return "%s\n$ %s\nrc=%s\n--- stdout\n%s--- stderr\n%s" % (
             why, " ".join(self.command), self.proc.returncode, self.proc.stdout, self.proc.stderr)
 
-    def forbidden_writes(self):
+    def forbidden_writes(self, allowed=()):
+        """Write attempts but CPython's refused bytecode cache and the
+        files in ``allowed`` (a check's own state file)."""
         bad = []
         for syscall, paths, outcome in self.attempts:
-            if all(p in HARMLESS_TARGETS for p in paths):
+            if all(p in HARMLESS_TARGETS or p in allowed for p in paths):
                 continue
             refused = outcome.startswith("-1 E") or outcome == "?"
             if refused and paths and all("/__pycache__" in p for p in paths):
@@ -119,8 +122,8 @@ class NagiosRun:
             bad.append("%s(%s) = %s" % (syscall, ", ".join(paths), outcome))
         return bad
 
-    def assert_no_writes(self):
-        bad = self.forbidden_writes()
+    def assert_no_writes(self, allowed=()):
+        bad = self.forbidden_writes(allowed)
         assert not bad, self.describe("write attempts as nagios:\n  " + "\n  ".join(bad))
         assert not self.proc.stderr, self.describe("stderr as nagios")
 
@@ -233,8 +236,46 @@ def scenario_workers(request, files):
     ]
 
 
+def scenario_tasks(request, files):
+    """A real worker records what it ran; the check, as nagios, writes its
+    state file (and nothing else) in a directory nagios owns, and reads it
+    back on the second run."""
+    from celery_checks.connect.redis import redis_client
+    from celery_checks.store import tasks as store
+    from tests.kit.producers import publish
+
+    redis_url = request.getfixturevalue("redis_url")
+    request.getfixturevalue("celery_worker").start(redis_url, queues=["cc-nagios-tasks"])
+    publish(request.getfixturevalue("celery_apps")(redis_url), "cc-nagios-tasks", count=3)
+
+    def succeeded():  # read as the check reads the store
+        client = redis_client(redis_url)
+        try:
+            return store.read(client)[1].get("tests.add", {}).get("succeeded")
+        finally:
+            client.close()
+
+    wait_for(lambda: succeeded() == 3, 20, "the worker to record 3 tasks")
+    state = str(request.getfixturevalue("nagios_owned_dir") / "tasks.json")
+    args = ["--store", redis_url, "-T", "tests.add", "--state-file", state]
+    return [
+        (args, "OK", ["1 task recorded; first run"], {"tests.add_succeeded": 3}, [state]),
+        (args, "OK", ["1 task recorded: 0 runs in "], {"tests.add_failed_interval": 0}, [state]),
+    ]
+
+
+@pytest.fixture
+def nagios_owned_dir():
+    """A directory nagios owns (where a state file of its own goes)."""
+    path = venvs.readable_tmpdir("celery-checks-nagios-state-")
+    shutil.chown(path, NAGIOS, NAGIOS)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 SCENARIOS = {
     "check_celery_heartbeat": scenario_heartbeat,
+    "check_celery_tasks": scenario_tasks,
     "check_celery_pulsefile": scenario_pulsefile,
     "check_celery_queue": scenario_queue,
     "check_celery_workers": scenario_workers,
@@ -246,7 +287,7 @@ def test_check_answers_correctly_as_nagios_and_writes_nothing(
         name, nagios_install, shared_dir, tmp_path, request):
     scenario = SCENARIOS.get(name)
     assert scenario, "add a scenario for %s to tests/test_nagios_user.py SCENARIOS" % name
-    for args, state, fragments, perfdata in scenario(request, shared_dir):
+    for args, state, fragments, perfdata, *allowed in scenario(request, shared_dir):
         before = _tree(nagios_install.parent), _tree(shared_dir)
         run = run_as_nagios(nagios_install / "bin" / name, *args, tmp_path=tmp_path)
         result = run.result.assert_state(state, *fragments)
@@ -254,7 +295,7 @@ def test_check_answers_correctly_as_nagios_and_writes_nothing(
             assert label in result.perfdata, result.describe("perfdata %r" % label)
             assert value is None or result.perfdata[label].value == value, \
                 result.describe("perfdata %r == %r" % (label, value))
-        run.assert_no_writes()
+        run.assert_no_writes(*allowed)  # a check's own state file, if it keeps one
         assert (_tree(nagios_install.parent), _tree(shared_dir)) == before
 
 

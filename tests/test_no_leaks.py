@@ -31,6 +31,8 @@ import uuid
 
 import pytest
 
+from celery_checks.store import tasks as task_store
+from tests.kit import project
 from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.faults import Listener, closed_port
 from tests.kit.plugin import broker_scripts, executable, fork_runs, help_text, run_check, run_parallel
@@ -133,12 +135,16 @@ def brokers(tmp_path_factory, rabbitmq_vhost, redis_server, redis_dbs):
                 factory.wait_ready(worker, 60, "ready.")
             assert run_check("trigger_celery_heartbeat", "-b", redis_url, "-q", "leak-work").rc == 0
             rabbitmq.queues.append("leak-work")
+            # the worker records the heartbeat task it ran (check_celery_tasks)
+            wait_for(lambda: client.sismember(task_store.index_key(), "celery_checks.heartbeat"),
+                     20, "the heartbeat task's record")
             # On Redis a worker subscribes to broadcasts a moment after "ready.".
             for kind, url in (("redis", redis_url), ("amqp", rabbitmq.url)):
                 wait_for(lambda: run_check("check_celery_workers", "-b", url, "--expect",
                                            workers[kind].name).rc == 0, 20, "%s worker" % kind)
             yield dict(redis=redis_url, amqp=rabbitmq.url, workers=workers, waiting=waiting,
-                       client=client, db=db, vhost=rabbitmq_vhost, rabbitmq=rabbitmq)
+                       client=client, db=db, vhost=rabbitmq_vhost, rabbitmq=rabbitmq,
+                       state=str(tmp_path_factory.mktemp("leak-state") / "tasks.json"))
         finally:
             factory.stop_all()
             rabbitmq.cleanup()
@@ -154,6 +160,9 @@ def read_only_jobs(b, runs):
             (["-b", b["amqp"], "-q", b["waiting"], "--orphan-state", "ok"], "OK"),
         ],
         "check_celery_heartbeat": [(["--store", b["redis"], "-q", "leak-work"], "OK")],
+        # the heartbeat the fixture sent is a task the worker recorded
+        "check_celery_tasks": [(["--store", b["redis"], "-T", "celery_checks.heartbeat",
+                                 "--state-file", b["state"]], "OK")],
         "check_celery_workers": [
             (["-b", b[kind], "--expect", b["workers"][kind].name, "--source", source,
               wait, "3", "-t", "10"], "OK")
@@ -274,7 +283,7 @@ def secret_runs(name, redis_server, redis_db, vhost, tmp_path):
     is_trigger = name.startswith("trigger")
     text = help_text(name)
     urls = [("redis-ok", good_redis), ("redis-down", bad_redis)]
-    if name not in ("check_celery_heartbeat",):
+    if name not in project.STORE_CHECKS:
         urls.append(("amqp-ok", good_amqp))
     runs = []
     for path_index, (path, url) in enumerate(urls):

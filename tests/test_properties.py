@@ -202,6 +202,7 @@ OFFLINE = {
     "check_celery_pulsefile": (["-f", "{pulse}"], None),
     "check_celery_workers": (["--source", "stdin"], "->  a@h: OK\n->  b@h: OK\n\n2 nodes online.\n"),
     "check_celery_heartbeat": (["--store", "redis://127.0.0.1:{closed}/0"], None),
+    "check_celery_tasks": (["--store", "redis://127.0.0.1:{closed}/0"], None),
     "check_celery_queue": (["-b", "redis://127.0.0.1:{closed}/0"], None),
 }
 

@@ -241,16 +241,16 @@ def _broker_target(parsed):
                                   dict(parsed.transport_option or ()), os.environ)
 
 
-def add_store_options(parser):
+def add_store_options(parser, what="heartbeat store"):
     """--store/--store-file (after the broker options); after parsing,
-    ``args.store`` is the heartbeat store's Target."""
+    ``args.store`` is the store's Target (``what`` names it in the help)."""
     from celery_checks.connect.urls import STORE_ENV
 
-    group = parser.add_argument_group("heartbeat store")
+    group = parser.add_argument_group(what)
     group.add_argument(
         "--store", metavar="URL", dest="store_given",
-        help="Redis URL of the heartbeat store; else --store-file, else $%s, "
-        "else the broker URL when the broker is Redis" % STORE_ENV,
+        help="Redis URL of the %s; else --store-file, else $%s, "
+        "else the broker URL when the broker is Redis" % (what, STORE_ENV),
     )
     group.add_argument(
         "--store-file", metavar="PATH",

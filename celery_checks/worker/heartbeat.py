@@ -56,10 +56,11 @@ class _Store:
     must not be shared with the children); one connection, so the threads
     of a threads pool take turns."""
 
-    def __init__(self, app):
+    def __init__(self, app, timeout=5.0, what="heartbeat store"):
         import threading
 
         self.app = app
+        self.timeout, self.what = timeout, what
         self._client = None
         self._pid = None
         self._lock = threading.Lock()
@@ -80,7 +81,7 @@ class _Store:
                 "celery_checks: no heartbeat store: the broker is not Redis, "
                 "set checks_store_url (Django: CELERY_CHECKS_STORE_URL)")
         if self._client is None or self._pid != os.getpid():
-            self._client = redis_client(url, options, timeout=5.0)
+            self._client = redis_client(url, options, timeout=self.timeout)
             self._pid = os.getpid()
             self.url, self.options = url, options
         return self._client
@@ -95,8 +96,8 @@ class _Store:
         except (RedisError, OSError) as exc:
             # One line naming the redacted store; no chained traceback that
             # could carry the URL with its password.
-            raise RuntimeError(redact("celery_checks: heartbeat store %s: %s: %s" % (
-                redact_url(self.url), type(exc).__name__, exc))) from None
+            raise RuntimeError(redact("celery_checks: %s %s: %s: %s" % (
+                self.what, redact_url(self.url), type(exc).__name__, exc))) from None
 
 
 def register_heartbeat_task(app):

@@ -11,13 +11,15 @@ project sets them as ``CELERY_CHECKS_*`` through the usual
 from celery_checks.worker.heartbeat import register_heartbeat_task
 from celery_checks.worker.publish import connect as connect_publish_stamp
 from celery_checks.worker.pulse import register_pulse
+from celery_checks.worker.tasks import register_task_records
 
 
 def install(app):
     """Register the heartbeat task, stamp every task this process publishes
-    with its publish time (worker/publish.py) and, when configured, the
-    pulse emitter."""
+    with its publish time (worker/publish.py), the task records
+    (check_celery_tasks) and, when configured, the pulse emitter."""
     connect_publish_stamp()
     register_heartbeat_task(app)
     register_pulse(app)
+    register_task_records(app)
     return app

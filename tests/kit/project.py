@@ -15,6 +15,11 @@ def scripts():
     return {ep.name: ep.value for ep in entry_points if ep.group == "console_scripts"}
 
 
+#: the checks that read only the celery-checks store (Redis, ``--store``),
+#: never a broker
+STORE_CHECKS = ("check_celery_heartbeat", "check_celery_tasks")
+
+
 def checks():
     """The declared executables that are checks (check_*), sorted."""
     return sorted(name for name in scripts() if name.startswith("check_"))
@@ -32,6 +37,7 @@ MINIMAL_ARGS = {
     "check_celery_pulsefile": ["-f", "/nonexistent/x.pulse"],
     "check_celery_queue": ["-b", "redis://127.0.0.1:1/0"],
     "check_celery_heartbeat": ["--store", "redis://127.0.0.1:1/0"],
+    "check_celery_tasks": ["--store", "redis://127.0.0.1:1/0"],
     "check_celery_workers": ["-b", "redis://127.0.0.1:1/0"],
 }
 
