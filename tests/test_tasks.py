@@ -265,7 +265,11 @@ def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redi
 
     server.start()
     run(4)
-    wait_for(lambda: counts(store_url) == {"tests.add": (4, 0, 0, 0, 0)},
+    # The 5 run while the store was down are dropped by the flush that finds
+    # it down, unless a loaded machine delays that flush past the restart:
+    # then they arrive with the 4 (one flush sends all it tallied).
+    wait_for(lambda: counts(store_url) in ({"tests.add": (4, 0, 0, 0, 0)},
+                                           {"tests.add": (9, 0, 0, 0, 0)}),
              what="records after the store came back")
     log = worker.log()
     assert log.count("dropping task records") == 1, log[-3000:]
