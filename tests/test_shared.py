@@ -266,7 +266,7 @@ def test_repeated_options_read_as_argparse_reads_them(monkeypatch, capsys, modul
     import importlib
 
     parse_args = importlib.import_module(
-        "celery_checks.%s" % ("heartbeat" if module == "heartbeat" else module + ".check")).parse_args
+        "celery_checks.%s.check" % module).parse_args
     if module == "workers":  # its repeated option is --expect
         argv = [{"-q": "--expect", "--queue": "--expect", "--que": "--exp"}.get(a, a)
                 .replace("--queue=", "--expect=") for a in argv]

@@ -6,7 +6,7 @@ tests/test_heartbeat.py runs the real trigger, workers and store."""
 
 import pytest
 
-from celery_checks import heartbeat
+from celery_checks.heartbeat import check as heartbeat
 from celery_checks.plugin.runner import Deadline
 from tests.kit.plugin import render
 
