@@ -336,20 +336,20 @@ def test_beat_schedule_entries():
 
 
 def test_store_url_precedence(tmp_path):
-    from celery_checks.connect import urls
+    from celery_checks.connect import targets
     from celery_checks.plugin.policy import CheckError
 
     env = {"CELERY_CHECKS_STORE_URL": "redis://env/1"}
     path = tmp_path / "store"
     path.write_text("redis://file/2\n")
-    assert urls.resolve_store_url("redis://opt/3", str(path), "redis://b/0", env) == "redis://opt/3"
-    assert urls.resolve_store_url(None, str(path), "redis://b/0", env) == "redis://file/2"
-    assert urls.resolve_store_url(None, None, "amqp://b//", env) == "redis://env/1"
-    assert urls.resolve_store_url(None, None, "redis://b/0", {}) == "redis://b/0"
+    assert targets.resolve_store_url("redis://opt/3", str(path), "redis://b/0", env) == "redis://opt/3"
+    assert targets.resolve_store_url(None, str(path), "redis://b/0", env) == "redis://file/2"
+    assert targets.resolve_store_url(None, None, "amqp://b//", env) == "redis://env/1"
+    assert targets.resolve_store_url(None, None, "redis://b/0", {}) == "redis://b/0"
     with pytest.raises(CheckError, match="not Redis"):
-        urls.resolve_store_url(None, None, "amqp://b//", {})
+        targets.resolve_store_url(None, None, "amqp://b//", {})
     with pytest.raises(CheckError, match="must be Redis"):
-        urls.resolve_store_url("amqp://x//", None, "redis://b/0", {})
+        targets.resolve_store_url("amqp://x//", None, "redis://b/0", {})
 
 
 def test_django_settings_reach_the_worker_store_through_the_celery_namespace():

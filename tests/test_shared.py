@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 from celery_checks.plugin import cli, perfdata, repeats, secrets, thresholds
-from celery_checks.connect.urls import resolve_broker_url, transport_of
+from celery_checks.connect.targets import resolve_broker_url
+from celery_checks.connect.urls import transport_of
 from celery_checks.plugin.policy import CheckError
 from tests.kit.project import ROOT
 from tests.kit.plugin import Result, parse_perfdata

@@ -1,8 +1,9 @@
 """The connection layer: the only code that knows URLs, Redis, AMQP and kombu.
 
-- :mod:`.urls`      what a broker or store URL means (read as kombu reads it),
-                    which URL a check uses (one precedence rule for every
-                    kind of URL) and the -O transport options kombu knows
+- :mod:`.urls`      what a broker or store URL means (read as kombu reads it)
+- :mod:`.targets`   which URL a check uses (one precedence rule for every
+                    kind of URL) and what its Resource is given
+- :mod:`.options`   the -O transport options kombu knows, and their values
 - :mod:`.redis`     the one Redis client (hiredis underneath); its failures likewise
 - :mod:`.redis_reach` its TLS context and the master sentinels name
 - :mod:`.amqp`      pika's parameters for a URL; its failures likewise

@@ -3,7 +3,7 @@ with the standard library's http.client alone: one bounded GET, its JSON,
 and every failure in the status policy (CRITICAL naming the redacted URL).
 
 The URL (``http[s]://[user[:password]@]host[:port][/prefix]``) comes by the
-same precedence rule as the broker's (connect/urls.py ``resolve_url``); a
+same precedence rule as the broker's (connect/targets.py ``resolve_url``); a
 user or password it leaves out is the broker URL's (:func:`credentials`).
 """
 
@@ -12,7 +12,7 @@ import os
 from urllib.parse import quote, unquote, urlsplit
 
 from celery_checks.connect.failures import alarm, reason, silent
-from celery_checks.connect.urls import URL_SOURCES, resolve_url
+from celery_checks.connect.targets import URL_SOURCES, resolve_url
 from celery_checks.plugin.policy import CheckError, Unreachable
 from celery_checks.plugin.secrets import redact_url
 

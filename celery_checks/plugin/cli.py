@@ -6,8 +6,8 @@ the options every check (or every broker check) takes, defined once.
 - -w/-c (and any other warning/critical pair) from
   :mod:`celery_checks.plugin.thresholds`;
 - the broker and store URLs are resolved once parsing is done
-  (celery_checks.connect.urls), into ``args.broker`` / ``args.store``
-  :class:`~celery_checks.connect.urls.Target` values.
+  (celery_checks.connect.targets), into ``args.broker`` / ``args.store``
+  :class:`~celery_checks.connect.targets.Target` values.
 
 Nothing here imports celery, redis or pika.
 """
@@ -210,8 +210,8 @@ def add_queue_option(parser, help, default="celery"):
 
 def add_broker_options(parser):
     """-b/--broker-file and -O; after parsing, ``args.broker`` is the
-    :class:`~celery_checks.connect.urls.Target` they name."""
-    from celery_checks.connect.urls import DEFAULT_BROKER_URL
+    :class:`~celery_checks.connect.targets.Target` they name."""
+    from celery_checks.connect.targets import DEFAULT_BROKER_URL
 
     group = parser.add_argument_group("broker")
     group.add_argument(
@@ -235,7 +235,7 @@ def add_broker_options(parser):
 
 
 def _broker_target(parsed):
-    from celery_checks.connect.urls import broker_target
+    from celery_checks.connect.targets import broker_target
 
     parsed.broker = broker_target(parsed.broker_given, parsed.broker_file,
                                   dict(parsed.transport_option or ()), os.environ)
@@ -244,7 +244,7 @@ def _broker_target(parsed):
 def add_store_options(parser, what="heartbeat store"):
     """--store/--store-file (after the broker options); after parsing,
     ``args.store`` is the store's Target (``what`` names it in the help)."""
-    from celery_checks.connect.urls import STORE_ENV
+    from celery_checks.connect.targets import STORE_ENV
 
     group = parser.add_argument_group(what)
     group.add_argument(
@@ -261,6 +261,6 @@ def add_store_options(parser, what="heartbeat store"):
 
 
 def _store_target(parsed):
-    from celery_checks.connect.urls import store_target
+    from celery_checks.connect.targets import store_target
 
     parsed.store = store_target(parsed.store_given, parsed.store_file, parsed.broker, os.environ)

@@ -34,7 +34,8 @@ scripts go as EVALSHA, EVAL the first time a server meets them).
 import os
 
 from celery_checks.connect.layout import as_text, glob_escape
-from celery_checks.connect.urls import STORE_ENV, transport_of
+from celery_checks.connect.targets import STORE_ENV
+from celery_checks.connect.urls import transport_of
 from celery_checks.plugin.policy import CheckError
 
 KEY_PREFIX = "celery_checks:heartbeat:"

@@ -19,7 +19,7 @@ SOURCES = {  # --source: the module whose nodes() answers it
 
 class Asking:
     def __init__(self, broker, deadline, wait, inventory):
-        self.broker = broker  # connect.urls.Target
+        self.broker = broker  # connect.targets.Target
         self.deadline = deadline  # plugin.runner.Deadline
         self.wait = wait  # --reply-timeout (ping) or --window (events), seconds
         self.inventory = inventory
