@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from celery_checks import pulsefile
+from celery_checks.pulsefile import check as pulsefile
 from celery_checks.workers import inventory, stdin
 from celery_checks.plugin import perfdata, secrets, thresholds
 from celery_checks.plugin.policy import CheckError

@@ -4,7 +4,7 @@ exact lines are asserted. tests/test_pulsefile.py runs it on real files."""
 
 import pytest
 
-from celery_checks import pulsefile
+from celery_checks.pulsefile import check as pulsefile
 from tests.kit.plugin import render
 
 pytestmark = pytest.mark.quick
