@@ -268,9 +268,13 @@ def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redi
     # The 5 run while the store was down are dropped by the flush that finds
     # it down, unless a loaded machine delays that flush past the restart:
     # then they arrive with the 4 (one flush sends all it tallied).
-    wait_for(lambda: counts(store_url) in ({"tests.add": (4, 0, 0, 0, 0)},
-                                           {"tests.add": (9, 0, 0, 0, 0)}),
-             what="records after the store came back")
+    seen = []
+    try:
+        wait_for(lambda: seen.append(counts(store_url)) or seen[-1] in (
+            {"tests.add": (4, 0, 0, 0, 0)}, {"tests.add": (9, 0, 0, 0, 0)}),
+            what="records after the store came back")
+    except AssertionError as exc:
+        raise AssertionError("%s (last read: %s)" % (exc, seen[-1:]))
     log = worker.log()
     assert log.count("dropping task records") == 1, log[-3000:]
     assert "task store answers again" in log
