@@ -6,6 +6,8 @@ check is held to it the moment it is declared.
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -29,6 +31,15 @@ def test_every_script_has_a_thin_executable_in_checks(name):
 
 def test_checks_folder_holds_only_declared_executables():
     assert sorted(p.name for p in (ROOT / "checks").iterdir()) == sorted(SCRIPTS)
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_every_script_runs_as_python_m_its_module(name):
+    """``python -m celery_checks.pulsefile`` (a container probe with no
+    console script on PATH) answers like the executable."""
+    proc = subprocess.run([sys.executable, "-m", project.module_of(name), "-V"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 3 and proc.stdout.startswith(name + " (celery-checks)"), proc
 
 
 @pytest.mark.parametrize("name", CHECKS)
