@@ -601,7 +601,9 @@ def test_an_apps_long_socket_timeouts_do_not_outlast_the_check(scheme, options, 
             "amqp://guest:guest@127.0.0.1:%d//" % silent.port
         result = run_check("check_celery_workers", "-b", url, "--source", "events", "-t", "3", *options)
         result.assert_critical(url.replace("guest:guest", "guest:***"))
-        result = run_check("trigger_celery_heartbeat", "-b", url, "--store", redis_url, "-t", "3",
+        # -t 6: the trigger gives each network step 0.4 of -t, after importing
+        # celery, which on a busy machine alone can take most of 3 s.
+        result = run_check("trigger_celery_heartbeat", "-b", url, "--store", redis_url, "-t", "6",
                            *options)
         assert result.rc == 1, result.describe("")
         assert result.stderr.startswith("trigger_celery_heartbeat: cannot publish to broker %s: "
