@@ -26,6 +26,7 @@ from celery_checks.plugin.policy import CheckError
 from tests.kit import prerequisites
 from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.project import ROOT
+from tests.kit.waiting import wait_for
 from tests.kit.workers import WorkerFactory
 from tests.kit.faults import TcpProxy
 from tests.kit.plugin import fork_runs, run_check
@@ -73,6 +74,14 @@ def pool(tmp_path_factory, module_redis, module_vhost):
         for group in started.values():
             for worker in group:
                 factory.wait_ready(worker, 60, "ready.")
+        # "ready." can come before a prefork worker's remote-control consumer
+        # listens: a broadcast sent in between is lost (Redis PUB/SUB keeps
+        # nothing), and the hiredis-fast check sends it within milliseconds.
+        # Every test starts once both answer.
+        for kind, url in (("redis", module_redis[0]), ("amqp", module_vhost[0])):
+            wait_for(lambda: run_check(CHECK, "-b", url, "--expect", "special-*@serverA=2",
+                                       "--reply-timeout", "1").rc == 0,
+                     60, "both %s workers answering a ping" % kind)
         yield factory, started
     finally:
         factory.stop_all()
@@ -709,7 +718,6 @@ def test_nobody_answering_names_the_prefix_or_db_the_workers_are_in(own_redis, c
     celery.pidbox bindings), rather than only "no worker answered", which
     sends the operator to restart healthy workers. A server of the test's
     own: no other test's workers in its other DBs."""
-    from tests.kit.waiting import wait_for
 
     server = own_redis().start()
     prefix = ["-O", "global_keyprefix=app1:"]
