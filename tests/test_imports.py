@@ -3,54 +3,25 @@
 Start-up is most of a check's cost, and the heavy client libraries are most
 of start-up: celery alone costs more than the whole pulse file check. Each
 case runs the real installed executable, in a subprocess, against the real
-service, with an atexit hook that writes ``sys.modules`` when it exits, and
+service, under ``python -X importtime`` (every import listed as it happens), and
 asserts which top-level packages it must not (and must) have imported. The
 check has to get as far as its status line, so a check failing early cannot
 pass by importing little.
 """
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
-from tests.kit.plugin import executable
+from tests.kit.plugin import run_importing
 from tests.kit.producers import declare_on_redis
 
 EVERY_CLIENT = ("celery", "kombu", "billiard", "redis", "pika", "amqp")
 EXIT = {"OK": 0, "CRITICAL": 2}
 
-# Runs the console script as `python SCRIPT ARGS` would, after registering
-# the hook (atexit runs after nagiosplugin's sys.exit()).
-CHILD = textwrap.dedent("""\
-    import atexit, runpy, sys
-    out, script = sys.argv[1], sys.argv[2]
-
-    def dump():
-        with open(out, "w") as handle:
-            handle.write("\\n".join(sorted(sys.modules)))
-
-    atexit.register(dump)
-    sys.argv = [script] + sys.argv[3:]
-    runpy.run_path(script, run_name="__main__")
-""")
-
-
 def imported(tmp_path, name, *args):
     """(exit code, first output line, top-level packages imported)."""
-    listing = tmp_path / ("%s.modules" % name)
-    env = dict(os.environ)
-    env.pop("CELERY_BROKER_URL", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(listing), executable(name)] + [str(a) for a in args],
-        capture_output=True, text=True, timeout=60, env=env,
-    )
-    assert listing.exists(), "no module listing; stderr: %s" % proc.stderr[-2000:]
-    packages = {line.split(".")[0] for line in listing.read_text().split()}
-    first_line = (proc.stdout or proc.stderr).split("\n", 1)[0]
-    return proc.returncode, first_line, packages
+    result, packages = run_importing(name, *args)
+    first_line = (result.stdout or result.stderr).split("\n", 1)[0]
+    return result.rc, first_line, packages
 
 
 class Setting:

@@ -17,7 +17,7 @@ import pytest
 from tests.kit import prerequisites
 from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.faults import Listener, closed_port
-from tests.kit.plugin import assert_within_timeout, run_check
+from tests.kit.plugin import assert_within_timeout, run_check, run_importing
 from tests.kit.producers import publish
 from tests.kit.project import ROOT
 from tests.kit.redis_servers import RedisServer, self_signed
@@ -344,16 +344,11 @@ def test_bad_input_is_unknown_on_one_line(args, fragment):
 @pytest.mark.parametrize("kind,only", [("redis", "hiredis"), ("amqp", "pika")])
 def test_imports_only_its_client_library(request, kind, only):
     url = request.getfixturevalue("redis_url") if kind == "redis" else request.getfixturevalue("rabbitmq").url
-    code = (
-        "import sys, atexit\n"
-        "atexit.register(lambda: print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} "
-        "& {'celery', 'kombu', 'redis', 'hiredis', 'pika', 'amqp', 'billiard'})))\n"
-        "sys.argv = ['check_celery_queue', '-b', %r, '-q', 'cq-imports-%s']\n"
-        "from celery_checks.queue import main\n"
-        "main()\n" % (url, uuid.uuid4().hex[:6])
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "HEAVY [%r]" % only in proc.stdout, proc.stdout + proc.stderr
+    result, packages = run_importing("check_celery_queue", "-b", url,
+                                     "-q", "cq-imports-%s" % uuid.uuid4().hex[:6])
+    assert result.first_line.startswith("CELERY_QUEUE "), result.stdout + result.stderr
+    heavy = packages & {"celery", "kombu", "redis", "hiredis", "pika", "amqp", "billiard"}
+    assert heavy == {only}, result.stdout
 
 
 # ------------------------------------------- Redis servers of our own (TLS, ...)

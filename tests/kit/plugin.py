@@ -173,6 +173,27 @@ def run_check(name, *args, env=None, stdin=None, timeout=60, extra_env=None):
     return Result(command, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
+def run_importing(name, *args, env=None):
+    """Run an executable by name under ``python -X importtime``: (its
+    :class:`Result`, the top-level packages it imported). The interpreter
+    lists every import on stderr as it happens, so the listing holds however
+    the check ends (it skips the interpreter's teardown: runner.end)."""
+    command = [sys.executable, "-X", "importtime", executable(name)] + [str(a) for a in args]
+    environment = dict(os.environ if env is None else env)
+    environment.pop("CELERY_BROKER_URL", None)
+    proc = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=60)
+    packages, rest = set(), []
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:"):
+            module = line.rsplit("|", 1)[-1].strip()
+            if module != "imported package":  # the header line
+                packages.add(module.split(".")[0])
+        else:
+            rest.append(line)
+    result = Result(command, proc.returncode, proc.stdout, "\n".join(rest), 0.0)
+    return result, packages
+
+
 def assert_within_timeout(result, timeout):
     """The run ended within -t, +1 s for the interpreter to start. On a host
     other processes load, starting it may take longer: over that bound, the
