@@ -5,7 +5,7 @@
   queue or node name stays recognisable and stable;
 - values are integers or plain decimals, never ``1e-05`` or ``True``:
   :func:`number`;
-- :class:`ThresholdContext` is nagiosplugin's ScalarContext with both applied.
+- :class:`Perfdata` prints them cheaply, exactly as nagiosplugin would.
 """
 
 import re
@@ -17,8 +17,10 @@ _FORBIDDEN = re.compile(r"['=|\x00-\x1f\x7f]")
 
 def label(name):
     """``name`` made safe as a perfdata label (only forbidden characters change)."""
-    cleaned = _FORBIDDEN.sub("_", str(name)).strip()
-    return cleaned or "_"
+    name = str(name)
+    if not (name.isprintable() and "'" not in name and "=" not in name and "|" not in name):
+        name = _FORBIDDEN.sub("_", name)  # printable names (most) skip the regex
+    return name.strip() or "_"
 
 
 #: RRD data sources (PNP4Nagios, many graphers) keep 19 characters of a label
@@ -67,31 +69,40 @@ def number(value, places=3):
         return int(value)
     if isinstance(value, int):
         return value
-    rounded = round(float(value), places)
-    if rounded.is_integer():
-        return int(rounded)
-    return format(rounded, ".%df" % places).rstrip("0").rstrip(".")
+    text = "%.*f" % (places, float(value))  # rounded as round() would
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", "nan", "inf", "-inf"):
+        return 0 if text == "-0" else text
+    return int(text) if "." not in text else text
 
 
-class ThresholdContext(nagiosplugin.ScalarContext):
-    """ScalarContext whose perfdata always parses: sanitised label, rounded
-    value, warn/crit from the thresholds, min/max from the metric. Results
-    carry only the hint the check words (no generic "x is 5s" prefix)."""
+class Perfdata(nagiosplugin.Performance):
+    """nagiosplugin's Performance, built from a label already made safe
+    (:func:`label`) and printed in one step: a check with 1,000 queues
+    prints 1,000 of them, and nagiosplugin's own ``__str__`` formats both
+    ranges and matches a regex for each (~3 µs). Printed exactly as
+    nagiosplugin prints it (label quoted unless it is all word characters,
+    trailing empty fields left out)."""
 
-    def __init__(self, name, warning=None, critical=None, fmt_metric=None,
-                 result_cls=nagiosplugin.Result):
-        super().__init__(name, warning, critical, fmt_metric, result_cls)
+    __slots__ = ()
 
-    def performance(self, metric, resource):
-        return nagiosplugin.Performance(
-            label(metric.name),
-            number(metric.value),
-            metric.uom or "",
-            self.warning,
-            self.critical,
-            "" if metric.min is None else number(metric.min),
-            "" if metric.max is None else number(metric.max),
-        )
+    @classmethod
+    def of(cls, safe_label, value, uom="", warn="", crit="", min="", max=""):
+        """``warn``/``crit`` as text (:func:`range_text`), or ``''``."""
+        return tuple.__new__(cls, (safe_label, value, uom, warn, crit, min, max))
+
+    def __str__(self):
+        name = self.label if _WORD(self.label) else "'%s'" % self.label
+        return ("%s=%s%s;%s;%s;%s;%s" % ((name,) + tuple(self[1:]))).rstrip(";")
+
+
+_WORD = re.compile(r"\w+").fullmatch
+
+
+def range_text(limit):
+    """A threshold (nagiosplugin Range or None) as perfdata prints it."""
+    return "" if limit is None else str(limit)
 
 
 def plural(count, noun, plural_noun=None):

@@ -42,7 +42,9 @@ class Resource(nagiosplugin.Resource):
         about ``item``."""
         name = unique_label(name, self._labels, self.significant)
         self._items[name] = item
-        return nagiosplugin.Metric(name, value, uom, min=min, max=max, context=context)
+        # nagiosplugin.Metric's fields, without its keyword handling (a
+        # check of 1,000 queues makes 1,000 or more); the Check sets the last two
+        return tuple.__new__(nagiosplugin.Metric, (name, value, uom, min, max, context, None, None))
 
     def item(self, metric):
         """The item ``metric`` is about: an exact look-up, never a prefix."""

@@ -120,18 +120,21 @@ class Count(Threshold):
         self.noun = noun
 
     def words(self, depth, value, broken):
+        if broken is None:  # the summary words an OK run (QueueSummary.ok)
+            return None
         what = "%s has %s" % ("queue " + shown(depth.name) if depth else self.name,
                               plural(value, self.noun))
-        return what if broken is None else "%s (%s)" % (what, violation(broken))
+        return "%s (%s)" % (what, violation(broken))
 
 
 class Age(Threshold):
     """The oldest waiting message's age against the --oldest-* ranges."""
 
     def words(self, depth, value, broken):
-        what = "queue %s: oldest message waited %s" % (shown(depth.name),
-                                                        seconds(value, broken))
-        return what if broken is None else "%s (%s)" % (what, violation(broken, "s"))
+        if broken is None:
+            return None
+        return "queue %s: oldest message waited %s (%s)" % (
+            shown(depth.name), seconds(value, broken), violation(broken, "s"))
 
 
 def orphan(item, value):
