@@ -46,11 +46,12 @@ class RedisLayout:
         self.prefix = str(options.get("global_keyprefix") or "")
         self.unacked_key = self.prefix + str(options.get("unacked_key") or KOMBU_UNACKED_KEY)
         self.steps = priority_steps(options.get("priority_steps", KOMBU_PRIORITY_STEPS))
+        self._suffixes = [(step, "%s%d" % (self.sep, step) if step else "") for step in self.steps]
 
     def keys(self, queue):
         """[(step, key)]: the list for priority 0 is the queue itself."""
         base = self.prefix + queue
-        return [(step, "%s%s%d" % (base, self.sep, step) if step else base) for step in self.steps]
+        return [(step, base + suffix) for step, suffix in self._suffixes]
 
     def bucket_of(self, name):
         """(queue, step) when ``name`` is the key of a priority sub-list
@@ -96,6 +97,13 @@ class RedisLayout:
             if len(parts) == 3 and parts[2]:
                 names.append(parts[2])
         return names
+
+    def binds(self, queue, members):
+        """Whether the members of one _kombu.binding.EXCHANGE set bind
+        ``queue``: at once for Celery's own binding (QUEUE sep sep QUEUE),
+        else by reading each (a routing key of its own)."""
+        own = ("%s%s%s%s" % (queue, self.sep, self.sep, queue)).encode("utf-8")
+        return own in members or queue in self.bound_queues(members)
 
     def check_separator(self, queue, members):
         """CheckError when ``queue``'s own binding (QUEUE sep sep QUEUE, as
@@ -158,8 +166,8 @@ def bindings(client, pattern, deadline=None):
     keys = sorted({as_text(k) for k in client.scan(pattern, deadline=deadline)})
     if not keys:
         return []
-    replies = client.pipeline([("SMEMBERS", key) for key in keys], raise_errors=False)
-    return list(zip(keys, checked(replies, keys)))
+    commands = [("SMEMBERS", key) for key in keys]
+    return list(zip(keys, checked(client.pipeline(commands, raise_errors=False), commands)))
 
 
 def each_db(client, db, deadline=None):
@@ -225,16 +233,18 @@ def exchange_bound_elsewhere(client, layout, exchange, db, deadline=None):
     return places
 
 
-def checked(replies, keys=None):
+def checked(replies, commands=None):
     """Raise the first error a pipeline returned; a key of the wrong type
-    (somebody else's data under a queue's name) cannot be judged."""
+    (somebody else's data under a queue's name) cannot be judged.
+    ``commands``: what was sent, (NAME, key, ...) each, to name the key."""
     from celery_checks.connect.redis import ReplyError
     from celery_checks.plugin.perfdata import quoted
 
     for index, reply in enumerate(replies):
         if isinstance(reply, ReplyError):
             if reply.code == "WRONGTYPE":
-                key = keys[index] if keys and index < len(keys) else None
+                command = commands[index] if commands and index < len(commands) else ()
+                key = command[1] if len(command) > 1 else None
                 raise CheckError("key %s holds another type of data than kombu keeps "
                                  "there: not a Celery queue (WRONGTYPE)" % (
                                      quoted(key) if key is not None else "?"))

@@ -126,7 +126,7 @@ class RedisClient:
 
     def pipeline(self, commands, raise_errors=True):
         self._send(b"".join(pack(c) for c in commands))
-        replies = [self._read() for _ in commands]
+        replies = self._read(len(commands))
         if raise_errors:
             for reply in replies:
                 if isinstance(reply, ReplyError):
@@ -196,16 +196,21 @@ class RedisClient:
             self.close()
             raise
 
-    def _read(self):
+    def _read(self, count):
+        """The next ``count`` replies (one loop: a pipeline of 1,000 queues
+        is 5,000 of them)."""
+        reader, replies = self._reader, []
         try:
-            reply = self._reader.gets()
-            while reply is False:
-                data = self._sock.recv(65536)
-                if not data:
-                    raise Closed("Connection closed by server.")
-                self._reader.feed(data)
-                reply = self._reader.gets()
-            return reply
+            while len(replies) < count:
+                reply = reader.gets()
+                if reply is False:
+                    data = self._sock.recv(65536)
+                    if not data:
+                        raise Closed("Connection closed by server.")
+                    reader.feed(data)
+                else:
+                    replies.append(reply)
+            return replies
         except BaseException:
             self.close()
             raise

@@ -44,15 +44,14 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
                 if not queues:
                     places = _bound_elsewhere(client, layout, db, None, _deadline(timeout))
                     absence = Absence(None, layout, db, places)
-            commands, plan = [], []
+            # Per queue: LLEN of each list (and LINDEX -1 with --oldest),
+            # then SMEMBERS of its exchange's bindings.
+            per_list = (("LLEN",), ("LINDEX", -1)) if oldest else (("LLEN",),)
+            commands = []
             for queue in queues:
-                keys = layout.keys(queue)
-                for _step, key in keys:
-                    commands.append(("LLEN", key))
-                    if oldest:
-                        commands.append(("LINDEX", key, -1))
+                for _step, key in layout.keys(queue):
+                    commands.extend((verb[0], key) + verb[1:] for verb in per_list)
                 commands.append(("SMEMBERS", layout.binding_key(queue)))
-                plan.append((queue, keys))
             # Celery binds the queues of task_queues that name no exchange
             # to its default exchange, "celery" unless task_default_exchange
             # says otherwise: one more small set covers them.
@@ -62,27 +61,28 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
                 commands.append(("HVALS", layout.unacked_key))
             if oldest:
                 commands.append(("TIME",))
-            replies = checked(client.pipeline(commands, raise_errors=False),
-                              [command[1] if len(command) > 1 else None for command in commands])
+            replies = checked(client.pipeline(commands, raise_errors=False), commands)
             now = _seconds(replies.pop()) if oldest else None
-            replies.reverse()  # pop() from the front
+            # 1,000 queues are 5,000 replies: read in place, JSON only for
+            # --oldest's tails.
+            steps, lists = layout.steps, len(layout.steps) * len(per_list)
             depths = []
-            for queue, keys in plan:
-                buckets, tails = [], []
-                for step, _key in keys:
-                    buckets.append((step, replies.pop()))
-                    tail = replies.pop() if oldest else None
-                    if buckets[-1][1]:
-                        tails.append(publish_stamp(json_or_none(tail), PUBLISH_TIME_HEADER))
-                waiting = sum(n for _s, n in buckets)
-                members = replies.pop()
-                bound = queue in layout.bound_queues(members)
+            for index, queue in enumerate(queues):
+                at = index * (lists + 1)
+                counts = replies[at:at + lists:len(per_list)]
+                buckets = list(zip(steps, counts))
+                waiting = sum(counts)
+                members = replies[at + lists]
+                bound = layout.binds(queue, members)
                 if not bound:
                     layout.check_separator(queue, members)
-                declared = all_queues or bound or bool(waiting)
-                depths.append(Depth(queue, waiting, buckets, declared=declared))
+                depth = Depth(queue, waiting, buckets, declared=all_queues or bound or bool(waiting))
                 if oldest:
-                    depths[-1].stamped(tails, now)
+                    tails = replies[at + 1:at + lists:2]
+                    depth.stamped([publish_stamp(json_or_none(tail), PUBLISH_TIME_HEADER)
+                                   for count, tail in zip(counts, tails) if count], now)
+                depths.append(depth)
+            replies = replies[len(queues) * (lists + 1):][::-1]  # the rest, pop()ped in order
             by_default = set(layout.bound_queues(replies.pop()))
             for depth in depths:
                 depth.declared = depth.declared or depth.name in by_default
