@@ -5,7 +5,7 @@ each queue; a worker of an app that called ``celery_checks.install(app)``
 runs it and records the start in the heartbeat store (celery_checks/store/heartbeats.py has
 the key layout and the clock rule). This check reads the store only: it
 imports redis, not celery, and asks once, in one round trip (TIME and one
-HGETALL per queue), so every age is measured on the store's clock.
+HMGET per queue), so every age is measured on the store's clock.
 
 acquire:  Heartbeats reads the records (one round trip; one SCAN more only
           for a queue never seen), QueueHeartbeat derives age and wait

@@ -196,14 +196,19 @@ def record_start(client, queue, published, task_id, worker, transport_options=No
 
 # ------------------------------------------------------------------- reads
 
+#: the fields a check reads (the task ids are there for people reading the store)
+READ_FIELDS = ("published", "pending_since", "started", "latency", "failed", "failure",
+               "worker", "publisher")
+
+
 def read(client, queues, transport_options=None):
     """(store time, {queue: record}) in one round trip; a record is a dict
-    of the fields above (floats for times), empty when never seen."""
+    of the READ_FIELDS it has (floats for times), empty when never seen."""
     replies = client.pipeline([("TIME",)] + [
-        ("HGETALL", key_for(queue, transport_options)) for queue in queues])
+        ("HMGET", key_for(queue, transport_options)) + READ_FIELDS for queue in queues])
     seconds, micros = replies[0]
     now = int(seconds) + int(micros) / 1e6
-    return now, {q: _decode(raw) for q, raw in zip(queues, replies[1:])}
+    return now, {q: _decode(values) for q, values in zip(queues, replies[1:])}
 
 
 def places_elsewhere(client, queues, transport_options=None, deadline=None):
@@ -241,17 +246,20 @@ def places_elsewhere(client, queues, transport_options=None, deadline=None):
             for q, p in found.items()}
 
 
-_FLOATS = ("published", "pending_since", "started", "latency", "failed")
+_FLOATS = {"published", "pending_since", "started", "latency", "failed"}
 
 
-def _decode(raw):
+def _decode(values):
+    """HMGET's values of READ_FIELDS as a record (absent fields left out)."""
     record = {}
-    for key, value in zip(raw[::2], raw[1::2]):  # HGETALL: field, value, ...
-        key, value = as_text(key), as_text(value)
-        if key in _FLOATS:
+    for field, value in zip(READ_FIELDS, values):
+        if value is None:
+            continue
+        if field in _FLOATS:
             try:
-                value = float(value)
+                record[field] = float(value)  # float() reads the bytes as they are
             except ValueError:
                 continue  # a damaged field counts as absent
-        record[key] = value
+        else:
+            record[field] = as_text(value)
     return record
