@@ -174,6 +174,36 @@ def test_ping_returns_early_once_inventory_is_complete(broker):
     assert result.elapsed < 4, result.describe("did not return early")
 
 
+@pytest.mark.parametrize("inventory", [[], PAIR, PAIR + ["--expect", "gone@serverA"]])
+def test_ping_on_redis_ends_once_every_mailbox_reached_answered(pool, module_redis, inventory):
+    """Redis's PUBLISH counts the mailboxes a broadcast reached: once that
+    many answered no other reply can come, with an inventory or without,
+    and a missing worker is known without waiting the reply timeout."""
+    result = run_check(CHECK, "-b", module_redis[0], "-t", "30", "--reply-timeout", "20", "-vv",
+                       *inventory)
+    assert "listening ended: all 2 mailboxes the ping reached answered" in result.long_output, \
+        result.stdout
+    assert result.perfdata["online"].value == 2
+    if "gone@serverA" in inventory:
+        result.assert_critical("1 of 3 expected workers missing: gone@serverA")
+    else:
+        result.assert_ok()
+
+
+def test_ping_reaching_no_mailbox_does_not_wait(redis_url):
+    result = run_check(CHECK, "-b", redis_url, "-t", "30", "--reply-timeout", "20", "-vv")
+    result.assert_critical("no worker answered")
+    assert "listening ended: no worker's mailbox received the ping" in result.long_output
+
+
+def test_ping_on_amqp_says_how_listening_ended(pool, module_vhost):
+    """RabbitMQ gives no count: the grace after the inventory is complete."""
+    result = run_check(CHECK, "-b", module_vhost[0], *PAIR, "--reply-timeout", "5", "-vv")
+    result.assert_ok()
+    assert "listening ended: every expected node answered, then a grace for others" in \
+        result.long_output, result.stdout
+
+
 def test_default_waits_fit_a_short_timeout(broker):
     # A short -t shrinks the default reply timeout and window to half of it
     # instead of refusing them as a usage error...

@@ -37,6 +37,11 @@ LATE = 0.2
 # pace. Measured (docs/performance.md): with 50 solo workers the slowest
 # reply alone made every run wait the full 0.2 s.
 GRACE_FACTOR, GRACE_MIN, GRACE_MAX = 3, 0.03, 0.2
+# Redis times a blocked pop out on its own timer (10 times a second by
+# default), so up to this late: the last stretch of a wait is polled
+# instead, first after 1 ms, then at most every 5 ms.
+SERVER_TIMER = 0.15
+POLL_FIRST, POLL_MAX = 0.001, 0.005
 
 
 def grace(slowest, replies=1):
@@ -101,7 +106,9 @@ class RedisBroadcast:
 
     def broadcast(self, method, ticket, arguments=None):
         """PUBLISH the command every worker's mailbox receives; workers drop
-        it ``ttl`` seconds from now."""
+        it ``ttl`` seconds from now. Returns how many mailboxes received it
+        (PUBLISH's count of subscribers: one per worker listening on this
+        server and DB): once that many answered, no other reply can come."""
         import base64
 
         body = json.dumps({
@@ -121,26 +128,42 @@ class RedisBroadcast:
             },
         }
         with self.errors():
-            self.client.call("PUBLISH", self.topic, json.dumps(envelope))
+            return self.client.call("PUBLISH", self.topic, json.dumps(envelope))
 
     def replies(self, deadline):
         """(body, headers) of each reply until ``deadline()`` (a monotonic
-        time, asked again after every reply: callers move it)."""
-        pause = 0.001
+        time, asked again after every reply: callers move it). While the
+        deadline is far, a blocking pop returns each reply the moment it
+        lands; the last stretch (the grace, mostly) is polled, as Redis
+        ends a blocked pop only on its own timer. Past the deadline,
+        replies already delivered are still read."""
+        from celery_checks.connect.redis import ReplyError
+
+        blocking, pause = True, POLL_FIRST
         while True:
-            # Read before looking at the clock: a reply already delivered
-            # is never left unread because the deadline passed meanwhile.
-            with self.errors():
-                raw = self.client.call("RPOP", self.queue)
             remaining = deadline() - time.monotonic()
-            if raw is None:
-                if remaining <= 0:
-                    return
-                time.sleep(min(pause, remaining))
-                pause = min(pause * 2, 0.02)
-                continue
-            pause = 0.001
-            envelope = json_or_none(raw)
+            with self.errors():
+                if blocking and remaining > 2 * SERVER_TIMER:
+                    # below the socket timeout, which would read as an outage
+                    wait = min(remaining - SERVER_TIMER, self.client.timeout / 2)
+                    try:
+                        popped = self.client.call("BRPOP", self.queue, "%.3f" % wait)
+                    except ReplyError as exc:
+                        if "timeout" not in str(exc):
+                            raise
+                        blocking = False  # Redis < 6 blocks for whole seconds only
+                        continue
+                    raw = popped[1] if popped else None
+                else:
+                    raw = self.client.call("RPOP", self.queue)
+                    if raw is None and remaining <= 0:
+                        return
+                    if raw is None:
+                        time.sleep(min(pause, remaining))
+                        pause = min(pause * 2, POLL_MAX)
+                        continue
+                    pause = POLL_FIRST
+            envelope = json_or_none(raw) if raw is not None else None
             if isinstance(envelope, dict):
                 yield envelope_body(envelope), envelope.get("headers") or {}
 

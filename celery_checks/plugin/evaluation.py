@@ -18,11 +18,12 @@ from nagiosplugin.state import ServiceState
 class Check(nagiosplugin.Check):
     def __call__(self):
         perfdata = []
+        known = self.contexts.by_name
         for resource in self.resources:
             metric = None
             try:
                 for metric in resource.probe():
-                    context = self.contexts[metric.context]
+                    context = known.get(metric.context) or self.contexts[metric.context]
                     # name, value, uom, min, max, context + its object and resource
                     metric = tuple.__new__(type(metric), metric[:6] + (context, resource))
                     result = context.evaluate(metric, resource)

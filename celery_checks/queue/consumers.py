@@ -2,6 +2,7 @@
 the online workers say, in their replies to one ``active_queues``
 broadcast (what ``celery inspect active_queues`` asks), through
 connect/pidbox.py (the checks' own Redis client alone). Listening ends as soon as every
+worker the broadcast reached has answered (Redis counts them) or every
 threshold can be judged, else after --reply-timeout from the broadcast."""
 
 import time
@@ -15,31 +16,34 @@ def count_consumers(target, depths, wait, deadline, ranges):
     the listening ended, in words (for -vv)."""
     asked = [depth for depth in depths if not depth.missing]
     consuming = {}  # node -> the queue names it consumes
-    early = False
     ticket = random_id()
     with RedisBroadcast(target, deadline.network_timeout(wait), wait) as session:
         sent = time.monotonic()
-        session.broadcast("active_queues", ticket)
+        receivers = session.broadcast("active_queues", ticket)  # mailboxes reached
         # Counted from the broadcast (see workers/ping.py), LATE more for a
         # reply sent just before the workers dropped the broadcast.
-        end = [min(sent + wait + LATE, deadline.started + deadline.timeout - 0.5)]
+        end = [sent if receivers == 0 else min(sent + wait + LATE,
+                                                deadline.started + deadline.timeout - 0.5)]
+        ended = "no worker's mailbox received the broadcast" if receivers == 0 \
+            else "waited the reply timeout from the broadcast"
         for body, headers in session.replies(lambda: end[0]):
             if headers.get("ticket") != ticket or not isinstance(body, dict):
                 continue  # a reply to somebody else's broadcast
             for node, queues in body.items():
                 if isinstance(queues, list):
                     consuming[node] = {q.get("name") for q in queues if isinstance(q, dict)}
-            if judged(asked, consuming, ranges):
-                early = True
+            if len(consuming) >= receivers:  # nobody else can answer
+                end[0] = time.monotonic()
+                ended = "all %d mailboxes the broadcast reached answered" % receivers
+            elif judged(asked, consuming, ranges):
                 now = time.monotonic()
                 end[0] = min(end[0], now + grace(now - sent, len(consuming)))
+                ended = "ended once every verdict was known"
     for depth in asked:
         depth.workers = sorted(node for node, names in consuming.items() if depth.name in names)
         depth.consumers = len(depth.workers)
     return "%d %s replied; %s" % (
-        len(consuming), "worker" if len(consuming) == 1 else "workers",
-        "ended once every verdict was known" if early
-        else "waited the reply timeout from the broadcast")
+        len(consuming), "worker" if len(consuming) == 1 else "workers", ended)
 
 
 def judged(depths, consuming, ranges):

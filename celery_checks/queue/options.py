@@ -41,7 +41,8 @@ Celery's pidbox, reply and celeryev queues; none found is judged like a
 queue not declared.
 Consumers on Redis (--consumers, --consumers-*): one active_queues
 broadcast, the workers' own replies counted per queue (what `celery
-inspect active_queues` asks); it ends as soon as every range and orphan
+inspect active_queues` asks); it ends as soon as every worker the
+broadcast reached answered (Redis counts them) or every range and orphan
 can be judged, else --reply-timeout after the broadcast. A solo worker
 answers between tasks only.
 Orphan: a queue with waiting messages and no consumer, wherever

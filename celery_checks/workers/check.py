@@ -186,6 +186,8 @@ class WorkersSummary(nagiosplugin.Summary):
             lines.append("%s: %s%s" % (reply.name, reply.describe(), where))
         if self.verbosity >= 2 and resource.source != "stdin":
             lines.append("source %s on broker %s" % (resource.source, resource.broker.shown))
+            if resource.facts.replies.ended:
+                lines.append("listening ended: %s" % resource.facts.replies.ended)
         if self.verbosity >= 2:
             unused = unused_options_line(resource.broker.options,
                                          sources.options_used(resource.source, resource.broker))

@@ -11,8 +11,10 @@ DEFAULT_WINDOW = 3.0
 HELP = dict(
     check="""\
 Which Celery workers (nodes) are online, compared with an inventory.
---source ping (default): one broadcast ping, like `celery inspect ping`,
-  ended as soon as every expected node answered plus a grace for
+--source ping (default): one broadcast ping, like `celery inspect ping`.
+  On Redis it ends as soon as every worker the broadcast reached has
+  answered (Redis counts them); else (on RabbitMQ, or while one of them
+  is silent) once every expected node answered plus a grace for
   unexpected ones (3 x the mean time between replies, 0.03 to 0.2 s);
   else it waits --reply-timeout from the broadcast (workers drop the
   ping after it) and 0.2 s more for replies on their way. A solo

@@ -8,11 +8,12 @@ import time
 
 from celery_checks.connect.kombu import REPLY_EXCHANGE, Broker, decoded
 from celery_checks.connect.pidbox import LATE, grace, random_id
-from celery_checks.workers.replies import Reply, excerpt
+from celery_checks.workers.replies import Observed, Reply, excerpt
 
 
 def nodes(asking):
-    """Replies to one broadcast ping; ends early once the inventory is complete."""
+    """Replies to one broadcast ping; ends early once every mailbox the
+    broadcast reached has answered (Redis), or the inventory is complete."""
     replies = {}
     # random ids as uuid4().hex reads (uuid imports platform: ~2 ms)
     oid, ticket = random_id(), random_id()
@@ -21,14 +22,20 @@ def nodes(asking):
     session = RedisPing if asking.broker.transport == "redis" else KombuPing
     with session(asking, oid) as pinger:
         sent = time.monotonic()
-        pinger.broadcast(ticket)  # the workers drop it after --reply-timeout
+        # the workers drop it after --reply-timeout; on Redis, the number of
+        # mailboxes it reached: once all answered, nobody else will
+        receivers = pinger.broadcast(ticket)
         # The reply timeout counts from the broadcast, not from the start:
         # on a busy host connecting and declaring the reply queue took most
         # of it, and replies that came in time were ignored ("3 of 3
         # expected workers missing" while they had answered). LATE more
         # for a reply sent just before the broadcast expired; and replies()
         # takes every reply already delivered before it stops.
-        deadline = [min(sent + asking.wait + LATE, asking.budget_end())]
+        deadline = [sent if receivers == 0 else min(sent + asking.wait + LATE,
+                                                        asking.budget_end())]
+        ended = "waited the reply timeout from the broadcast"
+        if receivers == 0:
+            ended = "no worker's mailbox received the ping"
         for body, headers in pinger.replies(lambda: deadline[0]):
             if headers.get("ticket") != ticket or not isinstance(body, dict):
                 continue  # a reply to someone else's ping
@@ -36,10 +43,18 @@ def nodes(asking):
                 ok = isinstance(answer, dict) and answer.get("ok") == "pong"
                 status = "OK" if ok else "replied %s" % excerpt(json.dumps(answer, default=str))
                 replies[name] = Reply(name, ok=ok, status=status, rtt=time.monotonic() - sent)
-            if asking.inventory and asking.inventory.complete(n for n, r in replies.items() if r.ok):
+            if receivers is not None and len(replies) >= receivers:
+                deadline[0] = time.monotonic()
+                ended = "all %d mailboxes the ping reached answered" % receivers
+            elif asking.inventory and asking.inventory.complete(
+                    n for n, r in replies.items() if r.ok):
+                # AMQP (no count), or a mailbox reached that has not answered yet
                 now = time.monotonic()
                 deadline[0] = min(deadline[0], now + grace(now - sent, len(replies)))
-    return list(replies.values())
+                ended = "every expected node answered, then a grace for others"
+    observed = Observed(replies.values())
+    observed.ended = ended
+    return observed
 
 
 class KombuPing:
@@ -70,7 +85,9 @@ class KombuPing:
             self.broker.__exit__(*exc_info)
 
     def broadcast(self, ticket):
+        """None: AMQP does not say how many queues a fanout reached."""
         self.broker.broadcast("ping", reply_to=self.oid, ticket=ticket, ttl=self.asking.wait)
+        return None
 
     def replies(self, deadline):
         for message in self.broker.poll(self.queue, deadline):
@@ -93,7 +110,7 @@ class RedisPing:
         return self.session.__exit__(*exc_info)
 
     def broadcast(self, ticket):
-        self.session.broadcast("ping", ticket)
+        return self.session.broadcast("ping", ticket)
 
     def replies(self, deadline):
         return self.session.replies(deadline)

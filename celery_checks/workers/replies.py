@@ -5,9 +5,11 @@ from celery_checks.plugin.perfdata import number
 
 class Observed(list):
     """The replies a source saw, with what Celery said about them, when it
-    said something (``No nodes replied within time constraint``)."""
+    said something (``No nodes replied within time constraint``), and how
+    the listening ended (-vv), when the source says."""
 
     note = None
+    ended = None
 
 
 class Reply:
