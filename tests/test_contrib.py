@@ -21,7 +21,9 @@
 The daemons drop to the ``nagios`` user (NRPE refuses to run as root), so
 the plugins they run come from a venv on /usr/bin/python3 with Debian's
 python3-* packages (--system-site-packages), installed from this checkout
-into a directory nagios can read: the way an operator installs on Debian.
+into a directory nagios can read, with hiredis at the declared minimum from
+PyPI (Debian 12's predates its command packer): the way the README tells an
+operator to install on Debian.
 Needs root, like CI.
 """
 

@@ -4,12 +4,15 @@ The project is installed the two Debian ways the README documents, in
 temporary directories the nagios user can read but not write: with
 ``pip install --no-deps`` into a venv on /usr/bin/python3 that sees the
 python3-* packages, and as copied files (celery_checks/ on the site path,
-the wrappers from checks/ in a plugin directory). Each check then runs as
-nagios (``setpriv``), with no HOME, from ``/`` and with a minimal
-environment, against real Redis, RabbitMQ, workers and files, under
-``strace``: the answer must be the right one, and the process must not have
-tried to create, change or delete any file (but check_celery_tasks's own
-state file, named by --state-file in a directory nagios owns).
+the wrappers from checks/ in a plugin directory). Either way hiredis, the
+one library Debian 12 ships too old (1.0.1 has no command packer), is
+``pip install --no-deps hiredis==<declared minimum>`` beside the project.
+Each check then runs as nagios (``setpriv``), with no HOME, from ``/`` and
+with a minimal environment, against real Redis, RabbitMQ, workers and
+files, under ``strace``: the answer must be the right one, and the process
+must not have tried to create, change or delete any file (but
+check_celery_tasks's own state file, named by --state-file in a directory
+nagios owns).
 
 The one write a Python process attempts on its own is CPython's bytecode
 cache: the install is made with ``--no-compile`` on purpose, so nagios's
@@ -303,13 +306,15 @@ def test_check_answers_correctly_as_nagios_and_writes_nothing(
 def nagios_plugin_dir():
     """The other Debian way: celery_checks/ copied into a site directory
     (here on PYTHONPATH; /usr/local/lib/python3.11/dist-packages on a real
-    host) and the thin wrappers from checks/ into a plugin directory, run
-    by /usr/bin/python3 with Debian's python3-* packages."""
+    host), hiredis pip-installed beside it (--target), and the thin wrappers
+    from checks/ into a plugin directory, run by /usr/bin/python3 with
+    Debian's python3-* packages."""
     prerequisites.require("root", "nagios-user", "setpriv", "strace", "debian-python")
     base = venvs.readable_tmpdir("celery-checks-nagios-copy-")
     try:
         shutil.copytree(ROOT / "celery_checks", base / "site" / "celery_checks",
                         ignore=shutil.ignore_patterns("__pycache__"))
+        venvs.install_hiredis(target=base / "site")
         shutil.copytree(ROOT / "checks", base / "plugins")
         yield base
     finally:

@@ -1,20 +1,27 @@
 """The checks' own Redis client (celery_checks/connect/redis.py), beside
 what the checks' process-level tests already prove through it (every URL
 form in tests/test_queue.py and tests/test_urls.py, every fault in
-tests/test_faults.py): the command bytes are the libraries', and each call
-of its small surface does what its docstring says on a real Redis.
+tests/test_faults.py): the command bytes are hiredis's, byte for byte
+redis-py's, and each call of its small surface does what its docstring says
+on a real Redis.
 """
 
+import hiredis
 import pytest
 
 from celery_checks.connect import redis as ours
 
+# The argument types the checks, the store and the worker side send: text
+# (non-ASCII, kombu's binding separator "\x06\x16"), bytes (SCAN's cursor),
+# ints (negative: LINDEX -1), empty text (an unknown publish time, a task
+# without an id). Floats never: the store formats its times ("%.6f").
 ARGUMENTS = [
     ("PING",),
     ("LLEN", "celery"),
     ("SADD", "_kombu.binding.celery", "celery\x06\x16\x06\x16celery"),
     ("SET", b"bin\r\n\x00\xff", b""),
-    ("HSET", "k", "f", 0, "g", -12, "h", 3.25, "i", 1e-05),
+    ("HSET", "k", "f", 0, "g", -12, "h", ""),
+    ("LINDEX", "celery\x06\x169", -1),
     ("EVALSHA", "ab" * 20, 2, "é-clé", "キュー", "x" * 70000),
     ("SCAN", b"0", "MATCH", "*_kombu.binding.*", "COUNT", 1000),
 ]
@@ -29,13 +36,20 @@ def redis_py_packed(args):
 
 @pytest.mark.quick
 @pytest.mark.parametrize("args", ARGUMENTS, ids=lambda a: a[0])
-def test_commands_are_packed_as_the_libraries_pack_them(monkeypatch, args):
-    """hiredis's packer where it has one (>= 2.1), else the few lines kept
-    for Debian 12's hiredis 1.0.1: both byte for byte redis-py's."""
-    expected = redis_py_packed(args)
-    assert ours.pack(args) == expected
-    monkeypatch.setattr(ours, "_PACK", None)
-    assert ours.pack(args) == expected
+def test_hiredis_packs_commands_as_redis_py_does(args):
+    assert hiredis.pack_command(args) == redis_py_packed(args)
+
+
+@pytest.mark.quick
+def test_a_pipeline_sends_what_the_libraries_pack(monkeypatch):
+    """The client's one packing path: every command of a pipeline packed by
+    hiredis, in order, in one send."""
+    client = ours.RedisClient(1.0, address=("127.0.0.1", 9))  # never connected
+    sent = []
+    monkeypatch.setattr(client, "_send", sent.append)
+    monkeypatch.setattr(client, "_read", lambda count: [b"OK"] * count)
+    assert client.pipeline(ARGUMENTS) == [b"OK"] * len(ARGUMENTS)
+    assert sent == [b"".join(redis_py_packed(args) for args in ARGUMENTS)]
 
 
 def test_the_client_surface_on_a_real_redis(redis_server, redis_db, redis_client):

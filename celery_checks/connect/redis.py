@@ -2,11 +2,12 @@
 rediss, redis+socket, sentinel) read by :func:`.urls.parse_url`, and its
 failures in the status policy (CRITICAL naming the redacted URL).
 
-hiredis (Redis's own C library) reads every reply and, from hiredis 2.1 on,
-packs every command; this module opens the socket (TCP, TLS, unix socket,
-or the master the sentinels name), authenticates, selects the DB and bounds
-every wait. It imports in about a millisecond, where redis-py 8 costs
-~0.1 s and ~18 MiB (docs/performance.md): a check is one short process.
+hiredis (Redis's own C library; >= 2.2.1, its first release with a command
+packer) reads every reply and packs every command; this module opens the
+socket (TCP, TLS, unix socket, or the master the sentinels name),
+authenticates, selects the DB and bounds every wait. It imports in about a
+millisecond, where redis-py 8 costs ~0.1 s and ~18 MiB (docs/performance.md):
+a check is one short process.
 
 The client's whole surface (single-threaded; the worker side locks around
 it)::
@@ -17,9 +18,10 @@ it)::
     client.db                            the DB number the URL names
     client.call("LLEN", key)             one command: its reply
     client.pipeline([("LLEN", k), ...], raise_errors=True)
-                                         many commands, one round trip: replies
-                                         in order (error replies in place
-                                         with raise_errors=False)
+                                         many commands (tuples of str, bytes
+                                         or int), one round trip: replies in
+                                         order (error replies in place with
+                                         raise_errors=False)
     client.transaction([("SADD", k, m), ...])   the same inside MULTI/EXEC
     client.script(source, keys, args)    EVALSHA, EVAL when not yet loaded
     client.scan(pattern, count=1000, deadline=None)   the matching keys
@@ -73,24 +75,6 @@ class ProtocolError(RedisError):
     """What the server sent is not RESP (not a Redis server)."""
 
 
-def pack(args):
-    """A command's bytes: hiredis's packer where it has one (>= 2.1); for
-    Debian 12's hiredis 1.0.1, RESP's array of bulk strings written here,
-    held against hiredis and redis-py by tests/test_redis_client.py (the
-    only library packer on Debian 12 is redis-py's, whose import alone
-    costs more than a whole check's budget)."""
-    if _PACK is not None:
-        return _PACK(tuple(args))
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-_PACK = getattr(hiredis, "pack_command", None)
-
-
 def redis_client(url, transport_options=None, timeout=5.0):
     """A :class:`RedisClient` for a kombu Redis URL (see the module's doc)."""
     target = parse_url(url)
@@ -125,7 +109,9 @@ class RedisClient:
         return self.pipeline([args])[0]
 
     def pipeline(self, commands, raise_errors=True):
-        self._send(b"".join(pack(c) for c in commands))
+        # hiredis packs each tuple; map() keeps a pipeline of thousands of
+        # commands (the queue check's) free of Python-level work per command.
+        self._send(b"".join(map(hiredis.pack_command, commands)))
         replies = self._read(len(commands))
         if raise_errors:
             for reply in replies:

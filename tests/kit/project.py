@@ -1,6 +1,7 @@
 """The checkout and what it declares."""
 
 import functools
+import re
 from importlib import metadata
 from pathlib import Path
 
@@ -13,6 +14,16 @@ def scripts():
     """{name: 'module:function'} of the installed distribution's console scripts."""
     entry_points = metadata.distribution(DISTRIBUTION).entry_points
     return {ep.name: ep.value for ep in entry_points if ep.group == "console_scripts"}
+
+
+def declared_minimum(name):
+    """The minimum pyproject.toml declares for dependency ``name`` ("2.2.1"
+    for "hiredis>=2.2.1"); read as text, as Python 3.9 has no tomllib."""
+    text = (ROOT / "pyproject.toml").read_text()
+    found = re.search(r'^\s*"%s(?:\[[^]]*\])?\s*>=\s*([\w.]+)"' % re.escape(name), text, re.M)
+    if found is None:
+        raise LookupError("pyproject.toml declares no minimum for %s" % name)
+    return found.group(1)
 
 
 #: the checks that read only the celery-checks store (Redis, ``--store``),

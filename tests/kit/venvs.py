@@ -9,6 +9,9 @@ the content of what the build reads.
 python3-* packages (--system-site-packages), this project installed into it
 with --no-deps (not editable, no bytecode written), in a directory the
 ``nagios`` user can read: what NRPE, Icinga and the nagios-user tests run.
+Debian 12's python3-hiredis (1.0.1) predates hiredis's command packer, so
+:func:`install_hiredis` adds the one library that comes from PyPI, at the
+declared minimum, as the README tells operators.
 """
 
 import contextlib
@@ -22,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.kit.project import ROOT
+from tests.kit.project import ROOT, declared_minimum
 
 
 def readable_tmpdir(prefix):
@@ -57,9 +60,39 @@ def debian_venv(prefix="celery-checks-debian-"):
              "--no-build-isolation", "--no-index", "--no-compile", str(source)],
             check=True, capture_output=True, cwd=str(base))
         shutil.rmtree(source)
+        install_hiredis(venv=venv)
         yield venv
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def install_hiredis(venv=None, target=None):
+    """``pip install --no-deps hiredis==<declared minimum>`` with Debian's
+    pip, into ``venv`` or (the copied-files install) the directory
+    ``target``; then proves that this hiredis is the one Debian's Python
+    imports from there, not python3-hiredis."""
+    minimum = declared_minimum("hiredis")
+    where = (["--python", str(venv / "bin" / "python"), "install"] if venv is not None
+             else ["install", "--target", str(target)])
+    proc = subprocess.run(
+        ["/usr/bin/python3", "-m", "pip"] + where + [
+            "--quiet", "--disable-pip-version-check", "--no-deps", "--no-compile",
+            "--only-binary", "hiredis", "hiredis==" + minimum],
+        capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0, "pip install hiredis==%s failed:\n%s%s" % (
+        minimum, proc.stdout, proc.stderr)
+    home = venv if venv is not None else target
+    python = str(venv / "bin" / "python") if venv is not None else "/usr/bin/python3"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if target is not None:
+        env["PYTHONPATH"] = str(target)
+    probe = subprocess.run(
+        [python, "-c", "import hiredis; print(hiredis.__version__); print(hiredis.__file__)"],
+        capture_output=True, text=True, cwd="/", env=env)
+    found = probe.stdout.split("\n")
+    assert probe.returncode == 0 and found[0] == minimum \
+        and found[1].startswith(str(home) + "/"), \
+        "hiredis %s not imported from %s:\n%s%s" % (minimum, home, probe.stdout, probe.stderr)
 
 
 CACHE = Path(tempfile.gettempdir()) / "celery-checks-fresh-install"
