@@ -3,7 +3,8 @@
 - :mod:`bench.run`        options, the services (from the test kit), the loop
 - :mod:`bench.install`    the throwaway venv with a regular copy of the package
 - :mod:`bench.measure`    the launcher (wall, CPU, peak RSS of one process), the imports probe
-- :mod:`bench.scenarios`  the scenarios, their phases and floors
+- :mod:`bench.scenarios`  what a scenario is, the baselines and floors, --only
+- :mod:`bench.phases`    the phases: their services set up, their scenarios made
 - :mod:`bench.throughput`  a worker's tasks per second with and without the task records
 - :mod:`bench.budgets`    the budgets each run is judged by
 - :mod:`bench.report`     the Markdown, written into docs/performance.md

@@ -57,7 +57,8 @@ sys.path.insert(0, str(ROOT))  # bench.* and the test kit's services: tests/kit/
 from bench.install import Before, Install  # noqa: E402
 from bench.measure import Launcher, imported_packages, log  # noqa: E402
 from bench.report import render, write_doc  # noqa: E402
-from bench.scenarios import PHASES, selected, slow_rounds  # noqa: E402
+from bench.phases import PHASES  # noqa: E402
+from bench.scenarios import selected, slow_rounds  # noqa: E402
 from bench import throughput as worker_throughput  # noqa: E402
 from tests.kit import rabbitmq as rabbitmq_kit  # noqa: E402
 from tests.kit.redis_servers import Databases, RedisServer  # noqa: E402

@@ -99,7 +99,7 @@ class Throughput:
 
 def measure(ctx, rounds):
     """Rounds of both variants on a database of our Redis; a Throughput."""
-    from bench.scenarios import fill
+    from bench.phases import fill
 
     result = Throughput()
     for _ in range(3):
