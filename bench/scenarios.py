@@ -28,7 +28,7 @@ class Scenario:
     """One command, measured as a whole process."""
 
     def __init__(self, key, title, argv, expect=(0,), kind="check", tool=None,
-                 slow=False, env=None, floor="nagiosplugin"):
+                 slow=False, env=None, floor="nagiosplugin", on_before=False):
         self.key = key
         self.title = title
         self.argv = argv  # argv[0] is an executable name from the Install, or a path
@@ -38,14 +38,17 @@ class Scenario:
         self.slow = slow  # takes about a second or more: fewer rounds
         self.env = env
         self.floor = floor  # FLOORS key: the imports this check cannot avoid
+        self.on_before = on_before  # run on --before REV's code
         self.floor_base = None
+        self.lib = None  # the LibrarySet (bench/sets.py) that runs it
+        self.shared = False  # independent of the library set: runs once, on the first
+        self.ident = key  # the key, and the set's name when a run has several
         self.resolved = None  # argv with the executable's path
         self.samples = []
         self.status = "pending"
         self.first_line = ""
         self.imports = None
         self.phase = None
-        self.bases = (None, None)  # python -c pass, import nagiosplugin of its phase
 
     def stat(self, field, func=statistics.median):
         values = [getattr(s, field) for s in self.samples]
@@ -74,8 +77,8 @@ def before(ctx, key, title, argv):
     the same rounds: the before/after of a change under the same load."""
     if not ctx.before:
         return []
-    return [Scenario(key + "-before", "%s, before (%s)" % (title, ctx.before.revision),
-                     ctx.before.argv(argv), floor="redis", expect=(0, 1, 2))]
+    return [Scenario(key + "-before", "%s, before (%s)" % (title, ctx.before), argv,
+                     floor="redis", expect=(0, 1, 2), on_before=True)]
 
 
 def selected(scenarios, only):

@@ -171,11 +171,11 @@ def cpu_time(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def report(throughput):
-    """Markdown lines for the report."""
+def report(throughput, level="###"):
+    """Markdown lines for the report (``level``: its heading's)."""
     if throughput is None or throughput.status != "ok":
         return []
-    lines = ["", "### Worker throughput", "",
+    lines = ["", "%s Worker throughput" % level, "",
              "Trivial tasks per second of one solo-pool worker draining %d queued "
              "messages (bench/throughput.py), with and without the task records "
              "of check_celery_tasks." % N, "",
