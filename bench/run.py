@@ -213,7 +213,7 @@ def options(argv=None):
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--label", metavar="NAME",
                         help="write the block marked 'bench:begin NAME' instead of the "
-                        "unnamed one, so runs apart (e.g. debian) keep each other")
+                        "unnamed one, so separate runs keep each other's blocks")
     parser.add_argument("--before", metavar="REV",
                         help="also measure the main Redis scenarios on this git "
                         "revision's celery_checks, in the same rounds (e.g. main)")
