@@ -80,9 +80,9 @@ class Judge:
                               verdict(worst.stat("rss", max) <= bound)))
 
 
-def budgets(by_key, throughput=None):
+def budgets(by_key, throughput=None, absent="not measured (--only)"):
     """(budget, measured, verdict) rows for the scenarios of a run (and the
-    worker throughput, bench/throughput.py)."""
+    worker throughput, bench/throughput.py; ``absent`` says why there is none)."""
     judge = Judge(by_key)
     for key in ("pulsefile-1", "pulsefile-50"):
         judge.limit(key, "wall", 0.06, "s", "%s ≤ 0.06 s" % key)
@@ -118,7 +118,7 @@ def budgets(by_key, throughput=None):
     judge.limit("tasks-100", "wall", 0.25, "s", "tasks-100 ≤ 0.25 s (issue 18)")
     text = "task records cost ≤ 5 % of a worker's trivial tasks/s (issue 18)"
     if throughput is None:
-        judge.rows.append((text, "", "not measured (--only)"))
+        judge.rows.append((text, "", absent))
     elif throughput.status != "ok":
         judge.rows.append((text, "", throughput.status))
     else:

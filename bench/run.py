@@ -1,36 +1,40 @@
 #!/usr/bin/env python3
 """Benchmark every check against its budget and the tools operators use.
 
-    .venv/bin/python bench/run.py            # full run, writes docs/performance.md
-    .venv/bin/python bench/run.py -n 5 --no-write --only pulsefile
-    .venv/bin/python bench/run.py --python /usr/bin/python3 --label debian
+    # both library sets in one run, written into docs/performance.md
+    .venv/bin/python bench/run.py --set newest=.venv/bin/python \
+        --set debian=.venv-debian/bin/python
+    .venv/bin/python bench/run.py -n 5 --no-write --only pulsefile  # this venv only
+    .venv/bin/python bench/run.py --python .venv-debian/bin/python --label debian
 
 What it does, in one process:
 
 - installs a *regular* (non-editable) copy of celery_checks and its console
   scripts into a throwaway venv that borrows the dependencies of the venv
-  running this script: an editable install's import hook costs every process
-  ~15 ms that no real installation pays;
+  running this script (or of each ``--set NAME=PYTHON``, a venv each: a
+  *library set*, bench/sets.py): an editable install's import hook costs
+  every process ~15 ms that no real installation pays;
 - sets up its scenarios with the test kit's services (tests/kit/): a
   redis-server of its own, a RabbitMQ vhost of its own, real ``celery
   worker`` processes on tests/app.py
   (solo pool, started in parallel, stopped by process group at the end, also
-  on error or Ctrl-C);
+  on error or Ctrl-C), shared by every library set;
 - runs each command as a whole process: a warm-up, then N rounds in which
-  every scenario of the phase runs once (interleaved, so a burst of load from
-  elsewhere hits all of them alike); wall time, CPU time (user+sys) and peak
-  RSS (ru_maxrss) come from os.wait4() on the child;
+  every scenario of the phase runs once, once per library set when it runs
+  the set's interpreter (interleaved, so a burst of load from elsewhere hits
+  all of them alike); wall time, CPU time (user+sys) and peak RSS
+  (ru_maxrss) come from os.wait4() on the child;
 - measures through a tiny launcher process (bench/measure.py: a child
   forked from this big process would inherit its RSS high-water mark);
 - reports medians, min-max and ratios against baselines measured in the same
   phase (``python -c pass``, ``python -c "import nagiosplugin"``, each
   check's floor = the imports it cannot avoid, the tool an operator would
-  use), checks the budgets of issue 8, and writes the tables into
-  docs/performance.md between the ``bench:begin``/``bench:end`` markers
-  (``--label`` names another block, e.g. for ``--python /usr/bin/python3``);
+  use), checks the budgets of issues 8 and 16 (issue 16's side by side for
+  every set), and writes the tables into docs/performance.md between the
+  ``bench:begin``/``bench:end`` markers (``--label`` names another block);
 - with ``--before REV``, also runs the main Redis scenarios on that git
-  revision's celery_checks (same venv, same libraries) in the same rounds,
-  so a change's before and after meet the same load.
+  revision's celery_checks (same venv, same libraries, for each set) in the
+  same rounds, so a change's before and after meet the same load.
 
 A scenario whose executable is not declared in pyproject.toml yet is
 reported as "not built". Ratios are what to compare across runs: the
@@ -54,10 +58,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # bench.* and the test kit's services: tests/kit/
 
-from bench.install import Before, Install  # noqa: E402
-from bench.measure import Launcher, imported_packages, log  # noqa: E402
+from bench import sets as library_sets  # noqa: E402
+from bench.measure import imported_packages, log  # noqa: E402
+from bench.phases import PHASES  # noqa: E402
 from bench.report import render, write_doc  # noqa: E402
-from bench.scenarios import PHASES, selected, slow_rounds  # noqa: E402
+from bench.scenarios import selected, slow_rounds  # noqa: E402
 from bench import throughput as worker_throughput  # noqa: E402
 from tests.kit import rabbitmq as rabbitmq_kit  # noqa: E402
 from tests.kit.redis_servers import Databases, RedisServer  # noqa: E402
@@ -83,14 +88,17 @@ class Workers:
 
 
 class Context:
-    """What the phases set up with, all of it undone by :meth:`cleanup`."""
+    """What the phases set up with, all of it undone by :meth:`cleanup`.
+    The services are set up with the first library set's install."""
 
-    def __init__(self, workdir, install, launcher, only=None, before=None):
+    def __init__(self, workdir, sets, only=None):
         self.workdir = workdir
-        self.install = install
-        self.launcher = launcher
+        self.sets = sets
+        self.install = sets[0].install
+        self.launcher = sets[0].launcher
         self.only = only
-        self.before = before  # Before: another revision's celery_checks, or None
+        # --before's short revision (each set has its copy of it), or None
+        self.before = sets[0].before.revision if sets[0].before else None
         # A redis-server of the benchmark's own, like the tests': it never
         # touches a Redis it did not start.
         self.redis = RedisServer(workdir)
@@ -134,51 +142,54 @@ class Context:
             log("cleanup errors: %s" % errors)
 
 
-def prepare(ctx, scenario, warmup):
+def prepare(scenario, warmup):
     """Resolve the command and run it ``warmup`` times unmeasured (the last
     run tells whether it works); False when it cannot be measured."""
-    argv = ctx.install.resolve(scenario.argv)
+    argv = scenario.lib.resolve(scenario)
     if argv is None:
         scenario.status = "not built"
         return False
     scenario.resolved = argv
     for _ in range(warmup):
-        sample = ctx.measure(argv, scenario.env)
+        sample = scenario.lib.measure(argv, scenario.env)
     scenario.first_line = sample.output.split("\n", 1)[0].strip()
     if sample.rc not in scenario.expect:
         scenario.status = "unexpected exit %d: %s" % (sample.rc, scenario.first_line[:120])
-        log("%s: %s" % (scenario.key, scenario.status))
+        log("%s: %s" % (scenario.ident, scenario.status))
         return False
     scenario.status = "ok"
     if scenario.kind == "check":
         try:
             scenario.imports = imported_packages(argv, scenario.env)
         except Exception as exc:
-            log("%s: importtime failed: %s" % (scenario.key, exc))
+            log("%s: importtime failed: %s" % (scenario.ident, exc))
     return True
 
 
 def run_phase(ctx, title, scenarios, runs, warmup, only):
-    """Warm up each scenario, then ``runs`` rounds of all of them in turn."""
-    chosen = selected(scenarios, only)
-    bases = tuple(next((s for s in chosen if s.key.startswith(prefix)), None)
-                  for prefix in ("python-", "floor-nagiosplugin-"))
+    """Warm up each scenario (once per library set where it depends on the
+    set), then ``runs`` rounds of all of them in turn."""
+    chosen = library_sets.per_set(selected(scenarios, only), ctx.sets)
+    if len(ctx.sets) > 1 and chosen:
+        shared = sum(s.shared for s in chosen)
+        log("%s: %d scenarios for each of %d library sets, %d shared" % (
+            title, (len(chosen) - shared) // len(ctx.sets), len(ctx.sets), shared))
     active = []
     for scenario in chosen:
         scenario.phase = title
-        scenario.bases = bases
-        scenario.floor_base = next((s for s in chosen if s.key.startswith(
-            "floor-%s-" % scenario.floor)), None) if scenario.kind == "check" else None
-        if prepare(ctx, scenario, warmup):
+        if scenario.kind == "check":  # its floor, measured with its own libraries
+            scenario.floor_base = next((s for s in chosen if s.lib is scenario.lib and
+                                        s.key.startswith("floor-%s-" % scenario.floor)), None)
+        if prepare(scenario, warmup):
             active.append(scenario)
     slow_runs = slow_rounds(runs)
     for round_no in range(runs):
         for scenario in active:
             if scenario.slow and round_no >= slow_runs:
                 continue
-            sample = ctx.measure(scenario.resolved, scenario.env)
+            sample = scenario.lib.measure(scenario.resolved, scenario.env)
             if sample.rc not in scenario.expect:
-                log("%s: round %d exit %d: %s" % (scenario.key, round_no, sample.rc,
+                log("%s: round %d exit %d: %s" % (scenario.ident, round_no, sample.rc,
                                                    sample.output.split("\n", 1)[0][:120]))
             scenario.samples.append(sample)
         log("%s: round %d/%d done" % (title, round_no + 1, runs))
@@ -202,15 +213,27 @@ def options(argv=None):
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--label", metavar="NAME",
                         help="write the block marked 'bench:begin NAME' instead of the "
-                        "unnamed one, so runs side by side (e.g. debian) keep each other")
+                        "unnamed one, so separate runs keep each other's blocks")
     parser.add_argument("--before", metavar="REV",
                         help="also measure the main Redis scenarios on this git "
                         "revision's celery_checks, in the same rounds (e.g. main)")
-    parser.add_argument("--python", metavar="PATH",
-                        help="run the checks with this interpreter's libraries, e.g. "
-                        "/usr/bin/python3 for Debian's packages (default: this venv's)")
+    interpreters = parser.add_mutually_exclusive_group()
+    interpreters.add_argument("--python", metavar="PATH",
+                              help="run the checks with this interpreter's libraries, e.g. "
+                              ".venv-debian/bin/python for Debian's packages (default: "
+                              "this venv's)")
+    interpreters.add_argument("--set", metavar="NAME=PYTHON", dest="sets", action="append",
+                              type=library_sets.parse,
+                              help="a library set: run the checks with this interpreter's "
+                              "libraries; repeatable, the sets measured side by side in the "
+                              "same rounds, e.g. --set newest=.venv/bin/python "
+                              "--set debian=.venv-debian/bin/python")
     args = parser.parse_args(argv)
     args.warmup = max(1, args.warmup)
+    try:
+        args.sets = library_sets.wanted(args, sys.executable)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     return args
 
 
@@ -231,14 +254,13 @@ def main(argv=None):
     log("working in %s" % workdir)
     results = []
     throughput = None
-    ctx = launcher = None
-    versions = "?"
+    ctx = None
+    sets = []
     try:
-        install = Install(workdir, args.python)
-        versions = install.versions
-        launcher = Launcher(install.python, workdir)
-        before = Before(workdir, install, args.before) if args.before else None
-        ctx = Context(workdir, install, launcher, args.only, before)
+        for name, python in args.sets:
+            sets.append(library_sets.LibrarySet(name, python, workdir, args.before))
+            log("library set %s: %s: %s" % (name, python, sets[-1].versions))
+        ctx = Context(workdir, sets, args.only)
         for key, title, phase in PHASES:
             log("phase: %s" % title)
             for number, scenarios in enumerate(phase(ctx)):
@@ -250,11 +272,11 @@ def main(argv=None):
     finally:
         if ctx is not None:
             ctx.cleanup()
-        if launcher is not None:
-            launcher.close()
+        for lib in sets:
+            lib.close()
         shutil.rmtree(workdir, ignore_errors=True)
     load_after = os.getloadavg()
-    report = render(results, args, started, load_before, load_after, versions, throughput)
+    report = render(results, args, sets, started, load_before, load_after, throughput)
     print(report)
     if not args.no_write:
         write_doc(Path(args.output), report, args.label)

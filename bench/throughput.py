@@ -99,7 +99,7 @@ class Throughput:
 
 def measure(ctx, rounds):
     """Rounds of both variants on a database of our Redis; a Throughput."""
-    from bench.scenarios import fill
+    from bench.phases import fill
 
     result = Throughput()
     for _ in range(3):
@@ -171,11 +171,11 @@ def cpu_time(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def report(throughput):
-    """Markdown lines for the report."""
+def report(throughput, level="###"):
+    """Markdown lines for the report (``level``: its heading's)."""
     if throughput is None or throughput.status != "ok":
         return []
-    lines = ["", "### Worker throughput", "",
+    lines = ["", "%s Worker throughput" % level, "",
              "Trivial tasks per second of one solo-pool worker draining %d queued "
              "messages (bench/throughput.py), with and without the task records "
              "of check_celery_tasks." % N, "",

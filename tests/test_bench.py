@@ -41,6 +41,56 @@ def test_bench_without_warmup_still_judges_each_scenario_by_a_run_of_its_own():
     assert "- runs: 1 measured rounds after 1 warm-up runs" in proc.stdout
 
 
+def table_row(out, title):
+    """The cells of every table row of ``out`` whose first cell is ``title``."""
+    return [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("| %s |" % title)]
+
+
+def test_bench_measures_each_library_set_in_the_same_run_and_the_tools_once():
+    """Two --set (the same interpreter twice: the test needs no second venv)."""
+    proc = subprocess.run(
+        BENCH + ["-n", "1", "--warmup", "1", "--no-write", "--only", "queue-redis-1$",
+                 "--set", "one=" + sys.executable, "--set", "two=" + sys.executable],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.count("<!-- bench:begin -->") == 1 and out.count("<!-- bench:end -->") == 1
+    for name in ("one", "two"):
+        assert "  - `%s`: %s: Python " % (name, sys.executable) in out
+    assert "| figure | budget | `one` | verdict | `two` | verdict |" in out
+    [rss] = table_row(out, "queue, 1 queue, peak RSS")
+    assert rss[1] == "≤ 20 MiB" and rss[2].endswith(")") and rss[4].endswith(")"), rss
+    assert rss[3] in ("met", "**MISSED**") and rss[5] in ("met", "**MISSED**"), rss
+    [floor] = table_row(out, "queue, 1 queue × its floor")
+    assert floor[2].endswith("×)") and floor[4].endswith("×)"), floor
+    assert table_row(out, "heartbeat, 1 queue × its floor")[0][3] == "not measured (--only)"
+    # each set has its own tables: the check and its floor measured twice
+    assert out.index("### Library set `one`") < out.index("### Library set `two`")
+    assert len(table_row(out, "queue, Redis, 1 queue (10 msgs, priorities 0-9)")) == 2 * 2
+    assert len(table_row(out, "floor: `import nagiosplugin, argparse, socket`")) == 2
+    # the tool ran once, shown in both sets' tables with the same figures;
+    # the check and the baselines of python (5) once per set
+    assert "No worker running: 6 scenarios for each of 2 library sets, 1 shared" in proc.stderr
+    tools = table_row(out, "`redis-cli llen` (1 list)")
+    assert len(tools) == 2 and tools[0][:5] == tools[1][:5], tools
+    port = int(re.search(r"redis-server of our own on port (\d+)", proc.stderr).group(1))
+    assert not port_open(port)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "debian"], "expected NAME=PYTHON"),
+    (["--set", "a=/nonexistent/python"], "/nonexistent/python: no such interpreter"),
+    (["--set", "a=%s" % sys.executable, "--set", "a=%s" % sys.executable], "--set a given twice"),
+    (["--python", sys.executable, "--set", "a=%s" % sys.executable], "not allowed with"),
+])
+def test_bench_refuses_a_set_it_cannot_measure(args, message):
+    proc = subprocess.run(BENCH + args, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "working in" not in proc.stderr  # refused before setting anything up
+
+
 def processes_naming(text):
     """PIDs of the processes whose command line contains ``text``."""
     found = []

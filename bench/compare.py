@@ -1,0 +1,76 @@
+"""Issue 16's figures side by side for every library set of a run: each
+Redis check against its floor and 20 MiB, and how the checks' cost grows
+with queues and workers, each with a verdict per set."""
+
+from bench.budgets import Judge, paired, verdict
+from bench.scenarios import FLOORS
+
+FLOOR_BOUND = 1.5
+RSS_BOUND = 20  # MiB
+
+# (check, what it is, its floor: floor-socket- and the phase it ran in)
+AT_FLOOR = (("queue-redis-1", "queue, 1 queue", "floor-socket-services"),
+            ("heartbeat-1", "heartbeat, 1 queue", "floor-socket-workers"),
+            ("workers-ping-2", "workers, ping, 2 workers", "floor-socket-workers"))
+# (larger case, smallest case, what it is, bound)
+GROWTH = (("queue-redis-100", "queue-redis-1", "queue, 100 queues ÷ 1 queue", 1.3),
+          ("queue-redis-1000", "queue-redis-1", "queue, 1,000 queues ÷ 1 queue", 1.3),
+          ("heartbeat-100", "heartbeat-1", "heartbeat, 100 queues ÷ 1 queue", 1.3),
+          ("heartbeat-1000", "heartbeat-1", "heartbeat, 1,000 queues ÷ 1 queue", 1.3),
+          ("workers-ping-10", "workers-ping-2", "workers, ping, 10 workers ÷ 2", 1.5),
+          ("workers-ping-50", "workers-ping-2", "workers, ping, 50 workers ÷ 2", 1.5),
+          ("workers-events-10", "workers-events-2", "workers, events, 10 workers ÷ 2", 1.5),
+          ("workers-events-50", "workers-events-2", "workers, events, 50 workers ÷ 2", 1.5))
+
+
+def ratio_cell(judge, key, base_key, bound):
+    """(shown, verdict) of the median per-round wall ratio key ÷ base_key."""
+    s, base = judge.get(key), judge.get(base_key)
+    if s is None or base is None:
+        return "", judge.missing(key if s is None else base_key)
+    wall = paired(s, base)
+    return "%.2f× (CPU %.2f×)" % (wall, paired(s, base, "cpu")), verdict(wall <= bound)
+
+
+def rss_cell(judge, key):
+    s = judge.get(key)
+    if s is None:
+        return "", judge.missing(key)
+    rss = s.stat("rss")
+    return "%.1f MiB (max %.1f)" % (rss, s.stat("rss", max)), verdict(rss <= RSS_BOUND)
+
+
+def rows(by_key):
+    """[(figure, budget, shown, verdict)] of one library set's scenarios."""
+    judge = Judge(by_key)
+    result = []
+    for key, what, floor in AT_FLOOR:
+        result.append(("%s × its floor" % what, "≤ %.1f×" % FLOOR_BOUND)
+                      + ratio_cell(judge, key, floor, FLOOR_BOUND))
+        result.append(("%s, peak RSS" % what, "≤ %d MiB" % RSS_BOUND) + rss_cell(judge, key))
+    for key, base_key, what, bound in GROWTH:
+        result.append((what, "≤ %.1f×" % bound) + ratio_cell(judge, key, base_key, bound))
+    return result
+
+
+def table(views):
+    """Markdown lines for [(set name, {key: scenario})], one column pair per
+    set; none when the run measured none of it (--only)."""
+    columns = [(name, rows(by_key)) for name, by_key in views]
+    if not any(shown for _, cells in columns for _, _, shown, _ in cells):
+        return []
+    several = len(columns) > 1
+    names = ["`%s`" % name for name, _ in columns] if several else ["measured"]
+    lines = ["", "### Issue 16%s" % (", library sets side by side" if several else ""), "",
+             "Each Redis check against its floor (`python -c \"%s\"`, with the same libraries, "
+             "in the same rounds) and its peak RSS (median of the runs, their max in brackets); "
+             "then each larger case against the smallest. Ratios are medians of per-round "
+             "wall-time ratios (CPU in brackets); the verdict judges the wall time." % (
+                 FLOORS["socket"]), "",
+             "| figure | budget | " + " | ".join("%s | verdict" % name for name in names) + " |",
+             "|---|---|" + "---|---|" * len(names)]
+    for number, (figure, budget, _, _) in enumerate(columns[0][1]):
+        cells = [cells[number] for _, cells in columns]
+        lines.append("| %s | %s | %s |" % (figure, budget, " | ".join(
+            "%s | %s" % (shown, judged) for _, _, shown, judged in cells)))
+    return lines
