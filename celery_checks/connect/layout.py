@@ -56,6 +56,8 @@ class RedisLayout:
     def bucket_of(self, name):
         """(queue, step) when ``name`` is the key of a priority sub-list
         (QUEUE<sep>STEP), which kombu cannot tell from a queue of that name."""
+        if self.sep not in name:
+            return None
         for step in self.steps:
             suffix = "%s%d" % (self.sep, step)
             if step and name.endswith(suffix) and len(name) > len(suffix):
@@ -240,6 +242,8 @@ def checked(replies, commands=None):
     from celery_checks.connect.redis import ReplyError
     from celery_checks.plugin.perfdata import quoted
 
+    if ReplyError not in set(map(type, replies)):  # hiredis makes each: at C speed
+        return list(replies)
     for index, reply in enumerate(replies):
         if isinstance(reply, ReplyError):
             if reply.code == "WRONGTYPE":

@@ -185,17 +185,18 @@ class RedisClient:
     def _read(self, count):
         """The next ``count`` replies (one loop: a pipeline of 1,000 queues
         is 5,000 of them)."""
-        reader, replies = self._reader, []
+        replies = []
+        gets, append = self._reader.gets, replies.append
         try:
             while len(replies) < count:
-                reply = reader.gets()
+                reply = gets()
                 if reply is False:
                     data = self._sock.recv(65536)
                     if not data:
                         raise Closed("Connection closed by server.")
-                    reader.feed(data)
+                    self._reader.feed(data)
                 else:
-                    replies.append(reply)
+                    append(reply)
             return replies
         except BaseException:
             self.close()

@@ -14,7 +14,7 @@
 
 import nagiosplugin
 
-from celery_checks.plugin.perfdata import Perfdata, number, range_text
+from celery_checks.plugin.perfdata import number, perfdata, range_text
 
 
 class Threshold(nagiosplugin.ScalarContext):
@@ -48,9 +48,9 @@ class Threshold(nagiosplugin.ScalarContext):
             return None
         if self._limits is None:  # the same two ranges for every metric
             self._limits = (range_text(self.warning), range_text(self.critical))
-        return Perfdata.of(metric.name, number(metric.value), metric.uom or "", *self._limits,
-                           "" if metric.min is None else number(metric.min),
-                           "" if metric.max is None else number(metric.max))
+        return perfdata(metric.name, number(metric.value), metric.uom or "", *self._limits,
+                        "" if metric.min is None else number(metric.min),
+                        "" if metric.max is None else number(metric.max))
 
 
 class Condition(nagiosplugin.Context):
@@ -76,5 +76,5 @@ class Condition(nagiosplugin.Context):
     def performance(self, metric, resource):
         if not self.with_perfdata:
             return None
-        return Perfdata.of(metric.name, number(metric.value), metric.uom or "",
-                           min="" if metric.min is None else number(metric.min))
+        return perfdata(metric.name, number(metric.value), metric.uom or "",
+                        min="" if metric.min is None else number(metric.min))

@@ -17,7 +17,7 @@ from nagiosplugin.state import ServiceState
 
 class Check(nagiosplugin.Check):
     def __call__(self):
-        perfdata = []
+        perfdata, results = [], []
         known = self.contexts.by_name
         for resource in self.resources:
             metric = None
@@ -27,18 +27,26 @@ class Check(nagiosplugin.Check):
                     # name, value, uom, min, max, context + its object and resource
                     metric = tuple.__new__(type(metric), metric[:6] + (context, resource))
                     result = context.evaluate(metric, resource)
-                    if isinstance(result, ServiceState):
-                        result = nagiosplugin.Result(result, metric=metric)
-                    elif not isinstance(result, nagiosplugin.Result):
-                        raise ValueError("evaluate() returned neither Result nor ServiceState "
-                                         "object", metric.name, result)
-                    self.results.add(result)
+                    if type(result) is not nagiosplugin.Result:
+                        result = _result(result, metric)
+                    results.append(result)
                     performance = context.performance(metric, resource)
                     if performance:
                         perfdata.append(str(performance))
             except nagiosplugin.CheckError as exc:
-                self.results.add(nagiosplugin.Result(nagiosplugin.Unknown, str(exc), metric))
+                results.append(nagiosplugin.Result(nagiosplugin.Unknown, str(exc), metric))
+        self.results.add(*results)
         self.perfdata = sorted(perfdata)
+
+
+def _result(outcome, metric):
+    """What nagiosplugin accepts besides a Result: a bare state."""
+    if isinstance(outcome, nagiosplugin.Result):
+        return outcome
+    if isinstance(outcome, ServiceState):
+        return nagiosplugin.Result(outcome, metric=metric)
+    raise ValueError("evaluate() returned neither Result nor ServiceState object",
+                     metric.name, outcome)
 
 
 def check_of(name, *parts):

@@ -46,11 +46,12 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
                     absence = Absence(None, layout, db, places)
             # Per queue: LLEN of each list (and LINDEX -1 with --oldest),
             # then SMEMBERS of its exchange's bindings.
-            per_list = (("LLEN",), ("LINDEX", -1)) if oldest else (("LLEN",),)
             commands = []
             for queue in queues:
                 for _step, key in layout.keys(queue):
-                    commands.extend((verb[0], key) + verb[1:] for verb in per_list)
+                    commands.append(("LLEN", key))
+                    if oldest:
+                        commands.append(("LINDEX", key, -1))
                 commands.append(("SMEMBERS", layout.binding_key(queue)))
             # Celery binds the queues of task_queues that name no exchange
             # to its default exchange, "celery" unless task_default_exchange
@@ -65,11 +66,12 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
             now = _seconds(replies.pop()) if oldest else None
             # 1,000 queues are 5,000 replies: read in place, JSON only for
             # --oldest's tails.
-            steps, lists = layout.steps, len(layout.steps) * len(per_list)
+            per_list = 2 if oldest else 1  # replies per list: LLEN (and LINDEX)
+            steps, lists = layout.steps, len(layout.steps) * per_list
             depths = []
             for index, queue in enumerate(queues):
                 at = index * (lists + 1)
-                counts = replies[at:at + lists:len(per_list)]
+                counts = replies[at:at + lists:per_list]
                 buckets = list(zip(steps, counts))
                 waiting = sum(counts)
                 members = replies[at + lists]
