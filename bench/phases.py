@@ -227,7 +227,9 @@ def phase_workers(ctx):
         url = ctx.redis.url(ctx.take_db())
         names = ["bench-w%dx%02d@%s" % (size, i, HOST) for i in range(1, size + 1)]
         log("starting %d workers" % size)
-        ctx.workers.start(url, names, timeout=300)
+        pids = ctx.workers.start(url, names, timeout=300)
+        if size in (min(WORKER_GROUPS), max(WORKER_GROUPS)):
+            ctx.worker_groups[size] = (url, names, pids)
         scenarios += worker_scenarios(str(size), url, names, missing,
                                       baselines=size in MISSING_GROUPS)
         if size == min(WORKER_GROUPS):

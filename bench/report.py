@@ -8,6 +8,7 @@ import platform
 import re
 import subprocess
 
+from bench import answering
 from bench import compare
 from bench import throughput as worker_throughput
 from bench.budgets import budgets
@@ -82,12 +83,14 @@ def machine_description(started, load_before, load_after, args, sets):
     ]
 
 
-def render(results, args, sets, started, load_before, load_after, throughput=None):
+def render(results, args, sets, started, load_before, load_after, throughput=None,
+           answers=None):
     begin, end = markers(args.label)
     lines = [begin, "", "### Run", ""]
     lines += machine_description(started, load_before, load_after, args, sets)
     views = [(lib.name, view(results, lib)) for lib in sets]
     lines += compare.table([(name, {s.key: s for s in scenarios}) for name, scenarios in views])
+    lines += answering.report(answers)  # the workers' side, once (the first set's check)
     if len(sets) == 1:
         lines += set_report(views[0][1], "###", throughput)
     # the throughput ran once, with the first set's interpreter

@@ -58,6 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # bench.* and the test kit's services: tests/kit/
 
+from bench import answering  # noqa: E402
 from bench import sets as library_sets  # noqa: E402
 from bench.measure import imported_packages, log  # noqa: E402
 from bench.phases import PHASES  # noqa: E402
@@ -81,7 +82,7 @@ class Workers:
                    for name in names]
         for worker in started:
             self.factory.wait_ready(worker, timeout, "ready.")
-        return names
+        return [worker.pid for worker in started]
 
     def stop_all(self):
         self.factory.stop_all()
@@ -97,6 +98,9 @@ class Context:
         self.install = sets[0].install
         self.launcher = sets[0].launcher
         self.only = only
+        # {size: (broker URL, node names, pids)}: the worker groups the
+        # phases started, for bench/answering.py
+        self.worker_groups = {}
         # --before's short revision (each set has its copy of it), or None
         self.before = sets[0].before.revision if sets[0].before else None
         # A redis-server of the benchmark's own, like the tests': it never
@@ -253,7 +257,7 @@ def main(argv=None):
     workdir = Path(tempfile.mkdtemp(prefix="celery-checks-bench-"))
     log("working in %s" % workdir)
     results = []
-    throughput = None
+    throughput = answers = None
     ctx = None
     sets = []
     try:
@@ -266,6 +270,9 @@ def main(argv=None):
             for number, scenarios in enumerate(phase(ctx)):
                 label = title if number == 0 else "%s, continued" % title
                 results += run_phase(ctx, label, scenarios, args.runs, args.warmup, args.only)
+        if ctx.worker_groups and ctx.wants(answering.KEY, *answering.WITH):
+            log("phase: the workers' own CPU answering a ping")
+            answers = answering.measure(ctx, ctx.worker_groups)
         if ctx.wants(worker_throughput.KEY):
             log("phase: worker throughput with and without the task records")
             throughput = worker_throughput.measure(ctx, args.throughput_rounds)
@@ -276,7 +283,8 @@ def main(argv=None):
             lib.close()
         shutil.rmtree(workdir, ignore_errors=True)
     load_after = os.getloadavg()
-    report = render(results, args, sets, started, load_before, load_after, throughput)
+    report = render(results, args, sets, started, load_before, load_after, throughput,
+                    answers)
     print(report)
     if not args.no_write:
         write_doc(Path(args.output), report, args.label)

@@ -39,7 +39,10 @@ def nodes(asking):
         elif kind == "worker-offline":
             offline[name] = now
         if asking.inventory and asking.inventory.complete(alive()):
-            state["deadline"] = min(state["deadline"], now + grace(now - state["asked"]))
+            # the ping's grace: 3 x the mean time between the answers (with
+            # 50 workers the last one's time alone made it the 0.2 s cap)
+            state["deadline"] = min(state["deadline"],
+                                    now + grace(now - state["asked"], len(seen)))
 
     def alive():
         now = time.monotonic()

@@ -85,6 +85,10 @@ class Inventory:
         literal = [(p, c) for p, c in expectations if not has_glob(p)]
         globs = [(p, c) for p, c in expectations if has_glob(p)]
         self.patterns = literal + globs
+        # a literal name matches itself only: looked up, not matched (a ping
+        # of 50 workers judges completeness after each of 50 replies)
+        self._literals = {p for p, _ in literal}
+        self._globs = [p for p, _ in globs]
 
     def __bool__(self):
         return bool(self.patterns)
@@ -98,7 +102,10 @@ class Inventory:
         matched = {pattern: [] for pattern, _ in self.patterns}
         unmatched = []
         for name in sorted(names):
-            for pattern, _ in self.patterns:
+            if name in self._literals:
+                matched[name].append(name)
+                continue
+            for pattern in self._globs:
                 if fnmatch.fnmatchcase(name, pattern):
                     matched[pattern].append(name)
                     break
