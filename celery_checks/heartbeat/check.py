@@ -187,15 +187,17 @@ class Heartbeats(Resource):
 
     def metrics(self, queues):
         names = set()  # queue names that sanitise alike get QUEUE_2_age, ...
+        ages, latencies = [], []
         for queue in queues:
             name = unique_label(queue.name, names)
             if not queue.seen:
                 yield self.metric(name + "_missing", 1, "missing", queue)
                 continue
-            yield self.metric(name + "_age", queue.age, "age", queue, uom="s", min=0)
+            ages.append(self.entry(name + "_age", queue.age, queue))
             if queue.latency is not None:
-                yield self.metric(name + "_latency", queue.latency, "latency", queue,
-                                  uom="s", min=0)
+                latencies.append(self.entry(name + "_latency", queue.latency, queue))
+        yield self.series("age", ages, uom="s", min=0)
+        yield self.series("latency", latencies, uom="s", min=0)
 
 
 # ------------------------------------------------------------------ evaluate

@@ -14,7 +14,7 @@
 
 import nagiosplugin
 
-from celery_checks.plugin.perfdata import number, perfdata, range_text
+from celery_checks.plugin.perfdata import number, perfdata, perfdata_item, range_text
 
 
 class Threshold(nagiosplugin.ScalarContext):
@@ -42,6 +42,38 @@ class Threshold(nagiosplugin.ScalarContext):
         """The result's words; ``broken`` is the Range the value is outside
         of, None when it is in range (then None: nothing to say)."""
         return None
+
+    @property
+    def judges_series(self):
+        """Whether :meth:`judge_series` gives what evaluate() and
+        performance() would: not when a subclass changed either."""
+        kind = type(self)
+        return kind.evaluate is Threshold.evaluate and kind.performance is Threshold.performance
+
+    def judge_series(self, series, resource, results, perfdata):
+        """:meth:`evaluate` and :meth:`performance` of every entry of a
+        Series, appended to ``results`` and ``perfdata``: the same Metrics,
+        Results and text, in one loop (the ranges and the perfdata's
+        trailing fields are the same for every entry)."""
+        Metric, Result = nagiosplugin.Metric, self.result_cls
+        ok, warn, crit = nagiosplugin.Ok, self.warning, self.critical
+        uom = series.uom or ""
+        bounds = ("" if series.min is None else number(series.min),
+                  "" if series.max is None else number(series.max))
+        tail = ("%s;%s;%s;%s" % ((range_text(warn), range_text(crit)) + bounds)).rstrip(";")
+        tail = ";" + tail if tail else ""
+        head = (series.uom, series.min, series.max, self.name, self, resource)
+        for name, value, item in series.entries:
+            metric = tuple.__new__(Metric, (name, value) + head)
+            if (value < crit.start or value > crit.end) != crit.invert:
+                result = Result(nagiosplugin.Critical, self.words(item, value, crit), metric)
+            elif (value < warn.start or value > warn.end) != warn.invert:
+                result = Result(nagiosplugin.Warn, self.words(item, value, warn), metric)
+            else:
+                result = Result(ok, self.words(item, value, None), metric)
+            results.append(result)
+            if self.with_perfdata:
+                perfdata.append(perfdata_item(name, number(value), uom, tail))
 
     def performance(self, metric, resource):
         if not self.with_perfdata:

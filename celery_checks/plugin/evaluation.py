@@ -9,10 +9,15 @@ latency; docs/performance.md). :class:`Check` keeps its public contract:
 after a call, ``results`` holds one Result per metric (a metric knows its
 context and resource) and ``perfdata`` the sorted perfdata strings, exactly
 as nagiosplugin's would; a CheckError while probing is one UNKNOWN result.
+A :class:`~.resource.Series` (many items judged alike) is judged by its
+context in one loop (contexts.Threshold.judge_series), to the same results
+and perfdata in half the time.
 """
 
 import nagiosplugin
 from nagiosplugin.state import ServiceState
+
+from celery_checks.plugin.resource import Series
 
 
 class Check(nagiosplugin.Check):
@@ -24,19 +29,30 @@ class Check(nagiosplugin.Check):
             try:
                 for metric in resource.probe():
                     context = known.get(metric.context) or self.contexts[metric.context]
-                    # name, value, uom, min, max, context + its object and resource
-                    metric = tuple.__new__(type(metric), metric[:6] + (context, resource))
-                    result = context.evaluate(metric, resource)
-                    if type(result) is not nagiosplugin.Result:
-                        result = _result(result, metric)
-                    results.append(result)
-                    performance = context.performance(metric, resource)
-                    if performance:
-                        perfdata.append(str(performance))
+                    if not isinstance(metric, Series):
+                        judge(context, metric, resource, results, perfdata)
+                    elif getattr(context, "judges_series", False):
+                        context.judge_series(metric, resource, results, perfdata)
+                    else:
+                        for name, value, _item in metric.entries:
+                            judge(context, tuple.__new__(nagiosplugin.Metric, (
+                                name, value, metric.uom, metric.min, metric.max,
+                                metric.context, None, None)), resource, results, perfdata)
             except nagiosplugin.CheckError as exc:
                 results.append(nagiosplugin.Result(nagiosplugin.Unknown, str(exc), metric))
         self.results.add(*results)
         self.perfdata = sorted(perfdata)
+
+
+def judge(context, metric, resource, results, perfdata):
+    """One metric's Result and perfdata, appended."""
+    # name, value, uom, min, max, context + its object and resource
+    metric = tuple.__new__(type(metric), metric[:6] + (context, resource))
+    result = context.evaluate(metric, resource)
+    results.append(result if type(result) is nagiosplugin.Result else _result(result, metric))
+    performance = context.performance(metric, resource)
+    if performance:
+        perfdata.append(str(performance))
 
 
 def _result(outcome, metric):

@@ -90,9 +90,17 @@ def perfdata(safe_label, value, uom="", warn="", crit="", min="", max=""):
     ``safe_label`` is a :func:`label` already; ``warn``/``crit`` are text
     (:func:`range_text`). Contexts return it from ``performance()``:
     nagiosplugin's Check, like ours, prints ``str()`` of what they return."""
+    tail = ("%s;%s;%s;%s" % (warn, crit, min, max)).rstrip(";")
+    return perfdata_item(safe_label, value, uom, ";" + tail if tail else "")
+
+
+def perfdata_item(safe_label, value, uom, tail):
+    """:func:`perfdata` with its trailing fields as text already
+    (``;warn;crit;min;max`` without trailing empty ones, or ``''``): the
+    same for every queue of a Series."""
     if not (safe_label.isalnum() or _WORD(safe_label)):  # \w+: letters, digits, "_"
         safe_label = "'%s'" % safe_label
-    return ("%s=%s%s;%s;%s;%s;%s" % (safe_label, value, uom, warn, crit, min, max)).rstrip(";")
+    return "%s=%s%s%s" % (safe_label, value, uom, tail)
 
 
 _WORD = re.compile(r"\w+").fullmatch

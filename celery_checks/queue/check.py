@@ -91,23 +91,29 @@ class Queues(Resource):
         if findings.absence is not None:
             # "=" cannot be in a label, so this name never meets a queue's.
             yield self.metric("=no queues", 1, "missing", findings.absence)
+        # Labels are taken in this order, queue by queue (a later one alike
+        # gets the suffix); the counts are judged in one series.
+        waiting, others = [], []
         for depth in findings.depths:
             if depth.missing:
                 # No perfdata; named so that no queue's label can equal it
                 # ("missing mail" may be a queue's).
-                yield self.metric("=missing=" + depth.name, 1, "missing", depth)
+                others.append(self.metric("=missing=" + depth.name, 1, "missing", depth))
                 continue
-            yield self.metric(depth.name, depth.waiting, "waiting", depth, min=0)
+            waiting.append(self.entry(depth.name, depth.waiting, depth))
             if depth.consumers is not None:
-                yield self.metric("consumers_" + depth.name, depth.consumers, "consumers", depth,
-                                  min=0)
-                yield self.metric("=orphan=" + depth.name, bool(depth.waiting and not
-                                                                depth.consumers), "orphan", depth)
+                others.append(self.metric("consumers_" + depth.name, depth.consumers,
+                                          "consumers", depth, min=0))
+                others.append(self.metric("=orphan=" + depth.name, bool(
+                    depth.waiting and not depth.consumers), "orphan", depth))
             if depth.unacked is not None:
-                yield self.metric("unacked_" + depth.name, depth.unacked, "unacked", depth, min=0)
+                others.append(self.metric("unacked_" + depth.name, depth.unacked, "unacked",
+                                          depth, min=0))
             if depth.oldest is not None:
-                yield self.metric("oldest_" + depth.name, round(depth.oldest, 3), "oldest", depth,
-                                  uom="s", min=0)
+                others.append(self.metric("oldest_" + depth.name, round(depth.oldest, 3),
+                                          "oldest", depth, uom="s", min=0))
+        yield self.series("waiting", waiting, min=0)
+        yield from others
 
 
 # ------------------------------------------------------------------ evaluate
