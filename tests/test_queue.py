@@ -208,6 +208,31 @@ def test_labels_sanitised_only_where_perfdata_forbids(redis_url, redis_client, c
     assert result.perfdata["my queue_x_y"].value == 2 and result.perfdata["a_b"].value == 0
 
 
+def test_a_thousand_mistyped_queues_are_critical_within_t(redis_url, redis_client):
+    """A typo in the common part of 1,000 names, beside the 1,000 declared:
+    every one is named not declared within -t, the first few with the name
+    meant (each guess against 1,000 names costs ~20 ms: all of them would
+    outlast -t), and long names alike at the start keep apart in 19
+    characters without a search that grows with the square of their number."""
+    names = ["orders.priority.queue.%04d" % i for i in range(1000)]
+    with redis_client.pipeline() as pipe:
+        for name in names:  # what a worker declaring them adds
+            pipe.sadd("_kombu.binding." + name, "%s\x06\x16\x06\x16%s" % (name, name))
+        pipe.execute()
+    typos = [name.replace("queue", "qeue") for name in names]
+    result = check("-b", redis_url, "-t", "10", "-v", *[a for t in typos for a in ("-q", t)])
+    db = int(redis_url.rsplit("/", 1)[1])
+    result.assert_critical("queue orders.priority.qeue.0000 not declared under key prefix '' "
+                           "in DB %d; did you mean orders.priority.queue.0000? (+999 more)" % db)
+    assert_within_timeout(result, 10)
+    problems = [line for line in result.long_output if line.startswith("CRITICAL: queue ")]
+    assert len(problems) == 1000 and sum("did you mean" in line for line in problems) == 5
+    result = check("-b", redis_url, "-t", "10", *[a for n in names for a in ("-q", n)]).assert_ok()
+    labels = list(result.perfdata)
+    assert len(labels) == 1001 and len({label[:19] for label in labels}) == 1001
+    assert_within_timeout(result, 10)
+
+
 # ------------------------------------------------------------ never changes it
 
 def test_redis_order_keys_and_count_unchanged_after_many_runs(redis_url, redis_client, celery_apps):

@@ -246,6 +246,20 @@ def test_unique_label_keeps_labels_apart_in_their_first_19_characters():
         == "consumers_notifications-sms"
 
 
+@pytest.mark.parametrize("significant", [None, perfdata.SIGNIFICANT])
+def test_labels_remember_suffixes_and_give_the_same_labels(significant):
+    """Labels (what checks use) remembers the next suffix per name, so 1,000
+    names alike in 19 characters are not quadratic; the labels are those a
+    plain set gives, also where a name equals a suffix made before."""
+    names = ["notifications-queue-%04d" % i for i in range(300)] + [
+        "a=b", "a_b", "a_b_2", "notifications-qu_2", "notifications-q_12", "x" * 40, "x" * 40]
+    names += names[:50]
+    plain, memo = set(), perfdata.Labels()
+    expected = [perfdata.unique_label(n, plain, significant) for n in names]
+    assert [perfdata.unique_label(n, memo, significant) for n in names] == expected
+    assert len(set(expected)) == len(expected)
+
+
 # The repeated -q/--expect read in one pass (plugin/repeats.py): the same
 # namespace as argparse alone gives, errors included, for every form.
 REPEATED_FORMS = [

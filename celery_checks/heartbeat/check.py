@@ -24,7 +24,7 @@ import time
 from celery_checks.connect.options import sentinel_options_used, unused_options_line
 from celery_checks.plugin import runner
 from celery_checks.plugin.contexts import Condition, Threshold
-from celery_checks.plugin.perfdata import seconds, unique_label, violation
+from celery_checks.plugin.perfdata import Labels, seconds, unique_label, violation
 from celery_checks.plugin.policy import nagios_state
 from celery_checks.plugin.resource import Resource
 from celery_checks.plugin.summary import ProblemSummary
@@ -186,7 +186,7 @@ class Heartbeats(Resource):
         return heartbeats
 
     def metrics(self, queues):
-        names = set()  # queue names that sanitise alike get QUEUE_2_age, ...
+        names = Labels()  # queue names that sanitise alike get QUEUE_2_age, ...
         ages, latencies = [], []
         for queue in queues:
             name = unique_label(queue.name, names)

@@ -27,19 +27,34 @@ def label(name):
 SIGNIFICANT = 19
 
 
+class Labels(set):
+    """The labels one run has taken (a set), and per name the next suffix
+    number to try: with many names alike, 1,000 queues' labels alike in
+    their first 19 characters say, each would otherwise try every suffix
+    taken before it (quadratic: 0.5 s for 1,000 queues)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.next = {}
+
+
 def unique_label(name, used, significant=None):
     """``label(name)``, unique in ``used`` (a set the caller keeps per run,
-    updated here): ``_2``, ``_3``... appended while it is not. Two names
-    that sanitise alike ("a=b", "a_b") would otherwise share a label, and a
-    core keeps only one of two equal labels; the suffix is stable for a
-    given command line.
+    updated here; :class:`Labels` keeps it fast): ``_2``, ``_3``... appended
+    while it is not. Two names that sanitise alike ("a=b", "a_b") would
+    otherwise share a label, and a core keeps only one of two equal labels;
+    the suffix is stable for a given command line.
 
     With ``significant`` (SIGNIFICANT: a check whose labels opt in), also
     unique in that many first characters: a later label alike there gets
     its suffix within them (two long labels alike at the start would share
     one RRD data source); the first keeps its whole name."""
     base = candidate = label(name)
-    number = 2
+    # Names alike in their first ``significant`` characters make the same
+    # suffixed candidates: a suffix taken for one stays taken for all.
+    key = (base[:significant] if significant else base, significant)
+    memo = getattr(used, "next", None)
+    number = memo.get(key, 2) if memo is not None else 2
     while _taken(candidate, used, significant):
         suffix = "_%d" % number
         if significant and len(base) + len(suffix) > significant:
@@ -47,6 +62,8 @@ def unique_label(name, used, significant=None):
         else:
             candidate = base + suffix
         number += 1
+    if memo is not None and candidate is not base:
+        memo[key] = number
     used.add(candidate)
     if significant:
         used.add("\x00" + candidate[:significant])  # no label holds a NUL: never one

@@ -9,7 +9,7 @@ evaluate and present parts run in-process with no service at all.
 
 import nagiosplugin
 
-from celery_checks.plugin.perfdata import unique_label
+from celery_checks.plugin.perfdata import Labels, unique_label
 
 
 class Resource(nagiosplugin.Resource):
@@ -21,7 +21,7 @@ class Resource(nagiosplugin.Resource):
         self.facts = facts
         self._given = facts is not None
         self._items = {}
-        self._labels = set()
+        self._labels = Labels()
 
     def acquire(self):
         """The facts this check judges; raise Unreachable / CheckError."""

@@ -14,6 +14,7 @@ present:  PulseSummary words the status line and the long output
 Options and --help: pulsefile/options.py.
 """
 
+import collections
 import glob
 import json
 import os
@@ -24,7 +25,7 @@ import nagiosplugin
 
 from celery_checks.plugin import runner
 from celery_checks.plugin.contexts import Condition, Threshold
-from celery_checks.plugin.perfdata import label, plural, seconds, unique_label, violation
+from celery_checks.plugin.perfdata import Labels, label, plural, seconds, unique_label, violation
 from celery_checks.plugin.policy import CheckError
 from celery_checks.plugin.resource import Resource
 from celery_checks.plugin.summary import ProblemSummary
@@ -189,8 +190,9 @@ def labels_for(paths, single):
     if single:
         return {path: "age" for path in paths}
     names = [label(os.path.basename(p)) for p in paths]
-    used = set()
-    return {p: unique_label(n if names.count(n) == 1 else p, used) for p, n in zip(paths, names)}
+    counts = collections.Counter(names)
+    used = Labels()
+    return {p: unique_label(n if counts[n] == 1 else p, used) for p, n in zip(paths, names)}
 
 
 # ------------------------------------------------------------------ evaluate
