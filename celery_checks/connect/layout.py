@@ -53,6 +53,13 @@ class RedisLayout:
         base = self.prefix + queue
         return [(step, base + suffix) for step, suffix in self._suffixes]
 
+    def list_keys(self, queues):
+        """Every list of these queues, queue by queue, in the order of
+        ``steps`` (``keys()`` of each, keys only: 4,000 for 1,000 queues)."""
+        suffixes = [suffix for _step, suffix in self._suffixes]
+        prefix = self.prefix
+        return [prefix + queue + suffix for queue in queues for suffix in suffixes]
+
     def bucket_of(self, name):
         """(queue, step) when ``name`` is the key of a priority sub-list
         (QUEUE<sep>STEP), which kombu cannot tell from a queue of that name."""

@@ -50,20 +50,21 @@ def unique_label(name, used, significant=None):
     its suffix within them (two long labels alike at the start would share
     one RRD data source); the first keeps its whole name."""
     base = candidate = label(name)
-    # Names alike in their first ``significant`` characters make the same
-    # suffixed candidates: a suffix taken for one stays taken for all.
-    key = (base[:significant] if significant else base, significant)
-    memo = getattr(used, "next", None)
-    number = memo.get(key, 2) if memo is not None else 2
-    while _taken(candidate, used, significant):
-        suffix = "_%d" % number
-        if significant and len(base) + len(suffix) > significant:
-            candidate = base[:max(0, significant - len(suffix))] + suffix
-        else:
-            candidate = base + suffix
-        number += 1
-    if memo is not None and candidate is not base:
-        memo[key] = number
+    if _taken(candidate, used, significant):
+        # Names alike in their first ``significant`` characters make the
+        # same suffixed candidates: a suffix taken for one stays taken for all.
+        key = (base[:significant] if significant else base, significant)
+        memo = getattr(used, "next", None)
+        number = memo.get(key, 2) if memo is not None else 2
+        while _taken(candidate, used, significant):
+            suffix = "_%d" % number
+            if significant and len(base) + len(suffix) > significant:
+                candidate = base[:max(0, significant - len(suffix))] + suffix
+            else:
+                candidate = base + suffix
+            number += 1
+        if memo is not None:
+            memo[key] = number
     used.add(candidate)
     if significant:
         used.add("\x00" + candidate[:significant])  # no label holds a NUL: never one

@@ -49,15 +49,16 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
                 if not queues:
                     places = _bound_elsewhere(client, layout, db, None, _deadline(timeout))
                     absence = Absence(None, layout, db, places)
-            # Per queue: LLEN of each list (and LINDEX -1 with --oldest),
-            # then SMEMBERS of its exchange's bindings.
-            commands = []
-            for queue in queues:
-                for _step, key in layout.keys(queue):
-                    commands.append(("LLEN", key))
-                    if oldest:
-                        commands.append(("LINDEX", key, -1))
-                commands.append(("SMEMBERS", layout.binding_key(queue)))
+            # LLEN of every list (and LINDEX -1 with --oldest), queue by
+            # queue; then SMEMBERS of each queue's exchange's bindings.
+            keys = layout.list_keys(queues)
+            if oldest:
+                commands = [command for key in keys
+                            for command in (("LLEN", key), ("LINDEX", key, -1))]
+            else:
+                commands = [("LLEN", key) for key in keys]
+            binding = layout.binding_key("")
+            commands += [("SMEMBERS", binding + queue) for queue in queues]
             # Celery binds the queues of task_queues that name no exchange
             # to its default exchange, "celery" unless task_default_exchange
             # says otherwise: one more small set covers them.
@@ -73,17 +74,18 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
             # --oldest's tails.
             per_list = 2 if oldest else 1  # replies per list: LLEN (and LINDEX)
             steps, lists = layout.steps, len(layout.steps) * per_list
+            memberships = replies[len(queues) * lists:len(queues) * (lists + 1)]
             depths = []
             for index, queue in enumerate(queues):
-                at = index * (lists + 1)
+                at = index * lists
                 counts = replies[at:at + lists:per_list]
-                buckets = list(zip(steps, counts))
-                waiting = sum(counts)
-                members = replies[at + lists]
+                members = memberships[index]
                 bound = layout.binds(queue, members)
                 if not bound:
                     layout.check_separator(queue, members)
-                depth = Depth(queue, waiting, buckets, declared=all_queues or bound or bool(waiting))
+                waiting = sum(counts)
+                depth = Depth(queue, waiting, list(zip(steps, counts)),
+                              declared=all_queues or bound or bool(waiting))
                 if oldest:
                     tails = replies[at + 1:at + lists:2]
                     depth.stamped([publish_stamp(json_or_none(tail), PUBLISH_TIME_HEADER)
