@@ -2,11 +2,12 @@
 
 - :class:`Threshold`: -w/-c style ranges, critical first, then warning;
   perfdata that always parses (a metric's name is its label as it is:
-  :meth:`Resource.metric` made it safe and unique). A check words its results by overriding
-  :meth:`Threshold.words` (or passing ``words=``; not ``describe``, which
-  nagiosplugin's Context already has), given the item the
-  metric is about (looked up exactly, :meth:`Resource.item`), the value and
-  the range it broke (None when in range).
+  :meth:`Resource.metric` made it safe and unique). A check words its
+  results by overriding :meth:`Threshold.words` (or passing ``words=``;
+  not ``describe``, which nagiosplugin's Context already has), given the
+  item the metric is about (looked up exactly, :meth:`Resource.item`), the
+  value and the range it broke (None when in range). A series of many
+  items is judged in one loop (:meth:`Threshold.judge_series`).
 - :class:`Condition`: a metric that is a problem of one configured state
   whenever it is true (a missing queue, an unexpected node, a stopped
   emitter); worded the same way.

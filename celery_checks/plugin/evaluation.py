@@ -39,7 +39,8 @@ class Check(nagiosplugin.Check):
                                 name, value, metric.uom, metric.min, metric.max,
                                 metric.context, None, None)), resource, results, perfdata)
             except nagiosplugin.CheckError as exc:
-                results.append(nagiosplugin.Result(nagiosplugin.Unknown, str(exc), metric))
+                about = None if isinstance(metric, Series) else metric
+                results.append(nagiosplugin.Result(nagiosplugin.Unknown, str(exc), about))
         self.results.add(*results)
         self.perfdata = sorted(perfdata)
 
