@@ -34,7 +34,7 @@ def count_consumers(target, depths, wait, deadline, ranges):
                     consuming[node] = {q.get("name") for q in queues if isinstance(q, dict)}
             if len(consuming) >= receivers:  # nobody else can answer
                 end[0] = time.monotonic()
-                ended = "all %d mailboxes the broadcast reached answered" % receivers
+                ended = "every mailbox the broadcast reached answered (%d)" % receivers
             elif judged(asked, consuming, ranges):
                 now = time.monotonic()
                 end[0] = min(end[0], now + grace(now - sent, len(consuming)))

@@ -45,7 +45,7 @@ def nodes(asking):
                 replies[name] = Reply(name, ok=ok, status=status, rtt=time.monotonic() - sent)
             if receivers is not None and len(replies) >= receivers:
                 deadline[0] = time.monotonic()
-                ended = "all %d mailboxes the ping reached answered" % receivers
+                ended = "every mailbox the ping reached answered (%d)" % receivers
             elif asking.inventory and asking.inventory.complete(
                     n for n, r in replies.items() if r.ok):
                 # AMQP (no count), or a mailbox reached that has not answered yet
