@@ -172,6 +172,74 @@ def test_internal_error_is_unknown_traceback_only_at_vvv():
     assert result.rc == 3 and "Traceback" in result.stdout and "hunter22" not in result.stdout
 
 
+BEGUN_CHECK = textwrap.dedent('''
+    import sys, time
+    import nagiosplugin
+    from celery_checks.plugin import cli, runner
+    from celery_checks.plugin.policy import Unreachable
+
+    class Sent:  # what a start() leaves open, e.g. the ping's reply queue
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            sys.stderr.write("closed\\n")
+
+    def start(args, deadline):
+        if args.mode == "hang":  # a name that takes forever to resolve, say
+            time.sleep(30)
+        if args.mode == "unreachable":
+            raise Unreachable("cannot reach broker redis://:hunter22@h/0: refused")
+        return Sent()
+
+    class Toy(nagiosplugin.Resource):
+        def __init__(self, begun, take):
+            self.begun, self.take = begun, take
+
+        def probe(self):
+            if self.take:
+                with self.begun.result():
+                    pass
+            yield nagiosplugin.Metric("value", 1, context="value")
+
+    def parse_args(argv):
+        parser = cli.make_parser("check_toy", "toy", check="x", perfdata="x", states="OK x")
+        parser.add_argument("mode")
+        return parser.parse_args(argv)
+
+    def make_check(args, deadline, begun):
+        check = nagiosplugin.Check(Toy(begun, args.mode != "untaken"),
+                                   nagiosplugin.ScalarContext("value"))
+        check.name = "toy"
+        return check
+
+    runner.entry_point("TOY", parse_args, make_check, start=start)()
+''')
+
+
+def run_begun(*args):
+    # a start() that hangs past -t would run into this timeout and fail
+    proc = subprocess.run([sys.executable, "-c", BEGUN_CHECK] + list(args), capture_output=True,
+                          text=True, cwd=str(ROOT), timeout=15)
+    return Result(["toy"] + list(args), proc.returncode, proc.stdout, proc.stderr, 0)
+
+
+def test_work_begun_before_the_check_is_closed_once_taken_or_not():
+    """runner.begin: what a check starts before its imports (the workers'
+    ping) is closed once by the check that takes it, or by end() if none does."""
+    for mode in ("ok", "untaken"):
+        result = run_begun(mode)
+        result.assert_ok()
+        assert result.stderr.count("closed") == 1, (mode, result.stderr)
+
+
+def test_work_begun_keeps_the_status_policy_and_the_deadline():
+    result = run_begun("unreachable")
+    result.assert_critical("cannot reach broker redis://:***@h/0: refused")
+    assert "hunter22" not in result.stdout
+    run_begun("hang", "-t", "1").assert_unknown("timed out after 1s")
+
+
 def test_perfdata_grammar_of_the_tests_rejects_bad_items():
     assert parse_perfdata("'a b'=1s;2;3;0; x=0.5")["a b"].value == 1
     for bad in ["a=1e-05", "a=True", "a'b=1", "a=1;;;;;", "=1"]:

@@ -7,6 +7,7 @@ import pytest
 
 from celery_checks.plugin.runner import Deadline
 from celery_checks.workers import check as workers
+from celery_checks.workers.options import parse_args
 from celery_checks.workers.inventory import Inventory
 from celery_checks.workers.replies import Observed, Reply
 from tests.kit.plugin import render
@@ -19,7 +20,7 @@ PAIR = [Reply("special-1@serverA", rtt=0.0123), Reply("special-2@serverA", rtt=0
 
 def answer(replies, *args, note=None, verbose=1):
     # the stdin source names no broker (-b with it is a usage error)
-    settings = workers.parse_args(([] if "stdin" in args else BROKER) + list(args))
+    settings = parse_args(([] if "stdin" in args else BROKER) + list(args))
     heard = Observed(replies)
     heard.note = note
     seen = workers.Seen(heard, Inventory(settings.expect))

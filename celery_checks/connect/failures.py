@@ -4,7 +4,7 @@ broker call means (the broker hangs: CRITICAL)."""
 import re
 import sys
 
-from celery_checks.plugin.policy import Unreachable
+from celery_checks.plugin.policy import Expired, Unreachable
 
 
 def reason(exc, limit=100):
@@ -23,14 +23,11 @@ def reason(exc, limit=100):
     return text or type(exc).__name__
 
 
-class NoAlarm(Exception):
-    """Stands in for nagiosplugin.Timeout where no check runs (the trigger)."""
-
-
 def alarm():
-    """The exception the -t alarm raises, when a nagiosplugin check runs."""
+    """What the -t alarm raises: nagiosplugin.Timeout once a check runs,
+    Expired before (runner.begin); the trigger raises neither."""
     module = sys.modules.get("nagiosplugin")
-    return module.Timeout if module is not None else NoAlarm
+    return (module.Timeout, Expired) if module is not None else Expired
 
 
 def silent(what, shown):

@@ -23,6 +23,13 @@ class CheckError(Exception):
     exitcode = UNKNOWN
 
 
+class Expired(Exception):
+    """-t fired before nagiosplugin's own alarm was set (while a check did
+    what runner.begin starts before its imports): as nagiosplugin.Timeout."""
+
+    exitcode = UNKNOWN
+
+
 class Unreachable(Exception):
     """What we monitor cannot be reached or refuses us: reported as CRITICAL."""
 

@@ -23,7 +23,6 @@ from celery_checks.plugin.policy import nagios_state
 from celery_checks.plugin.resource import Resource
 from celery_checks.workers import sources
 from celery_checks.workers.inventory import Inventory, shorten
-from celery_checks.workers.options import parse_args
 from celery_checks.workers.replies import Observed
 
 STATUS_WIDTH = 80
@@ -42,10 +41,10 @@ class Seen:
 
 
 class Workers(Resource):
-    def __init__(self, source, broker, deadline, wait, inventory, facts=None):
+    def __init__(self, source, broker, deadline, wait, inventory, facts=None, begun=None):
         super().__init__(facts)
         self.source, self.broker, self.inventory = source, broker, inventory
-        self.asking = sources.Asking(broker, deadline, wait, inventory)
+        self.asking = sources.Asking(broker, deadline, wait, inventory, begun)
 
     def acquire(self):
         replies = sources.nodes(self.source, self.asking)
@@ -196,15 +195,16 @@ class WorkersSummary(nagiosplugin.Summary):
         return lines
 
 
-def make_check(args, deadline, facts=None):
+def make_check(args, deadline, facts=None, begun=None):
     """The check for parsed ``args``; ``facts`` (a Seen) instead of asking
-    the source, for tests."""
+    the source, for tests; ``begun``: the ping sent already
+    (sources.begin)."""
     inventory = Inventory(args.expect)
     bare = not inventory and not args.warning and not args.critical
     wait = args.reply_timeout if args.source == "ping" else args.window
     return runner.check_of(
         "celery_workers",
-        Workers(args.source, args.broker, deadline, wait, inventory, facts),
+        Workers(args.source, args.broker, deadline, wait, inventory, facts, begun),
         Online(args.warning, args.critical, bare),
         Threshold("count"),
         Surprise("missing", nagios_state(args.missing_state)),
@@ -213,10 +213,3 @@ def make_check(args, deadline, facts=None):
         Threshold("fact"),
         WorkersSummary(args.verbose),
     )
-
-
-main = runner.entry_point("CELERY_WORKERS", parse_args, make_check)
-
-
-if __name__ == "__main__":
-    main()

@@ -4,6 +4,7 @@ is complete. On Redis with the checks' own client alone (kombu's import
 would add half again to a run's start-up), on AMQP through kombu."""
 
 import json
+import sys
 import time
 
 from celery_checks.connect.kombu import REPLY_EXCHANGE, Broker, decoded
@@ -11,20 +12,48 @@ from celery_checks.connect.pidbox import LATE, grace, random_id
 from celery_checks.workers.replies import Observed, Reply, excerpt
 
 
-def nodes(asking):
-    """Replies to one broadcast ping; ends early once every mailbox the
-    broadcast reached has answered (Redis), or the inventory is complete."""
-    replies = {}
+class Sent:
+    """The ping broadcast: its session (the reply queue bound, still open:
+    ``with`` closes it), ticket, when it went out and how many mailboxes
+    it reached (None on AMQP, which does not say)."""
+
+    def __init__(self, pinger, ticket, sent, receivers):
+        self.pinger, self.ticket, self.sent, self.receivers = pinger, ticket, sent, receivers
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return self.pinger.__exit__(*exc_info)
+
+
+def broadcast(asking):
+    """Bind a reply queue and broadcast the ping (a :class:`Sent`): the
+    workers drop it after --reply-timeout."""
     # random ids as uuid4().hex reads (uuid imports platform: ~2 ms)
     oid, ticket = random_id(), random_id()
     # On Redis, connect.redis alone: kombu would add half again to the start-up
     # that dominates a run (connect/pidbox.py). AMQP goes through kombu.
     session = RedisPing if asking.broker.transport == "redis" else KombuPing
-    with session(asking, oid) as pinger:
+    pinger = session(asking, oid).__enter__()
+    try:
         sent = time.monotonic()
-        # the workers drop it after --reply-timeout; on Redis, the number of
-        # mailboxes it reached: once all answered, nobody else will
-        receivers = pinger.broadcast(ticket)
+        # on Redis, the number of mailboxes it reached: once all answered,
+        # nobody else will
+        return Sent(pinger, ticket, sent, pinger.broadcast(ticket))
+    except BaseException:
+        pinger.__exit__(*sys.exc_info())
+        raise
+
+
+def nodes(asking):
+    """Replies to one broadcast ping (sent already when the check began:
+    sources.begin); ends early once every mailbox the broadcast reached
+    has answered (Redis), or the inventory is complete."""
+    replies = {}
+    ping = asking.begun.result() if asking.begun is not None else broadcast(asking)
+    with ping:
+        sent, receivers, ticket = ping.sent, ping.receivers, ping.ticket
         # The reply timeout counts from the broadcast, not from the start:
         # on a busy host connecting and declaring the reply queue took most
         # of it, and replies that came in time were ignored ("3 of 3
@@ -36,7 +65,7 @@ def nodes(asking):
         ended = "waited the reply timeout from the broadcast"
         if receivers == 0:
             ended = "no worker's mailbox received the ping"
-        for body, headers in pinger.replies(lambda: deadline[0]):
+        for body, headers in ping.pinger.replies(lambda: deadline[0]):
             if headers.get("ticket") != ticket or not isinstance(body, dict):
                 continue  # a reply to someone else's ping
             for name, answer in body.items():

@@ -18,11 +18,12 @@ SOURCES = {  # --source: the module whose nodes() answers it
 
 
 class Asking:
-    def __init__(self, broker, deadline, wait, inventory):
+    def __init__(self, broker, deadline, wait, inventory, begun=None):
         self.broker = broker  # connect.targets.Target
         self.deadline = deadline  # plugin.runner.Deadline
         self.wait = wait  # --reply-timeout (ping) or --window (events), seconds
         self.inventory = inventory
+        self.begun = begun  # plugin.runner.Begun: what begin() sent, or None
 
     def io_timeout(self):
         """Per-call socket timeout: what -t leaves after the wait."""
@@ -36,6 +37,18 @@ class Asking:
 def nodes(source, asking):
     """The replies of ``source`` (a key of SOURCES); its module imported only now."""
     return importlib.import_module(SOURCES[source]).nodes(asking)
+
+
+def begin(args, deadline):
+    """runner.begin's ``start``: the ping goes out before the check imports
+    nagiosplugin and its evaluation (~25 ms), so the workers answer while
+    they load; nodes() takes it (Asking.begun). Nothing for the other
+    sources: the events source's window is the wait, stdin no broker."""
+    if args.source != "ping":
+        return None
+    from celery_checks.workers import ping
+
+    return ping.broadcast(Asking(args.broker, deadline, args.reply_timeout, None))
 
 
 def misplaced(asking):
