@@ -701,6 +701,12 @@ def test_key_of_another_type_names_the_key(redis_url, redis_client):
     redis_client.set(name, "x")
     check("-b", redis_url, "-q", name).assert_unknown(
         "key '%s' holds another type of data than kombu keeps there" % name)
+    # the bindings of a queue's exchange are read with the others in one
+    # SUNION: the key that is no set is still the one named
+    other = qname("bound")
+    redis_client.set("_kombu.binding." + other, "x")
+    check("-b", redis_url, "-q", qname("fine"), "-q", other).assert_unknown(
+        "key '_kombu.binding.%s' holds another type of data than kombu keeps there" % other)
 
 
 def test_task_queues_bound_to_celerys_default_exchange(redis_url, tmp_path, celery_apps):
@@ -737,7 +743,8 @@ def test_healthy_path_needs_no_scan(own_server, celery_apps):
     result.assert_ok("3 queues, 2 messages waiting, most in mail (2)")
     stats = server.info("commandstats")
     assert not {"cmdstat_scan", "cmdstat_info", "cmdstat_select"} & set(stats), stats
-    assert stats["cmdstat_smembers"]["calls"] == 4  # each queue's exchange + "celery"
+    # the bindings of each queue's exchange and of "celery", in one command
+    assert stats["cmdstat_sunion"]["calls"] == 1 and "cmdstat_smembers" not in stats, stats
     # An empty queue bound elsewhere only: one SCAN of this prefix, still OK.
     with app.connection_for_write() as connection:
         from kombu import Exchange

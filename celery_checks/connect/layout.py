@@ -107,13 +107,6 @@ class RedisLayout:
                 names.append(parts[2])
         return names
 
-    def binds(self, queue, members):
-        """Whether the members of one _kombu.binding.EXCHANGE set bind
-        ``queue``: at once for Celery's own binding (QUEUE sep sep QUEUE),
-        else by reading each (a routing key of its own)."""
-        own = ("%s%s%s%s" % (queue, self.sep, self.sep, queue)).encode("utf-8")
-        return own in members or queue in self.bound_queues(members)
-
     def check_separator(self, queue, members):
         """CheckError when ``queue``'s own binding (QUEUE sep sep QUEUE, as
         Celery binds a queue to the exchange named after it) was written

@@ -30,14 +30,15 @@ def _deadline(timeout):
 
 def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=False,
                  oldest=False):
-    """Findings, in one pipeline: each queue's lists, the binding set
-    of the exchange named after it (Celery's automatic queues) and that of
-    Celery's default exchange (task_queues naming no exchange), the unacked
-    hash; with ``oldest`` the tail of each list (LINDEX -1: kombu pushes
-    on the left and pops on the right, so the tail is the message next in
-    line, read without moving it) and the server's TIME to age it by.
-    Only an empty queue bound in neither costs more (_not_declared)."""
-    from celery_checks.connect.redis import redis_client, redis_errors
+    """Findings, in one pipeline: each queue's lists, the bindings of the
+    exchanges named after them (Celery's automatic queues) and of Celery's
+    default exchange (task_queues naming no exchange) in one SUNION, the
+    unacked hash; with ``oldest`` the tail of each list (LINDEX -1: kombu
+    pushes on the left and pops on the right, so the tail is the message
+    next in line, read without moving it) and the server's TIME to age it
+    by. Only a queue bound in none of them costs more (its own bindings
+    for a wrong separator; if empty, _not_declared)."""
+    from celery_checks.connect.redis import ReplyError, redis_client, redis_errors
 
     client = redis_client(target.url, target.options, timeout)
     try:
@@ -50,7 +51,11 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
                     places = _bound_elsewhere(client, layout, db, None, _deadline(timeout))
                     absence = Absence(None, layout, db, places)
             # LLEN of every list (and LINDEX -1 with --oldest), queue by
-            # queue; then SMEMBERS of each queue's exchange's bindings.
+            # queue; then the bindings of each queue's exchange, in one
+            # SUNION with those of Celery's default exchange, "celery"
+            # unless task_default_exchange says otherwise (where it binds
+            # the queues of task_queues that name no exchange): a queue
+            # bound in any of them is declared.
             keys = layout.list_keys(queues)
             if oldest:
                 commands = [command for key in keys
@@ -58,54 +63,74 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
             else:
                 commands = [("LLEN", key) for key in keys]
             binding = layout.binding_key("")
-            commands += [("SMEMBERS", binding + queue) for queue in queues]
-            # Celery binds the queues of task_queues that name no exchange
-            # to its default exchange, "celery" unless task_default_exchange
-            # says otherwise: one more small set covers them.
-            commands.append(("SMEMBERS", layout.binding_key(CELERY_DEFAULT_EXCHANGE)))
+            commands.append(("SUNION",) + tuple(binding + queue for queue in queues)
+                            + (layout.binding_key(CELERY_DEFAULT_EXCHANGE),))
             commands.append(("HLEN", layout.unacked_key))
             if per_queue:
                 commands.append(("HVALS", layout.unacked_key))
             if oldest:
                 commands.append(("TIME",))
-            replies = checked(client.pipeline(commands, raise_errors=False), commands)
-            now = _seconds(replies.pop()) if oldest else None
-            # 1,000 queues are 5,000 replies: read in place, JSON only for
-            # --oldest's tails.
             per_list = 2 if oldest else 1  # replies per list: LLEN (and LINDEX)
             steps, lists = layout.steps, len(layout.steps) * per_list
-            memberships = replies[len(queues) * lists:len(queues) * (lists + 1)]
+            listed = len(queues) * lists  # the replies of the lists come first
+            replies = client.pipeline(commands, raise_errors=False)
+            if isinstance(replies[listed], ReplyError):  # the SUNION: which key?
+                checked(replies[:listed], commands)  # the lists' errors first, as before
+                _name_binding_of_another_type(client, layout, queues)
+            replies = checked(replies, commands)
+            now = _seconds(replies[-1]) if oldest else None
+            bound = set(layout.bound_queues(replies[listed]))
+            unacked = replies[listed + 1]
+            if per_queue:
+                routed = _unacked_by_routing_key(replies[listed + 2])
+            # 1,000 queues are 4,000 lists: replies read in place, JSON only
+            # for --oldest's tails.
             depths = []
             for index, queue in enumerate(queues):
                 at = index * lists
                 counts = replies[at:at + lists:per_list]
-                members = memberships[index]
-                bound = layout.binds(queue, members)
-                if not bound:
-                    layout.check_separator(queue, members)
                 waiting = sum(counts)
                 depth = Depth(queue, waiting, list(zip(steps, counts)),
-                              declared=all_queues or bound or bool(waiting))
+                              declared=all_queues or queue in bound)
                 if oldest:
                     tails = replies[at + 1:at + lists:2]
                     depth.stamped([publish_stamp(json_or_none(tail), PUBLISH_TIME_HEADER)
                                    for count, tail in zip(counts, tails) if count], now)
+                if per_queue:
+                    depth.unacked = routed.get(queue, 0)
                 depths.append(depth)
-            replies = replies[len(queues) * (lists + 1):][::-1]  # the rest, pop()ped in order
-            by_default = set(layout.bound_queues(replies.pop()))
-            for depth in depths:
-                depth.declared = depth.declared or depth.name in by_default
-            unacked = replies.pop()
-            if per_queue:
-                routed = _unacked_by_routing_key(replies.pop())
-                for depth in depths:
-                    depth.unacked = routed.get(depth.name, 0)
+            unbound = [d for d in depths if not d.declared]
+            if unbound:
+                _check_separators(client, layout, unbound)
+            for depth in unbound:
+                depth.declared = bool(depth.waiting)  # messages declare it too
             undeclared = [d for d in depths if not d.declared]
             if undeclared:
                 _not_declared(client, layout, db, undeclared, _deadline(timeout))
     finally:
         client.close()
     return Findings(db, depths, unacked, absence, clock="Redis TIME" if oldest else None)
+
+
+def _name_binding_of_another_type(client, layout, queues):
+    """checked()'s CheckError naming the binding key that is not a set
+    (somebody else's data under it), which the SUNION could not say."""
+    binding = layout.binding_key("")
+    commands = [("SMEMBERS", binding + queue) for queue in queues]
+    commands.append(("SMEMBERS", layout.binding_key(CELERY_DEFAULT_EXCHANGE)))
+    checked(client.pipeline(commands, raise_errors=False), commands)
+
+
+def _check_separators(client, layout, depths):
+    """CheckError when a queue bound nowhere with our separator has its own
+    binding written with another (a wrong -O sep: every priority sub-list
+    would be missed). A round trip more, only for such queues: their
+    exchange's bindings, as the SUNION gave them only all together."""
+    binding = layout.binding_key("")
+    commands = [("SMEMBERS", binding + depth.name) for depth in depths]
+    for depth, members in zip(depths, checked(client.pipeline(commands, raise_errors=False),
+                                              commands)):
+        layout.check_separator(depth.name, members)
 
 
 def _seconds(reply):
