@@ -63,6 +63,14 @@ def test_redact_url(url, shown):
     assert secrets.redact_url(url) == shown
 
 
+def test_redaction_looks_for_every_password_key():
+    # redact() scans for password-like query keys only where a stem is seen
+    assert all(any(stem in key for stem in secrets._KEY_STEMS) for key in secrets.PASSWORD_KEYS)
+    for key in secrets.PASSWORD_KEYS:
+        text = "x=1 'q'=3;;;0 redis://h/0?%s=hunter22&db=1" % key.upper()
+        assert "hunter22" not in secrets.redact(text), key
+
+
 def test_redaction_masks_urls_in_any_text_and_leaves_ordinary_words():
     text = "queue celery: cannot reach amqp://celery:celery@h//, celery=0"
     assert secrets.redact(text) == "queue celery: cannot reach amqp://celery:***@h//, celery=0"
@@ -293,6 +301,20 @@ def test_kombu_redis_connection_failure_keeps_its_reason(monkeypatch):
         listener.close()
 
 
+def test_word_labels_are_those_nagiosplugin_leaves_unquoted():
+    """perfdata.word() (no regex) agrees with nagiosplugin's ``^\\w+$`` on
+    every character of the BMP, and on whole labels."""
+    import re
+
+    for code in range(0x10000):
+        char = chr(code)
+        if 0xD800 <= code <= 0xDFFF or char == "\n":  # surrogates; "$" before a newline
+            continue
+        assert perfdata.word(char) == bool(re.match(r"^\w+$", char)), hex(code)
+    for text in ("celery", "bench-q0001_age", "a_b", "_", "__", "", "rtt_w1@host", "ünï_çødé"):
+        assert perfdata.word(text) == bool(re.match(r"^\w+$", text)), text
+
+
 def test_unique_label_suffixes_names_that_sanitise_alike():
     used = {"unacked"}
     assert [perfdata.unique_label(n, used) for n in ("a=b", "a_b", "a'b", "unacked")] == \
@@ -349,7 +371,7 @@ def test_repeated_options_read_as_argparse_reads_them(monkeypatch, capsys, modul
     import importlib
 
     parse_args = importlib.import_module(
-        "celery_checks.%s.check" % module).parse_args
+        "celery_checks.%s.options" % module).parse_args
     if module == "workers":  # its repeated option is --expect
         argv = [{"-q": "--expect", "--queue": "--expect", "--que": "--exp"}.get(a, a)
                 .replace("--queue=", "--expect=") for a in argv]

@@ -116,12 +116,16 @@ def perfdata_item(safe_label, value, uom, tail):
     """:func:`perfdata` with its trailing fields as text already
     (``;warn;crit;min;max`` without trailing empty ones, or ``''``): the
     same for every queue of a Series."""
-    if not (safe_label.isalnum() or _WORD(safe_label)):  # \w+: letters, digits, "_"
+    if not word(safe_label):
         safe_label = "'%s'" % safe_label
     return "%s=%s%s%s" % (safe_label, value, uom, tail)
 
 
-_WORD = re.compile(r"\w+").fullmatch
+def word(text):
+    """Whether ``text`` is all word characters, as nagiosplugin's regex
+    ``\\w+`` reads them (letters, digits, "_"), without one: sre's \\w is
+    str.isalnum()'s test or "_" (1,000 queues' labels are 1,000 matches)."""
+    return text.replace("_", "a").isalnum()
 
 
 def range_text(limit):
