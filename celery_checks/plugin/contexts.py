@@ -57,7 +57,11 @@ class Threshold(nagiosplugin.ScalarContext):
         Results and text, in one loop (the ranges and the perfdata's
         trailing fields are the same for every entry)."""
         Metric, Result = nagiosplugin.Metric, self.result_cls
+        # nagiosplugin's Result.__new__ only makes the tuple: made here at C speed
+        new = tuple.__new__ if Result.__new__ is nagiosplugin.Result.__new__ else None
         ok, warn, crit = nagiosplugin.Ok, self.warning, self.critical
+        c_start, c_end, c_invert = crit.start, crit.end, crit.invert
+        w_start, w_end, w_invert = warn.start, warn.end, warn.invert
         uom = series.uom or ""
         bounds = ("" if series.min is None else number(series.min),
                   "" if series.max is None else number(series.max))
@@ -66,10 +70,12 @@ class Threshold(nagiosplugin.ScalarContext):
         head = (series.uom, series.min, series.max, self.name, self, resource)
         for name, value, item in series.entries:
             metric = tuple.__new__(Metric, (name, value) + head)
-            if (value < crit.start or value > crit.end) != crit.invert:
+            if (value < c_start or value > c_end) != c_invert:
                 result = Result(nagiosplugin.Critical, self.words(item, value, crit), metric)
-            elif (value < warn.start or value > warn.end) != warn.invert:
+            elif (value < w_start or value > w_end) != w_invert:
                 result = Result(nagiosplugin.Warn, self.words(item, value, warn), metric)
+            elif new is not None:
+                result = new(Result, (ok, self.words(item, value, None), metric))
             else:
                 result = Result(ok, self.words(item, value, None), metric)
             results.append(result)
