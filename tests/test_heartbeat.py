@@ -74,6 +74,13 @@ def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, cel
         assert (latency.warn, latency.crit) == ("60", "300")
         assert record(redis_client, queue)["worker"] == worker.name
     assert any(worker.name in line for line in result.long_output), result.long_output
+    # -v alone reads who started and who published each heartbeat
+    described = [line for line in result.long_output if line.startswith(("hb-a:", "hb-b:"))]
+    assert len(described) == 2 and all(
+        "ago by %s" % worker.name in line and "last published " in line and " by trigger@" in line
+        for line in described), result.long_output
+    quiet = check(redis_url, "-q", "hb-a", "-q", "hb-b").assert_ok("2 queues healthy")
+    assert sorted(quiet.perfdata) == sorted(result.perfdata) and not quiet.long_output
 
     # Only hb-c alerts: never seen, and why.
     result = check(redis_url, "-q", "hb-a", "-q", "hb-b", "-q", "hb-c",

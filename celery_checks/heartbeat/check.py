@@ -156,11 +156,13 @@ def _places(places):
 
 
 class Heartbeats(Resource):
-    """The records of ``queues`` in the store ``target``."""
+    """The records of ``queues`` in the store ``target``; ``described``:
+    with what only -v describes (who started and published each)."""
 
-    def __init__(self, target, queues, deadline, facts=None):
+    def __init__(self, target, queues, deadline, facts=None, described=True):
         super().__init__(facts)
         self.target, self.queues, self.deadline = target, queues, deadline
+        self.described = described
 
     def acquire(self):
         from celery_checks.connect.redis import redis_client, redis_errors
@@ -169,7 +171,7 @@ class Heartbeats(Resource):
         with redis_errors(target.url, target.role):
             client = redis_client(target.url, target.options, self.deadline.network_timeout())
             try:
-                now, records = store.read(client, self.queues, target.options)
+                now, records = store.read(client, self.queues, target.options, self.described)
                 unseen = [q for q in self.queues
                           if "started" not in records[q] and "pending_since" not in records[q]]
                 # the search for a misplaced record may take half the network timeout
@@ -193,9 +195,10 @@ class Heartbeats(Resource):
             if not queue.seen:
                 yield self.metric(name + "_missing", 1, "missing", queue)
                 continue
-            ages.append(self.entry(name + "_age", queue.age, queue))
+            # unique: a unique queue label, and a suffix no other metric ends in
+            ages.append(self.entry(name + "_age", queue.age, queue, unique=True))
             if queue.latency is not None:
-                latencies.append(self.entry(name + "_latency", queue.latency, queue))
+                latencies.append(self.entry(name + "_latency", queue.latency, queue, unique=True))
         yield self.series("age", ages, uom="s", min=0)
         yield self.series("latency", latencies, uom="s", min=0)
 
@@ -263,7 +266,7 @@ def make_check(args, deadline, facts=None):
     of reading the store, for tests."""
     return runner.check_of(
         "celery_heartbeat",
-        Heartbeats(args.store, args.queues, deadline, facts),
+        Heartbeats(args.store, args.queues, deadline, facts, described=args.verbose > 0),
         Age("age", args.warning, args.critical),
         Latency("latency", args.latency_warning, args.latency_critical),
         Condition("missing", nagios_state(args.missing_state), never_seen),

@@ -47,10 +47,16 @@ class Resource(nagiosplugin.Resource):
         # check of 1,000 queues makes 1,000 or more); the Check sets the last two
         return tuple.__new__(nagiosplugin.Metric, (name, value, uom, min, max, context, None, None))
 
-    def entry(self, name, value, item=None):
+    def entry(self, name, value, item=None, unique=False):
         """One item of a :meth:`series`: (label, value, item), its label
-        unique in this run and registered now, as :meth:`metric` does."""
-        name = unique_label(name, self._labels, self.significant)
+        unique in this run and registered now, as :meth:`metric` does.
+        ``unique``: ``name`` is a label already and unique by construction
+        (a unique queue label and a suffix of its own, say), so only
+        registered: 1,000 queues' ages and latencies are 2,000 labels."""
+        if unique:
+            self._labels.add(name)
+        else:
+            name = unique_label(name, self._labels, self.significant)
         self._items[name] = item
         return name, value, item
 

@@ -197,18 +197,25 @@ def record_start(client, queue, published, task_id, worker, transport_options=No
 # ------------------------------------------------------------------- reads
 
 #: the fields a check reads (the task ids are there for people reading the store)
-READ_FIELDS = ("published", "pending_since", "started", "latency", "failed", "failure",
-               "worker", "publisher")
+# What the check reads (one HMGET per queue): the times, then the words;
+# what it judges first, then what only -v describes (who started and who
+# published the last heartbeat, and when).
+_JUDGED = (("pending_since", "started", "latency", "failed"), ("failure",))
+_DESCRIBED = (("published",) + _JUDGED[0], _JUDGED[1] + ("worker", "publisher"))
 
 
-def read(client, queues, transport_options=None):
+def read(client, queues, transport_options=None, described=True):
     """(store time, {queue: record}) in one round trip; a record is a dict
-    of the READ_FIELDS it has (floats for times), empty when never seen."""
+    of the fields it has (floats for times), empty when never seen; without
+    ``described``, only those the check judges (1,000 queues' records are
+    a third smaller)."""
+    floats, texts = _DESCRIBED if described else _JUDGED
+    fields = floats + texts
     replies = client.pipeline([("TIME",)] + [
-        ("HMGET", key_for(queue, transport_options)) + READ_FIELDS for queue in queues])
+        ("HMGET", key_for(queue, transport_options)) + fields for queue in queues])
     seconds, micros = replies[0]
     now = int(seconds) + int(micros) / 1e6
-    return now, {q: _decode(values) for q, values in zip(queues, replies[1:])}
+    return now, {q: _decode(values, floats, texts) for q, values in zip(queues, replies[1:])}
 
 
 def places_elsewhere(client, queues, transport_options=None, deadline=None):
@@ -246,20 +253,16 @@ def places_elsewhere(client, queues, transport_options=None, deadline=None):
             for q, p in found.items()}
 
 
-_FLOATS = {"published", "pending_since", "started", "latency", "failed"}
-
-
-def _decode(values):
-    """HMGET's values of READ_FIELDS as a record (absent fields left out)."""
+def _decode(values, floats, texts):
+    """HMGET's values of ``floats + texts`` as a record (absent fields left out)."""
     record = {}
-    for field, value in zip(READ_FIELDS, values):
-        if value is None:
-            continue
-        if field in _FLOATS:
+    for field, value in zip(floats, values):
+        if value is not None:
             try:
                 record[field] = float(value)  # float() reads the bytes as they are
             except ValueError:
-                continue  # a damaged field counts as absent
-        else:
-            record[field] = as_text(value)
+                pass  # a damaged field counts as absent
+    for field, value in zip(texts, values[len(floats):]):
+        if value is not None:
+            record[field] = value.decode("utf-8", "replace")
     return record
