@@ -30,6 +30,13 @@ from tests.kit.workers import WorkerFactory
 
 pytestmark = pytest.mark.slow
 FLUSH = {"TEST_TASKS_FLUSH": "0.2"}
+# Workers that run tasks one after the other on Redis reserve more than one
+# message (tests/app.py's prefetch is 1). With prefetch 1, Celery 5.2.6 and
+# kombu 5.2.4 (Debian 12) fetch the next task only at the worker's next timer,
+# its 2 s event heartbeat: the ack lands after the loop's tick that would
+# send the next BRPOP, so it sleeps in poll() with none outstanding (2 s a
+# task, whichever result backend, while newer releases fetch at once).
+PREFETCH = ["--prefetch-multiplier", "4"]
 LONG_NAME = "tests.long." + "x" * 300  # a task of tests/tasks_app.py (not imported here)
 
 
@@ -235,6 +242,7 @@ def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redi
     server = own_redis().start()
     store_url = server.url(0)
     worker = factory.start(broker, app="tests.tasks_app", queues=["tk-outage"],
+                           extra_args=PREFETCH,
                            env=dict(FLUSH, TEST_TASKS_STORE=store_url, TEST_TASKS_RESULTS=broker))
     app = client_app(broker, broker)
 
