@@ -121,7 +121,7 @@ def pooled(request, factory, module_db):
     else:
         broker_url = store_url
     worker = factory.start(broker_url, queues=[queue], pool=pool, concurrency=2,
-                           app="tests.tasks_app", env=env)
+                           app="tests.tasks_app", env=env, extra_args=PREFETCH)
     apps = ClientApps()
     yield SimpleNamespace(pool=pool, worker=worker, app=apps(broker_url, store_url),
                           queue=queue, store=store_url)
@@ -207,7 +207,7 @@ def test_beat_stops_and_the_dead_mans_switch_fires(factory, module_db, tmp_path,
     url = module_db()
     env = dict(FLUSH, TEST_TASKS_BEAT_EVERY="0.5", TEST_TASKS_MAX_NAMES="2",
                TEST_TASKS_RESULTS=url)
-    factory.start(url, app="tests.tasks_app", env=env)
+    factory.start(url, app="tests.tasks_app", env=env, extra_args=PREFETCH)
     switch = ["-T", "tests.nightly", "--max-age", "tests.nightly=3s",
               "--state-file", tmp_path / "state.json"]
     check(url, *switch).assert_critical(
