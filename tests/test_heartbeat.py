@@ -119,7 +119,7 @@ def test_heartbeat_not_started_before_its_expiry_is_discarded(redis_url, redis_c
     expired_id = record(redis_client, "hb-x")["published_id"]
     wait_for(lambda: time.time() - float(record(redis_client, "hb-x")["published"]) > 1.5,
              what="the heartbeat to expire")
-    worker = celery_worker.start(redis_url, queues=["hb-x"])
+    worker = celery_worker.start(redis_url, queues=["hb-x"], extra_args=PREFETCH_AHEAD)
     wait_for(lambda: "Discarding revoked task: celery_checks.heartbeat[%s]" % expired_id in worker.log(),
              what="the worker to discard the expired heartbeat")
     assert "started" not in record(redis_client, "hb-x")
