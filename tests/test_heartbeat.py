@@ -18,6 +18,7 @@ from tests.kit.faults import Listener
 from tests.kit.plugin import executable, run_check
 from tests.kit.producers import declare_on_redis
 from tests.kit.waiting import wait_for
+from tests.kit.workers import PREFETCH_AHEAD
 
 
 def check(store_url, *args, **kw):
@@ -57,7 +58,7 @@ def assert_one_line_failure(result, *fragments):
 # ------------------------------------------------------------ end to end
 
 def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, celery_worker):
-    worker = celery_worker.start(redis_url, queues=["hb-a", "hb-b"])
+    worker = celery_worker.start(redis_url, queues=["hb-a", "hb-b"], extra_args=PREFETCH_AHEAD)
     # hb-c: no worker declared it. The others get their heartbeat, hb-c
     # gets none (it would be lost) and the trigger says so.
     result = trigger("-b", redis_url, "-q", "hb-a", "-q", "hb-b", "-q", "hb-c")
@@ -125,7 +126,7 @@ def test_heartbeat_not_started_before_its_expiry_is_discarded(redis_url, redis_c
     expired_id = record(redis_client, "hb-x")["published_id"]
     wait_for(lambda: time.time() - float(record(redis_client, "hb-x")["published"]) > 1.5,
              what="the heartbeat to expire")
-    worker = celery_worker.start(redis_url, queues=["hb-x"])
+    worker = celery_worker.start(redis_url, queues=["hb-x"], extra_args=PREFETCH_AHEAD)
     wait_for(lambda: "Discarding revoked task: celery_checks.heartbeat[%s]" % expired_id in worker.log(),
              what="the worker to discard the expired heartbeat")
     assert "started" not in record(redis_client, "hb-x")

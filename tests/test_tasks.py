@@ -26,7 +26,7 @@ from tests.kit import rabbitmq as rabbitmq_kit
 from tests.kit.faults import Listener, closed_port
 from tests.kit.plugin import run_check
 from tests.kit.waiting import wait_for
-from tests.kit.workers import WorkerFactory
+from tests.kit.workers import PREFETCH_AHEAD, WorkerFactory
 
 pytestmark = pytest.mark.slow
 FLUSH = {"TEST_TASKS_FLUSH": "0.2"}
@@ -114,7 +114,7 @@ def pooled(request, factory, module_db):
     else:
         broker_url = store_url
     worker = factory.start(broker_url, queues=[queue], pool=pool, concurrency=2,
-                           app="tests.tasks_app", env=env)
+                           app="tests.tasks_app", env=env, extra_args=PREFETCH_AHEAD)
     apps = ClientApps()
     yield SimpleNamespace(pool=pool, worker=worker, app=apps(broker_url, store_url),
                           queue=queue, store=store_url)
@@ -200,7 +200,7 @@ def test_beat_stops_and_the_dead_mans_switch_fires(factory, module_db, tmp_path,
     url = module_db()
     env = dict(FLUSH, TEST_TASKS_BEAT_EVERY="0.5", TEST_TASKS_MAX_NAMES="2",
                TEST_TASKS_RESULTS=url)
-    factory.start(url, app="tests.tasks_app", env=env)
+    factory.start(url, app="tests.tasks_app", env=env, extra_args=PREFETCH_AHEAD)
     switch = ["-T", "tests.nightly", "--max-age", "tests.nightly=3s",
               "--state-file", tmp_path / "state.json"]
     check(url, *switch).assert_critical(
@@ -235,6 +235,7 @@ def test_store_outage_leaves_every_result_untouched(factory, module_db, own_redi
     server = own_redis().start()
     store_url = server.url(0)
     worker = factory.start(broker, app="tests.tasks_app", queues=["tk-outage"],
+                           extra_args=PREFETCH_AHEAD,
                            env=dict(FLUSH, TEST_TASKS_STORE=store_url, TEST_TASKS_RESULTS=broker))
     app = client_app(broker, broker)
 

@@ -16,6 +16,15 @@ from pathlib import Path
 
 from tests.kit.project import ROOT
 
+#: extra_args for a worker that runs tasks one after the other on Redis
+#: where nothing counts what it reserves: 4 messages per process instead of
+#: tests/app.py's 1. With a prefetch of 1, Celery 5.2.6 and kombu 5.2.4
+#: (Debian 12) fetch the next message only at the worker's next timer, its
+#: 2 s event heartbeat: the ack lands after the loop's tick that would send
+#: the next BRPOP, so the loop sleeps in poll() with none outstanding (2 s a
+#: task; newer releases fetch at once).
+PREFETCH_AHEAD = ["--prefetch-multiplier", "4"]
+
 
 class Worker:
     def __init__(self, name, process, log_path):
