@@ -196,10 +196,10 @@ def record_start(client, queue, published, task_id, worker, transport_options=No
 
 # ------------------------------------------------------------------- reads
 
-#: the fields a check reads (the task ids are there for people reading the store)
-# What the check reads (one HMGET per queue): the times, then the words;
-# what it judges first, then what only -v describes (who started and who
-# published the last heartbeat, and when).
+# What the check reads (one HMGET per queue; the task ids are there for
+# people reading the store): the times, then the words; what it judges,
+# or with it what only -v describes (who started and who published the
+# last heartbeat, and when).
 _JUDGED = (("pending_since", "started", "latency", "failed"), ("failure",))
 _DESCRIBED = (("published",) + _JUDGED[0], _JUDGED[1] + ("worker", "publisher"))
 
