@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import subprocess
 import tempfile
 
 import nagiosplugin
@@ -30,7 +31,7 @@ from celery_checks.plugin import perfdata, secrets, thresholds
 from celery_checks.plugin.policy import CheckError
 from tests.kit import project
 from tests.kit.faults import closed_port
-from tests.kit.plugin import PERF_ITEM, parse_perfdata, run_check
+from tests.kit.plugin import PERF_ITEM, executable, parse_perfdata, run_check
 from tests.kit.producers import declare_on_redis
 from tests.kit.project import MINIMAL_ARGS
 
@@ -287,13 +288,18 @@ def test_queue_names_with_any_character(redis_url, redis_client, queues, waiting
 @given(st.lists(queue_names, min_size=1, max_size=3,
                 unique=True), st.booleans())
 @example(["a=b", "a_b", "a"], True)
+@example(["|0"], True)
 def test_heartbeat_queue_names_with_any_character(redis_url, redis_client, queues, published):
     redis_client.flushdb()
     flags = ["--queue=" + q for q in queues]
     if published:  # the trigger writes the records the check reads
         for queue in queues:  # as a worker consuming it leaves it (kombu's binding)
             declare_on_redis(redis_client, queue)
-        run_check("trigger_celery_heartbeat", "-b", redis_url, *flags)
+        # The trigger is no plugin: its line names the queues as they are
+        # ("published 1 heartbeat ... to |0"), not to be read as perfdata.
+        # A name it refuses is judged by the check below (both refuse it).
+        subprocess.run([executable("trigger_celery_heartbeat"), "-b", redis_url] + flags,
+                       capture_output=True, timeout=60)
     result = run_check("check_celery_heartbeat", "--store", redis_url, "-t", "3", *flags)
     assert_plugin_answer(result, "check_celery_heartbeat")
     if result.rc == 3:  # a name both refuse: usage, not an outage
