@@ -133,39 +133,51 @@ class RedisBroadcast:
     def replies(self, deadline):
         """(body, headers) of each reply until ``deadline()`` (a monotonic
         time, asked again after every reply: callers move it). While the
-        deadline is far, a blocking pop returns each reply the moment it
-        lands; the last stretch (the grace, mostly) is polled, as Redis
-        ends a blocked pop only on its own timer. Past the deadline,
-        replies already delivered are still read."""
+        deadline is far, a blocking pop returns a reply the moment it lands,
+        and what landed beside it is taken in one more round trip; the last
+        stretch (the grace, mostly) is polled, as Redis ends a blocked pop
+        only on its own timer. Past the deadline, replies already delivered
+        are still read."""
         from celery_checks.connect.redis import ReplyError
 
-        blocking, pause = True, POLL_FIRST
+        blocking, pause, popped = True, POLL_FIRST, False
         while True:
             remaining = deadline() - time.monotonic()
+            block = blocking and remaining > 2 * SERVER_TIMER
             with self.errors():
-                if blocking and remaining > 2 * SERVER_TIMER:
+                if block and not popped:
                     # below the socket timeout, which would read as an outage
                     wait = min(remaining - SERVER_TIMER, self.client.timeout / 2)
                     try:
-                        popped = self.client.call("BRPOP", self.queue, "%.3f" % wait)
+                        reply = self.client.call("BRPOP", self.queue, "%.3f" % wait)
                     except ReplyError as exc:
                         if "timeout" not in str(exc):
                             raise
                         blocking = False  # Redis < 6 blocks for whole seconds only
                         continue
-                    raw = popped[1] if popped else None
+                    raws, popped = ([reply[1]], True) if reply else ([], False)
                 else:
-                    raw = self.client.call("RPOP", self.queue)
-                    if raw is None and remaining <= 0:
+                    raws, popped = self._take_delivered(), False
+                    if not raws and remaining <= 0:
                         return
-                    if raw is None:
+                    if not raws and not block:
                         time.sleep(min(pause, remaining))
                         pause = min(pause * 2, POLL_MAX)
                         continue
                     pause = POLL_FIRST
-            envelope = json_or_none(raw) if raw is not None else None
-            if isinstance(envelope, dict):
-                yield envelope_body(envelope), envelope.get("headers") or {}
+            for raw in raws:
+                envelope = json_or_none(raw)
+                if isinstance(envelope, dict):
+                    yield envelope_body(envelope), envelope.get("headers") or {}
+
+    def _take_delivered(self):
+        """Every reply waiting in the list, oldest first, in one round trip:
+        with many workers, one pop per reply made the check wait for Redis's
+        turn on a busy CPU as many times (docs/performance.md). The list is
+        this broadcast's own; workers push on its left."""
+        delivered, _deleted = self.client.transaction([("LRANGE", self.queue, 0, -1),
+                                                       ("DEL", self.queue)])
+        return delivered[::-1]
 
 
 def json_or_none(raw):
