@@ -31,7 +31,7 @@ from celery_checks.plugin import perfdata, secrets, thresholds
 from celery_checks.plugin.policy import CheckError
 from tests.kit import project
 from tests.kit.faults import closed_port
-from tests.kit.plugin import PERF_ITEM, executable, parse_perfdata, run_check
+from tests.kit.plugin import PERF_ITEM, executable, parse_perfdata, render, run_check
 from tests.kit.producers import declare_on_redis
 from tests.kit.project import MINIMAL_ARGS
 
@@ -123,6 +123,94 @@ def test_a_password_is_masked_wherever_it_appears(password, template):
     # and anywhere later a URL is quoted (an exception message, a traceback
     # line): the URL masked, the words around it left as they are
     assert secrets.redact("auth failed (%s)" % url) == "auth failed (%s)" % shown
+
+
+def answer_of_nagiosplugins_own_check(check, verbose):
+    """What ``check`` would print through nagiosplugin's own Check: its
+    Series (many items judged alike in one loop, one OK Result for those in
+    range) taken apart into plain Metrics, each through the context's
+    evaluate() and performance()."""
+    from celery_checks.plugin.resource import Series
+
+    resource = check.resources[0]
+    probe = resource.probe
+
+    def one_metric_each():
+        metrics = []
+        for metric in probe():
+            if isinstance(metric, Series):
+                metrics += [nagiosplugin.Metric(name, value, metric.uom, metric.min, metric.max,
+                                                metric.context)
+                            for name, value, _item in metric.entries]
+            else:
+                metrics.append(metric)
+        return metrics
+
+    resource.probe = one_metric_each
+    own = nagiosplugin.Check(resource, *check.contexts.by_name.values(), check.summary)
+    own.name = check.name
+    return render(own, verbose)
+
+
+heartbeat_record = st.fixed_dictionaries({}, optional={
+    "started": st.floats(0, 2000), "pending_since": st.floats(0, 2000),
+    "latency": st.floats(0, 400), "failed": st.floats(0, 2000),
+    "failure": st.sampled_from(["ConnectionError", "x" * 120])})
+heartbeat_ranges = st.sampled_from([[], ["-w", "300", "-c", "600"], ["-w", "@0:100", "-c", "~:1500"],
+                                    ["--latency-warning", "0", "--latency-critical", "10:"]])
+
+
+@PURE
+@given(st.dictionaries(st.sampled_from(["celery", "a=b", "a_b", "mail", "x" * 30, "x" * 31]),
+                       heartbeat_record, min_size=1, max_size=6),
+       heartbeat_ranges, st.integers(0, 2))
+def test_heartbeat_series_answer_as_nagiosplugins_own_check(records, ranges, verbose):
+    from celery_checks.heartbeat import check as heartbeat
+    from celery_checks.plugin.runner import Deadline
+
+    now = 1_800_000_000.0
+    settings = heartbeat.parse_args(["--store", "redis://127.0.0.1:1/0"] + ["-v"] * verbose
+                                    + [a for q in records for a in ("-q", q)] + ranges)
+
+    def check():
+        facts = [heartbeat.QueueHeartbeat(q, {k: now - v if k in ("started", "pending_since",
+                                                                   "failed") else v
+                                              for k, v in record.items()}, now)
+                 for q, record in records.items()]
+        return heartbeat.make_check(settings, Deadline(10), facts)
+
+    ours, own = render(check(), verbose), answer_of_nagiosplugins_own_check(check(), verbose)
+    assert (ours.rc, ours.stdout) == (own.rc, own.stdout)
+
+
+@PURE
+@given(st.lists(st.tuples(st.sampled_from(["celery", "a=b", "a_b", "mail", "q" * 30, "q" * 31]),
+                          st.integers(0, 10**6) | st.none()), min_size=1, max_size=6,
+                unique_by=lambda depth: depth[0]),
+       st.sampled_from([[], ["-w", "100", "-c", "1000"], ["-w", "@10:20", "-c", "~:5"],
+                        ["-c", "0"]]),
+       st.integers(0, 2))
+def test_queue_series_answer_as_nagiosplugins_own_check(depths, ranges, verbose):
+    from celery_checks.plugin.runner import Deadline
+    from celery_checks.queue import check as queue
+    from celery_checks.connect.layout import RedisLayout
+    from celery_checks.queue.facts import Depth, Findings
+    from celery_checks.queue.redis import Absence
+
+    settings = queue.parse_args(["-b", "redis://127.0.0.1:1/0"] + ["-v"] * verbose
+                                + [a for name, _ in depths for a in ("-q", name)] + ranges)
+
+    def check():
+        findings = Findings(0, [], unacked=0)
+        for name, waiting in depths:  # None: nobody declared it
+            depth = Depth(name, waiting or 0, [(0, waiting or 0)], declared=waiting is not None)
+            if waiting is None:
+                depth.absence = Absence(name, RedisLayout({}), 0)
+            findings.depths.append(depth)
+        return queue.make_check(settings, Deadline(10), findings)
+
+    ours, own = render(check(), verbose), answer_of_nagiosplugins_own_check(check(), verbose)
+    assert (ours.rc, ours.stdout) == (own.rc, own.stdout)
 
 
 status_line = st.one_of(

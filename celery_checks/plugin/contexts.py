@@ -36,12 +36,18 @@ class Threshold(nagiosplugin.ScalarContext):
             if (value < limit.start or value > limit.end) != limit.invert:
                 return self.result_cls(state, self.words(resource.item(metric), value, limit),
                                        metric)
-        return self.result_cls(nagiosplugin.Ok, self.words(resource.item(metric), value, None),
-                               metric)
+        words = self.words(resource.item(metric), value, None) if self.words_in_range else None
+        return self.result_cls(nagiosplugin.Ok, words, metric)
+
+    #: whether :meth:`words` may say something of a value in range; when
+    #: not (the default), an in-range value's Result has no words and the
+    #: in-range entries of a Series share one (:meth:`judge_series`)
+    words_in_range = False
 
     def words(self, item, value, broken):
         """The result's words; ``broken`` is the Range the value is outside
-        of, None when it is in range (then None: nothing to say)."""
+        of, None when it is in range (then None: nothing to say, unless
+        :attr:`words_in_range`)."""
         return None
 
     @property
@@ -53,13 +59,14 @@ class Threshold(nagiosplugin.ScalarContext):
 
     def judge_series(self, series, resource, results, perfdata):
         """:meth:`evaluate` and :meth:`performance` of every entry of a
-        Series, appended to ``results`` and ``perfdata``: the same Metrics,
-        Results and text, in one loop (the ranges and the perfdata's
-        trailing fields are the same for every entry)."""
+        Series in one loop, appended to ``results`` and ``perfdata``: the
+        same text and state. An entry out of range gets its Metric and
+        Result; those in range (nearly all, on a healthy fleet) one OK
+        Result together (:func:`series_result`), as words are asked for a
+        broken range only (:attr:`words_in_range`): of 1,000 queues' 2,000
+        Metrics and Results, only the perfdata text is left."""
         Metric, Result = nagiosplugin.Metric, self.result_cls
-        # nagiosplugin's Result.__new__ only makes the tuple: made here at C speed
-        new = tuple.__new__ if Result.__new__ is nagiosplugin.Result.__new__ else None
-        ok, warn, crit = nagiosplugin.Ok, self.warning, self.critical
+        warn, crit = self.warning, self.critical
         c_start, c_end, c_invert = crit.start, crit.end, crit.invert
         w_start, w_end, w_invert = warn.start, warn.end, warn.invert
         uom = series.uom or ""
@@ -68,19 +75,24 @@ class Threshold(nagiosplugin.ScalarContext):
         tail = ("%s;%s;%s;%s" % ((range_text(warn), range_text(crit)) + bounds)).rstrip(";")
         tail = ";" + tail if tail else ""
         head = (series.uom, series.min, series.max, self.name, self, resource)
+        in_range, words_in_range, with_perfdata = 0, self.words_in_range, self.with_perfdata
         for name, value, item in series.entries:
-            metric = tuple.__new__(Metric, (name, value) + head)
             if (value < c_start or value > c_end) != c_invert:
-                result = Result(nagiosplugin.Critical, self.words(item, value, crit), metric)
+                state, broken = nagiosplugin.Critical, crit
             elif (value < w_start or value > w_end) != w_invert:
-                result = Result(nagiosplugin.Warn, self.words(item, value, warn), metric)
-            elif new is not None:
-                result = new(Result, (ok, self.words(item, value, None), metric))
+                state, broken = nagiosplugin.Warn, warn
+            elif words_in_range:
+                state, broken = nagiosplugin.Ok, None
             else:
-                result = Result(ok, self.words(item, value, None), metric)
-            results.append(result)
-            if self.with_perfdata:
+                state = None  # in range: counted, no Result of its own
+                in_range += 1
+            if state is not None:
+                metric = tuple.__new__(Metric, (name, value) + head)
+                results.append(Result(state, self.words(item, value, broken), metric))
+            if with_perfdata:
                 perfdata.append(perfdata_item(name, number(value), uom, tail))
+        if in_range:
+            results.append(series_result(self, resource, in_range))
 
     def performance(self, metric, resource):
         if not self.with_perfdata:
@@ -90,6 +102,15 @@ class Threshold(nagiosplugin.ScalarContext):
         return perfdata(metric.name, number(metric.value), metric.uom or "", *self._limits,
                         "" if metric.min is None else number(metric.min),
                         "" if metric.max is None else number(metric.max))
+
+
+def series_result(context, resource, count):
+    """The one OK Result of a Series' ``count`` entries in range: its
+    Metric is named after the context behind a "=" (no label holds one, so
+    no item's Result is confused with it) and counts them."""
+    metric = tuple.__new__(nagiosplugin.Metric, ("=" + context.name, count, None, None, None,
+                                                 context.name, context, resource))
+    return context.result_cls(nagiosplugin.Ok, None, metric)
 
 
 class Condition(nagiosplugin.Context):

@@ -6,12 +6,14 @@ copies every metric field by field (``Metric.replace``) and reaches its
 context through two more calls per metric: ~3 µs a metric, which a check
 of 1,000 queues pays 1,000 times (twice for the heartbeat check's age and
 latency; docs/performance.md). :class:`Check` keeps its public contract:
-after a call, ``results`` holds one Result per metric (a metric knows its
-context and resource) and ``perfdata`` the sorted perfdata strings, exactly
-as nagiosplugin's would; a CheckError while probing is one UNKNOWN result.
+after a call, ``results`` holds a Result per metric (a metric knows its
+context and resource) and ``perfdata`` the sorted perfdata strings, as
+nagiosplugin's would; a CheckError while probing is one UNKNOWN result.
 A :class:`~.resource.Series` (many items judged alike) is judged by its
-context in one loop (contexts.Threshold.judge_series), to the same results
-and perfdata in half the time.
+context in one loop (contexts.Threshold.judge_series): a Result of its own
+for each item out of range, one OK Result for all those in range, and the
+same perfdata; the answer printed is nagiosplugin's own, as
+tests/test_properties.py holds for random series.
 """
 
 import nagiosplugin

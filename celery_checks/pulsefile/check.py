@@ -198,6 +198,8 @@ def labels_for(paths, single):
 # ------------------------------------------------------------------ evaluate
 
 class Age(Threshold):
+    words_in_range = True  # an OK file's age is its line in the output
+
     def words(self, pulse, value, broken):
         text = "%s is %s old" % (pulse.path, age_text(value, (self.warning, self.critical)))
         return text if broken is None else "%s (%s)" % (text, violation(broken, "s"))
