@@ -41,33 +41,38 @@ INSTALL_HINT = "no consumer, or its app lacks install(app) or checks_store_url?"
 # ------------------------------------------------------------------- acquire
 
 class QueueHeartbeat:
-    """One queue's record, read at store time ``now``."""
+    """One queue's record, read at store time ``now``. What a healthy
+    queue's record lacks is a class attribute until set: 1,000 queues are
+    1,000 of these."""
+
+    failure = None  # the trigger's last attempt failed (its next publish clears it)
+    wait = None  # how long the heartbeat waiting now has waited
+    gap = None  # nothing published between the last start and the one waiting now
+    published_ago = None
 
     def __init__(self, name, record, now):
         self.name = name
         self.record = record
-        self.seen = "started" in record or "pending_since" in record
-        self.started = "started" in record
-        self.pending = "pending_since" in record
-        self.worker = record.get("worker", "")
+        started, pending_since = record.get("started"), record.get("pending_since")
+        self.started, self.pending = started is not None, pending_since is not None
+        self.seen = self.started or self.pending
         self.elsewhere = []  # [(db, prefix)] holding this queue's record (store.places_elsewhere)
-        # The trigger's last attempt failed (its next publish clears it).
-        self.failure = None
         if record.get("failed") is not None:
             self.failure = textwrap.shorten(record.get("failure") or "?", 90, placeholder="...")
-        self.wait = max(0.0, now - record["pending_since"]) if self.pending else None
-        self.published_ago = max(0.0, now - record["published"]) if "published" in record else None
-        if self.started:
-            self.age = max(0.0, now - record["started"])
-        else:
-            self.age = self.wait
-        # How long nothing was published between the last start and the
-        # heartbeat waiting now: the trigger's gap, not the queue's wait.
-        self.gap = None
-        if self.started and self.pending:
-            self.gap = max(0.0, record["pending_since"] - record["started"])
-        latencies = [v for v in (record.get("latency"), self.wait) if v is not None]
-        self.latency = max(0.0, max(latencies)) if latencies else None
+        latency = record.get("latency")
+        if pending_since is not None:
+            self.wait = wait = max(0.0, now - pending_since)
+            latency = wait if latency is None else max(latency, wait)
+            if started is not None:  # the trigger's gap, not the queue's wait
+                self.gap = max(0.0, pending_since - started)
+        if "published" in record:
+            self.published_ago = max(0.0, now - record["published"])
+        self.age = max(0.0, now - started) if started is not None else self.wait
+        self.latency = None if latency is None else max(0.0, latency)
+
+    @property
+    def worker(self):
+        return self.record.get("worker", "")
 
     @property
     def healthy(self):

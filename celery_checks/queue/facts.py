@@ -9,23 +9,29 @@ CLOCK_TOLERANCE = 2.0
 
 
 class Depth:
-    """One queue as the broker sees it."""
+    """One queue as the broker sees it. What most queues leave unset is a
+    class attribute until set: 1,000 queues are 1,000 Depths."""
+
+    consumers = None  # RabbitMQ; Redis when counted by broadcast
+    unacked = None  # RabbitMQ's management API; Redis with --unacked-per-queue
+    workers = None  # Redis, counted: the nodes that said they consume it
+    oldest = None  # seconds the oldest waiting message waited (0: none waits)
+    unstamped = False  # messages wait, but the oldest carries no publish time
+    ahead = None  # seconds its stamp is ahead of the clock (beyond the tolerance)
+    absence = None  # Redis: why it is missing, and where it is instead
 
     def __init__(self, name, waiting=None, buckets=(), consumers=None, unacked=None,
                  declared=True):
         self.name = name
         self.waiting = waiting  # None: the queue does not exist (RabbitMQ)
         self.buckets = list(buckets)  # [(priority step, count)] on Redis
-        self.consumers = consumers  # RabbitMQ; Redis when counted by broadcast
-        self.unacked = unacked  # RabbitMQ's management API; Redis with --unacked-per-queue
-        self.workers = None  # Redis, counted: the nodes that said they consume it
-        self.oldest = None  # seconds the oldest waiting message waited (0: none waits)
-        self.unstamped = False  # messages wait, but the oldest carries no publish time
-        self.ahead = None  # seconds its stamp is ahead of the clock (beyond the tolerance)
+        if consumers is not None:
+            self.consumers = consumers
+        if unacked is not None:
+            self.unacked = unacked
         # Redis: False when no message waits and no binding names the queue
         # under the key prefix and DB checked (nobody ever declared it).
         self.declared = declared
-        self.absence = None  # Redis: why it is missing, and where it is instead
 
     @property
     def missing(self):

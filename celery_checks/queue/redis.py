@@ -90,7 +90,7 @@ def redis_depths(target, queues, layout, timeout, all_queues=False, per_queue=Fa
                 at = index * lists
                 counts = replies[at:at + lists:per_list]
                 waiting = sum(counts)
-                depth = Depth(queue, waiting, list(zip(steps, counts)),
+                depth = Depth(queue, waiting, zip(steps, counts),
                               declared=all_queues or queue in bound)
                 if oldest:
                     tails = replies[at + 1:at + lists:2]
