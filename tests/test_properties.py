@@ -116,7 +116,12 @@ def test_any_label_and_value_make_parsable_perfdata(name, value):
 def test_a_password_is_masked_wherever_it_appears(password, template):
     from urllib.parse import quote
 
-    assume(password.strip() and not any(part in password for part in ("host", "rabbit", "sentinel")))
+    # A password that is a piece of the rest of the URL (the scheme
+    # "rediss", "?ssl_c") shows there however well it is masked: such a
+    # draw tests nothing. (It cannot straddle the mask: ":" and "@" around
+    # it are never drawn.)
+    rest = secrets.redact_url(template.format(pw="pw"))
+    assume(password.strip() and password not in rest and quote(password, safe="") not in rest)
     url = template.format(pw=quote(password, safe=""))
     shown = secrets.redact_url(url)
     assert password not in shown and quote(password, safe="") not in shown
