@@ -650,6 +650,28 @@ def test_grace_bounds():
     assert pidbox.grace(0.4, 50) == pidbox.GRACE_MIN
 
 
+def test_replies_delivered_together_are_all_read_in_order(redis_url, redis_client):
+    """Replies that landed while the check was busy (more than one batch of
+    pipelined pops) all come, oldest first, and none is left behind; the
+    reply list and its bindings are gone afterwards."""
+    import base64
+
+    from celery_checks.connect.targets import Target
+
+    count = 2 * pidbox.TAKEN + 5
+    with pidbox.RedisBroadcast(Target(redis_url), timeout=5, ttl=1) as session:
+        for n in range(count):  # as a worker replies: LPUSH on the list's left
+            body = base64.b64encode(json.dumps({"w%d@h" % n: {"ok": "pong"}}).encode()).decode()
+            redis_client.lpush(session.queue, json.dumps({
+                "body": body, "content-type": "application/json", "headers": {"ticket": "t"},
+                "properties": {"body_encoding": "base64"}}))
+        end = time.monotonic() + 0.4
+        got = [body for body, _headers in session.replies(lambda: end)]
+        assert got == [{"w%d@h" % n: {"ok": "pong"}} for n in range(count)]
+        assert not redis_client.exists(session.queue)
+    assert redis_client.keys("*") == []  # this test's own DB: the bindings went too
+
+
 def test_parse_status_forms():
     names = lambda text: [(r.name, r.ok) for r in stdin.parse_status(text)]
     assert names("->  celery@a: OK\n") == [("celery@a", True)]
