@@ -5,7 +5,9 @@ answer is a valid plugin answer.
 - no traceback;
 - one status line ``NAME STATE - text`` whose text holds no ``|``;
 - perfdata that parses under the strict grammar of tests/plugin.py
-  (run_check parses it and fails on anything a monitoring core would reject).
+  (run_check parses it and fails on anything a monitoring core would reject);
+- many queues judged in one loop (a series) answer exactly as
+  nagiosplugin's own Check answers the same metrics one by one.
 
 Pure functions get many examples; executables run as processes get few
 (each costs a process start), with several inputs packed into one run where
@@ -196,9 +198,9 @@ def test_heartbeat_series_answer_as_nagiosplugins_own_check(records, ranges, ver
                         ["-c", "0"]]),
        st.integers(0, 2))
 def test_queue_series_answer_as_nagiosplugins_own_check(depths, ranges, verbose):
+    from celery_checks.connect.layout import RedisLayout
     from celery_checks.plugin.runner import Deadline
     from celery_checks.queue import check as queue
-    from celery_checks.connect.layout import RedisLayout
     from celery_checks.queue.facts import Depth, Findings
     from celery_checks.queue.redis import Absence
 
