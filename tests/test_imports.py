@@ -9,6 +9,11 @@ check has to get as far as its status line, so a check failing early cannot
 pass by importing little.
 """
 
+import base64
+import json
+import subprocess
+import sys
+
 import pytest
 
 from tests.kit.plugin import run_importing
@@ -124,3 +129,39 @@ def test_check_imports_only_what_it_needs(request, tmp_path, name, args, state, 
     assert not leaked, "%s imports %s" % (name, ", ".join(leaked))
     absent = sorted(set(required) - packages)
     assert not absent, "%s did not import %s (did it run?)" % (name, ", ".join(absent))
+
+
+# What check_celery_workers' console script runs until the ping is out
+# (runner.entry_point with start=sources.begin), then what it has imported.
+PING_FIRST = """
+import json, sys
+from celery_checks.plugin import runner
+from celery_checks.workers import options, sources
+args = options.parse_args(sys.argv[1:])
+begun = runner.begin(sources.begin, args, runner.Deadline(args.timeout))
+sent = begun.result()
+with sent:
+    print(json.dumps({"receivers": sent.receivers,
+                      "loaded": sorted(m for m in ("nagiosplugin", "celery_checks.workers.check")
+                                       if m in sys.modules)}))
+"""
+
+
+def test_the_ping_is_out_before_the_check_loads_nagiosplugin(redis_server, redis_db):
+    """The workers answer while the check imports nagiosplugin and its
+    evaluation, not after (docs/performance.md: 10 ms later when a module
+    the ping needs imported nagiosplugin). A subscriber on the pidbox topic
+    stands in for a worker's mailbox."""
+    mailbox = redis_server.client(redis_db).pubsub()
+    mailbox.subscribe("/%d.celery.pidbox" % redis_db)
+    mailbox.get_message(timeout=5)  # the subscription's confirmation
+    try:
+        proc = subprocess.run([sys.executable, "-c", PING_FIRST, "-b", redis_server.url(redis_db),
+                               "--expect", "w1@host"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == {"receivers": 1, "loaded": []}
+        envelope = json.loads(mailbox.get_message(timeout=5)["data"])
+        assert json.loads(base64.b64decode(envelope["body"]))["method"] == "ping"
+    finally:
+        mailbox.close()

@@ -7,9 +7,9 @@ import json
 import sys
 import time
 
-from celery_checks.connect.kombu import REPLY_EXCHANGE, Broker, decoded
-from celery_checks.connect.pidbox import LATE, grace, random_id
-from celery_checks.workers.replies import Observed, Reply, excerpt
+# Only what sending the ping needs is imported before it goes out
+# (sources.begin): replies imports nagiosplugin through perfdata, AMQP kombu.
+from celery_checks.connect.pidbox import LATE, REPLY_EXCHANGE, grace, random_id
 
 
 class Sent:
@@ -50,6 +50,8 @@ def nodes(asking):
     """Replies to one broadcast ping (sent already when the check began:
     sources.begin); ends early once every mailbox the broadcast reached
     has answered (Redis), or the inventory is complete."""
+    from celery_checks.workers.replies import Observed, Reply, excerpt
+
     replies = {}
     ping = asking.begun.result() if asking.begun is not None else broadcast(asking)
     with ping:
@@ -92,6 +94,8 @@ class KombuPing:
     def __init__(self, asking, oid):
         from kombu import Exchange
 
+        from celery_checks.connect.kombu import Broker
+
         self.asking, self.oid = asking, oid
         self.broker = Broker(asking.broker, asking.io_timeout())
         reply_exchange = Exchange(REPLY_EXCHANGE, type="direct", durable=False,
@@ -119,6 +123,8 @@ class KombuPing:
         return None
 
     def replies(self, deadline):
+        from celery_checks.connect.kombu import decoded
+
         for message in self.broker.poll(self.queue, deadline):
             yield decoded(message), message.headers or {}
 
