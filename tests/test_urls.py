@@ -12,6 +12,7 @@
   RabbitMQ and Redis, give the right answer.
 """
 
+import itertools
 import types
 import uuid
 
@@ -308,6 +309,50 @@ def test_bad_url_is_one_usage_line(url, why):
     result.assert_unknown(why)
     assert "internal error" not in result.stdout and "Traceback" not in result.stdout
     assert "sekrit" not in result.stdout + result.stderr
+
+
+# Host names with a typo no client can look up: socket.getaddrinfo() reads
+# them through the idna codec, which raised, and every check answered
+# "internal error: UnicodeError: encoding with 'idna' codec failed".
+@pytest.mark.parametrize("name, args, why", [
+    ("check_celery_queue", ["-b", "redis://:sekrit@cache..example.com:6379/0", "-q", "celery"],
+     "bad URL redis://:***@cache..example.com:6379/0: the host name has an empty label "
+     "(two dots in a row, or a leading dot)"),
+    ("check_celery_queue", ["-b", "amqp://guest:sekrit@rabbit.example.com.:5672//", "-q", "celery",
+                            "--management-url", "http://rabbit..example.com:15672/"],
+     "bad management URL http://rabbit..example.com:15672/: the host name has an empty label"),
+    ("check_celery_workers", ["-b", "amqp://guest:sekrit@.rabbit.example.com//", "--expect", "w1@h"],
+     "bad URL amqp://guest:***@.rabbit.example.com//: the host name has an empty label"),
+    ("check_celery_workers", ["-b", "sentinel://s1:26379;sentinel://s2..lan:26379",
+                              "-O", "master_name=mymaster", "--expect", "w1@h"],
+     "sentinel://s2..lan:26379: the host name has an empty label"),
+    ("check_celery_heartbeat", ["--store", "redis://%s.example.com/0" % ("r" * 64), "-q", "celery"],
+     "the host name has a label longer than 63 characters"),
+    ("check_celery_tasks", ["--store", "redis://bücher..example/0"],
+     "bad URL redis://bücher..example/0: the host name is not a valid internationalised name"),
+])
+def test_a_host_name_no_client_can_look_up_is_a_usage_error(name, args, why):
+    result = run_check(name, *args)
+    result.assert_unknown(why)
+    assert "internal error" not in result.stdout and "sekrit" not in result.stdout + result.stderr
+
+
+def test_host_names_refused_are_those_getaddrinfo_cannot_read():
+    """urls.host_name_fault refuses exactly the names the idna codec does,
+    which socket.getaddrinfo() applies to a str host (the ASCII ones are
+    passed to it as bytes, sparing the codec's import)."""
+    labels = ["", "a", "redis", "r" * 63, "r" * 64, "xn--bcher-kva", "bücher", "b" * 60 + "ü",
+              "ü" * 64, "::1", "10", "_srv", "-x-"]
+    names = [".".join(parts) for parts in itertools.product(labels, repeat=2)]
+    names += labels + ["a.b.", "a..", ".", "..", "a." * 3, "a" * 64 + "."]
+    for name in names:
+        try:
+            name.encode("idna")
+        except UnicodeError:
+            codec_refuses = True
+        else:
+            codec_refuses = False
+        assert (urls.host_name_fault(name) is not None) == codec_refuses, name
 
 
 @pytest.mark.parametrize("name, args, message", [

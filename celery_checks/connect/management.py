@@ -13,6 +13,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from celery_checks.connect.failures import alarm, reason, silent
 from celery_checks.connect.targets import URL_SOURCES, resolve_url
+from celery_checks.connect.urls import host_name_fault
 from celery_checks.plugin.policy import CheckError, Unreachable
 from celery_checks.plugin.secrets import redact_url
 
@@ -36,6 +37,9 @@ class ManagementURL:
                              % self.shown)
         if not parts.hostname:
             raise CheckError("bad management URL %s: no host" % self.shown)
+        fault = host_name_fault(parts.hostname)
+        if fault:
+            raise CheckError("bad management URL %s: %s" % (self.shown, fault))
         self.tls = parts.scheme == "https"
         self.host = parts.hostname
         self.prefix = parts.path.rstrip("/")

@@ -214,7 +214,11 @@ class RedisClient:
         else:
             if self.address is None:
                 self.address = redis_reach.master(self.sentinels, self.timeout)
-            sock = socket.create_connection(self.address, self.timeout)
+            host, port = self.address
+            # An ASCII name as bytes: getaddrinfo() reads a str through the
+            # idna codec, whose import (stringprep, unicodedata) is ~1 ms a run.
+            sock = socket.create_connection(
+                (host.encode("ascii") if host.isascii() else host, port), self.timeout)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self.tls:

@@ -66,6 +66,26 @@ class BrokerURL:
         return "BrokerURL(%s)" % self.shown
 
 
+def host_name_fault(hostname):
+    """Why no client can look ``hostname`` up (said after the URL), or None: the rules of the
+    idna codec that socket.getaddrinfo() applies to a host name (an empty
+    label or one over 63 characters), which otherwise surface as an
+    "internal error: UnicodeError" from whichever library connects."""
+    if not hostname.isascii():  # an internationalised name: the codec itself
+        try:
+            hostname.encode("idna")
+        except UnicodeError as exc:
+            return "the host name is not a valid internationalised name (%s)" % (
+                exc.__cause__ or exc)
+        return None
+    labels = hostname.split(".")
+    if not all(labels[:-1]):  # the last may be empty: a trailing dot
+        return "the host name has an empty label (two dots in a row, or a leading dot)"
+    if any(len(label) > 63 for label in labels):
+        return "the host name has a label longer than 63 characters"
+    return None
+
+
 def _usage(message, url):
     return CheckError("bad URL %s: %s" % (redact_url(url), message))
 
@@ -87,6 +107,9 @@ def _split_url(url, text):
     hostname = unquote(parts.hostname or "") or None
     if hostname and any(char.isspace() for char in hostname):
         raise _usage("a space in the host name", url)
+    fault = hostname and host_name_fault(hostname)
+    if fault:
+        raise _usage(fault, url)
     return (scheme.lower(), hostname, port, unquote(parts.username or "") or None,
             unquote(parts.password or "") or None, unquote(path) or None, query)
 
