@@ -7,7 +7,8 @@
 - :mod:`bench.scenarios`  what a scenario is, the baselines and floors, --only
 - :mod:`bench.phases`     the phases: their services set up, their scenarios made
 - :mod:`bench.throughput`  a worker's tasks per second with and without the task records
-- :mod:`bench.answering`  the workers' own CPU answering one ping, beside the check's wait
+- :mod:`bench.answering`  the workers' own CPU answering one ping, beside the check's wait, and
+                          the same messages by redis-cli (what their answering adds)
 - :mod:`bench.budgets`    the budgets each run is judged by
 - :mod:`bench.compare`    issue 16's figures, the library sets side by side
 - :mod:`bench.report`     the Markdown, written into docs/performance.md

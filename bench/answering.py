@@ -10,6 +10,11 @@ spend over the same time left alone (their own heartbeats), per ping; and
 the check's median waiting (wall - CPU) over the same pings. On N cores,
 workers that spend C seconds answering cannot all have answered in less
 than C / N.
+
+And it makes the scenario that measures the same wait from outside:
+the ping's messages sent by redis-cli (:func:`reference_scenario`), a
+client of next to no cost, whose growth from 2 to 50 workers is what the
+workers' answering adds to any client's wall time (bench/compare.py).
 """
 
 import os
@@ -17,9 +22,12 @@ import statistics
 import time
 
 from bench.measure import log
+from bench.scenarios import Scenario
 
 KEY = "answering"
 WITH = ("workers-ping-2", "workers-ping-50")  # measured when these are
+# The reference scenario's key for a group of workers
+REFERENCE = "ping-redis-cli-%d"
 ROUNDS = 20
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -35,6 +43,38 @@ def cpu_seconds(pids):
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / TICK
+
+
+def reference_scenario(ctx, db, size):
+    """The ping's own exchange of messages with ``size`` workers on ``db``,
+    by redis-cli fed the commands check_celery_workers sends (bind a reply
+    queue, PUBLISH the ping, one blocking pop per worker, unbind): a client
+    that costs next to nothing, so what its wall time grows by from the
+    smallest group to a larger one is the workers' own answering (and the
+    broker's), which no client can wait less for."""
+    from celery_checks.connect.layout import RedisLayout
+    from celery_checks.connect.pidbox import (
+        PIDBOX_EXCHANGE, REPLY_EXCHANGE, broadcast_message, random_id)
+
+    layout, oid = RedisLayout({}), random_id()
+    reply_queue = "%s.%s" % (oid, REPLY_EXCHANGE)
+    member = layout.binding_member(oid, reply_queue)
+    tables = layout.binding_tables(REPLY_EXCHANGE)
+    # expires in a day: the same command file serves every round
+    message = broadcast_message("ping", "bench", oid, time.time() + 86400)
+    commands = ["SADD %s %s" % (table, member) for table in reversed(tables)]
+    commands.append("PUBLISH %s %s" % (layout.fanout_topic(PIDBOX_EXCHANGE, db, True), message))
+    commands += ["BRPOP %s 5" % reply_queue] * size
+    commands += ["SREM %s %s" % (table, member) for table in tables]
+    commands.append("DEL %s" % reply_queue)
+    path = ctx.workdir / ("ping-%d.redis" % size)
+    # redis-cli's quoting: single quotes hold the JSON's double quotes
+    assert not any("'" in part or "\\" in part for part in commands)
+    path.write_text("".join(" ".join("'%s'" % word for word in command.split(" ", 2)) + "\n"
+                            for command in commands))
+    return Scenario(REFERENCE % size, "the ping's messages by `redis-cli` (%d workers)" % size,
+                    ["sh", "-c", "exec redis-cli -h %s -p %d -n %d < %s" % (
+                        ctx.redis.host, ctx.redis.port, db, path)], kind="baseline")
 
 
 def measure(ctx, groups):

@@ -2,6 +2,9 @@
 Redis check against its floor and 20 MiB, and how the checks' cost grows
 with queues and workers, each with a verdict per set."""
 
+import statistics
+
+from bench import answering
 from bench.budgets import Judge, paired, verdict
 from bench.scenarios import FLOORS
 
@@ -23,6 +26,12 @@ GROWTH = (("queue-redis-100", "queue-redis-1", "queue, 100 queues ÷ 1 queue", 1
           ("workers-events-50", "workers-events-2", "workers, events, 50 workers ÷ 2", 1.5))
 
 
+# The ping's growth beside what the workers' own answering adds, measured by
+# a client of no cost doing the same exchange (answering.reference_scenario):
+# (larger case, smallest case, their sizes, what it is, bound).
+BESIDE_THE_WORKERS = (("workers-ping-50", "workers-ping-2", 50, 2, "workers, ping, 50 ÷ 2", 1.5),)
+
+
 def ratio_cell(judge, key, base_key, bound):
     """(shown, verdict) of the median per-round wall ratio key ÷ base_key."""
     s, base = judge.get(key), judge.get(base_key)
@@ -30,6 +39,30 @@ def ratio_cell(judge, key, base_key, bound):
         return "", judge.missing(key if s is None else base_key)
     wall = paired(s, base)
     return "%.2f× (CPU %.2f×)" % (wall, paired(s, base, "cpu")), verdict(wall <= bound)
+
+
+def beside_the_workers(judge, key, base_key, size, base_size, what, bound):
+    """Two rows: how much the same exchange by redis-cli grows (the workers'
+    answering, which no client waits less for) against what ``bound`` allows
+    the check, and the check's growth with that taken out, per round."""
+    cases = [judge.get(k) for k in (key, base_key, answering.REFERENCE % size,
+                                    answering.REFERENCE % base_size)]
+    answered = "%s: what the workers' answering adds (the same messages by `redis-cli`)" % what
+    beyond = "%s, less what the workers' answering adds" % what
+    if None in cases:
+        missing = next(k for k, c in zip((key, base_key, answering.REFERENCE % size,
+                                          answering.REFERENCE % base_size), cases) if c is None)
+        return [(answered, "", "", judge.missing(missing)),
+                (beyond, "≤ %.1f×" % bound, "", judge.missing(missing))]
+    rounds = list(zip(*(case.samples for case in cases)))
+    adds = statistics.median(ref.wall - ref_base.wall for _, _, ref, ref_base in rounds)
+    allowed = (bound - 1) * cases[1].stat("wall")
+    rest = statistics.median((check.wall - (ref.wall - ref_base.wall)) / base.wall
+                             for check, base, ref, ref_base in rounds)
+    return [(answered, "what %.1f× leaves: +%.1f ms" % (bound, allowed * 1000),
+             "+%.1f ms" % (adds * 1000),
+             "within reach" if adds <= allowed else "**out of reach of any client here**"),
+            (beyond, "≤ %.1f×" % bound, "%.2f×" % rest, verdict(rest <= bound))]
 
 
 def rss_cell(judge, key):
@@ -50,6 +83,9 @@ def rows(by_key):
         result.append(("%s, peak RSS" % what, "≤ %d MiB" % RSS_BOUND) + rss_cell(judge, key))
     for key, base_key, what, bound in GROWTH:
         result.append((what, "≤ %.1f×" % bound) + ratio_cell(judge, key, base_key, bound))
+        for beside in BESIDE_THE_WORKERS:
+            if beside[0] == key:
+                result += beside_the_workers(judge, *beside)
     return result
 
 

@@ -10,6 +10,7 @@ list is measured before the phase goes on.
 import socket
 import time
 
+from bench import answering
 from bench.measure import log
 from bench.scenarios import Scenario, base_scenarios, before
 from tests.kit.producers import Apps, publish
@@ -224,7 +225,8 @@ def phase_workers(ctx):
     floors.append("kombu")
     missing = "bench-gone@%s" % HOST
     for size in WORKER_GROUPS:
-        url = ctx.redis.url(ctx.take_db())
+        db = ctx.take_db()
+        url = ctx.redis.url(db)
         names = ["bench-w%dx%02d@%s" % (size, i, HOST) for i in range(1, size + 1)]
         log("starting %d workers" % size)
         pids = ctx.workers.start(url, names, timeout=300)
@@ -235,6 +237,7 @@ def phase_workers(ctx):
         if size == min(WORKER_GROUPS):
             scenarios += consumers_scenarios(url)
         if size in (min(WORKER_GROUPS), max(WORKER_GROUPS)):
+            scenarios.append(answering.reference_scenario(ctx, db, size))
             scenarios += before(ctx, "workers-ping-%d" % size,
                                 "workers, ping, %d of %d present" % (size, size),
                                 ["check_celery_workers", "-b", url, "--source", "ping"]

@@ -134,3 +134,33 @@ def test_bench_interrupted_mid_round_cleans_up_and_exits_130(tmp_path, how):
     assert not os.path.exists(workdir)
     # No measured check (they name files in the work dir) was left running.
     assert processes_naming(workdir) == []
+
+
+def test_the_pings_growth_is_shown_beside_what_the_workers_answering_adds():
+    """bench/compare.py's rows for the 50 workers' ping, from literal
+    samples of three rounds: the check, and the same messages by redis-cli
+    (the workers' answering, which no client waits less for)."""
+    from bench import compare
+    from bench.measure import Sample
+    from bench.scenarios import Scenario
+
+    walls = {"workers-ping-2": (0.040, 0.042, 0.041), "workers-ping-50": (0.080, 0.079, 0.082),
+             "ping-redis-cli-2": (0.010, 0.011, 0.010), "ping-redis-cli-50": (0.046, 0.048, 0.047)}
+    by_key = {}
+    for key, seconds in walls.items():
+        scenario = by_key[key] = Scenario(key, key, ["x"])
+        scenario.samples = [Sample(wall, wall, 15.0, 0, "") for wall in seconds]
+        scenario.status = "ok"
+    rows = {figure: (budget, shown, judged) for figure, budget, shown, judged in compare.rows(by_key)}
+    assert rows["workers, ping, 50 workers ÷ 2"] == ("≤ 1.5×", "2.00× (CPU 2.00×)", "**MISSED**")
+    # redis-cli grew by 36, 37, 37 ms; 1.5× leaves half of the 41 ms median
+    assert rows["workers, ping, 50 ÷ 2: what the workers' answering adds (the same messages "
+                "by `redis-cli`)"] == ("what 1.5× leaves: +20.5 ms", "+37.0 ms",
+                                       "**out of reach of any client here**")
+    # (80 - 36) / 40, (79 - 37) / 42, (82 - 37) / 41: 1.10, 1.00, 1.10
+    assert rows["workers, ping, 50 ÷ 2, less what the workers' answering adds"] == (
+        "≤ 1.5×", "1.10×", "met")
+    del by_key["ping-redis-cli-50"]
+    rows = {figure: judged for figure, _, _, judged in compare.rows(by_key)}
+    assert rows["workers, ping, 50 ÷ 2, less what the workers' answering adds"] \
+        == "not measured (--only)"

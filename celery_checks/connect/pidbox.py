@@ -111,26 +111,9 @@ class RedisBroadcast:
         it ``ttl`` seconds from now. Returns how many mailboxes received it
         (PUBLISH's count of subscribers: one per worker listening on this
         server and DB): once that many answered, no other reply can come."""
-        import base64
-
-        body = json.dumps({
-            "method": method, "arguments": arguments or {}, "destination": None,
-            "pattern": None, "matcher": None, "ticket": ticket,
-            "reply_to": {"exchange": REPLY_EXCHANGE, "routing_key": self.oid},
-        })
-        envelope = {
-            "body": base64.b64encode(body.encode("utf-8")).decode("ascii"),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": {"clock": 0, "expires": time.time() + self.ttl},
-            "properties": {
-                "delivery_mode": 1, "priority": 0, "body_encoding": "base64",
-                "delivery_tag": random_id(),
-                "delivery_info": {"exchange": PIDBOX_EXCHANGE, "routing_key": ""},
-            },
-        }
+        message = broadcast_message(method, ticket, self.oid, time.time() + self.ttl, arguments)
         with self.errors():
-            return self.client.call("PUBLISH", self.topic, json.dumps(envelope))
+            return self.client.call("PUBLISH", self.topic, message)
 
     def replies(self, deadline):
         """(body, headers) of each reply until ``deadline()`` (a monotonic
@@ -184,6 +167,30 @@ class RedisBroadcast:
             taken += [raw for raw in batch if raw is not None]
             if batch[-1] is None:
                 return taken
+
+
+def broadcast_message(method, ticket, oid, expires, arguments=None):
+    """The PUBLISHed text of a remote-control command, as kombu's Mailbox
+    sends it on Redis: replies go to ``oid`` on the reply exchange, workers
+    drop it after ``expires`` (a time.time())."""
+    import base64
+
+    body = json.dumps({
+        "method": method, "arguments": arguments or {}, "destination": None,
+        "pattern": None, "matcher": None, "ticket": ticket,
+        "reply_to": {"exchange": REPLY_EXCHANGE, "routing_key": oid},
+    })
+    return json.dumps({
+        "body": base64.b64encode(body.encode("utf-8")).decode("ascii"),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"clock": 0, "expires": expires},
+        "properties": {
+            "delivery_mode": 1, "priority": 0, "body_encoding": "base64",
+            "delivery_tag": random_id(),
+            "delivery_info": {"exchange": PIDBOX_EXCHANGE, "routing_key": ""},
+        },
+    })
 
 
 def json_or_none(raw):
