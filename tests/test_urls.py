@@ -103,6 +103,8 @@ REJECTED = [
     ("redis+socket://", "no socket path"),
     ("REDIS+SOCKET:///tmp/s", "unsupported scheme REDIS+SOCKET://"),
     ("amqp://rab bit//", "a space in the host name"),
+    ("redis://:sekrit@[::1/0", "unreadable host: Invalid IPv6 URL"),
+    ("amqp://guest:sekrit@fe80::1]:5672//", "unreadable host: Invalid IPv6 URL"),
 ]
 
 

@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from celery_checks.connect.failures import alarm, reason, silent
 from celery_checks.connect.targets import URL_SOURCES, resolve_url
-from celery_checks.connect.urls import host_name_fault
+from celery_checks.connect.urls import bracketed_host_fault, host_name_fault
 from celery_checks.plugin.policy import CheckError, Unreachable
 from celery_checks.plugin.secrets import redact_url
 
@@ -27,7 +27,10 @@ class ManagementURL:
     def __init__(self, url, broker=None):
         self.url = url
         self.shown = redact_url(url)
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise CheckError("bad management URL %s: %s" % (self.shown, bracketed_host_fault(exc)))
         if parts.scheme not in ("http", "https"):
             raise CheckError("bad management URL %s: expected http:// or https://" % self.shown)
         try:

@@ -86,14 +86,22 @@ def host_name_fault(hostname):
     return None
 
 
+def bracketed_host_fault(exc):
+    """What urlsplit()'s ValueError says of a host in brackets."""
+    return "unreadable host: %s (an IPv6 address is written in brackets, [::1])" % exc
+
+
 def _usage(message, url):
     return CheckError("bad URL %s: %s" % (redact_url(url), message))
 
 
 def _split_url(url, text):
     """kombu.utils.url.url_to_parts, with kombu's errors as usage errors."""
-    scheme = urlsplit(text).scheme
-    parts = urlsplit("http://" + text[len(scheme) + 3:])
+    try:
+        scheme = urlsplit(text).scheme
+        parts = urlsplit("http://" + text[len(scheme) + 3:])
+    except ValueError as exc:  # a [ without its ], or no address inside: as kombu fails
+        raise _usage(bracketed_host_fault(exc), url)
     try:
         port = parts.port
     except ValueError as exc:  # "Port out of range 0-65535", "could not be cast"
