@@ -4,6 +4,7 @@ measured."""
 
 import statistics
 
+from bench.answering import REFERENCE
 from bench.measure import HEAVY
 from bench.scenarios import FLOORS
 
@@ -15,6 +16,17 @@ def paired(s, base, field="wall"):
     same load from elsewhere, so the ratio is steadier than one of medians."""
     pairs = list(zip(s.samples, base.samples))
     return statistics.median(getattr(a, field) / getattr(b, field) for a, b in pairs)
+
+
+def answering_taken_out(check, base, reference, reference_base):
+    """(What the workers' answering adds from the smallest group to a larger
+    one: the median growth of the same messages sent by redis-cli, in
+    seconds; the check's per-round ratio with that growth taken out)."""
+    rounds = list(zip(check.samples, base.samples, reference.samples, reference_base.samples))
+    adds = statistics.median(ref.wall - ref_base.wall for _, _, ref, ref_base in rounds)
+    rest = statistics.median((c.wall - (ref.wall - ref_base.wall)) / b.wall
+                             for c, b, ref, ref_base in rounds)
+    return adds, rest
 
 
 def verdict(ok):
@@ -62,6 +74,20 @@ class Judge:
             shown = "%.1f× faster: %s" % (1 / value, shown)
         self.rows.append((text, shown, verdict(value <= bound)))
 
+    def answering_out(self, keys, bound, text):
+        """The check's growth (keys: larger case, smallest case, and the
+        redis-cli reference of each) with the workers' answering taken out."""
+        cases = [self.get(key) for key in keys]
+        if None in cases:
+            self.rows.append((text, "", self.missing(keys[cases.index(None)])))
+            return
+        adds, rest = answering_taken_out(*cases)
+        self.rows.append((text, "%.3f× (the workers' answering, by redis-cli, adds %.1f ms; "
+                                "%.1f× of the smallest case leaves %.1f ms)" % (
+                                    rest, adds * 1000, bound,
+                                    (bound - 1) * cases[1].stat("wall") * 1000),
+                          verdict(rest <= bound)))
+
     def imports_none(self, key, text):
         s = self.get(key)
         if s is None or s.imports is None:
@@ -107,6 +133,9 @@ def budgets(by_key, throughput=None, absent="not measured (--only)"):
         for size in (10, 50):
             judge.relative("workers-%s-%d" % (source, size), "workers-%s-2" % source, 1.5,
                            "workers, %s: %d workers ≤ 1.5× 2 workers" % (source, size))
+    judge.answering_out(("workers-ping-50", "workers-ping-2", REFERENCE % 50, REFERENCE % 2), 1.5,
+                        "workers, ping: 50 workers ≤ 1.5× 2 workers, less what the "
+                        "workers' answering adds")
     judge.relative("queue-amqp-20", "queue-amqp-1", 1.2,
                    "queue RabbitMQ: 20 queues ≤ 1.2× 1 queue")
     for tag in ("1", "20"):

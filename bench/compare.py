@@ -2,10 +2,8 @@
 Redis check against its floor and 20 MiB, and how the checks' cost grows
 with queues and workers, each with a verdict per set."""
 
-import statistics
-
 from bench import answering
-from bench.budgets import Judge, paired, verdict
+from bench.budgets import Judge, answering_taken_out, paired, verdict
 from bench.scenarios import FLOORS
 
 FLOOR_BOUND = 1.5
@@ -43,24 +41,20 @@ def ratio_cell(judge, key, base_key, bound):
 
 def beside_the_workers(judge, key, base_key, size, base_size, what, bound):
     """Two rows: how much the same exchange by redis-cli grows (the workers'
-    answering, which no client waits less for) against what ``bound`` allows
+    answering, which no client waits less for) against what ``bound`` leaves
     the check, and the check's growth with that taken out, per round."""
-    cases = [judge.get(k) for k in (key, base_key, answering.REFERENCE % size,
-                                    answering.REFERENCE % base_size)]
+    keys = (key, base_key, answering.REFERENCE % size, answering.REFERENCE % base_size)
+    cases = [judge.get(k) for k in keys]
     answered = "%s: what the workers' answering adds (the same messages by `redis-cli`)" % what
     beyond = "%s, less what the workers' answering adds" % what
+    leaves = "≤ what %.1f× leaves" % bound
     if None in cases:
-        missing = next(k for k, c in zip((key, base_key, answering.REFERENCE % size,
-                                          answering.REFERENCE % base_size), cases) if c is None)
-        return [(answered, "", "", judge.missing(missing)),
-                (beyond, "≤ %.1f×" % bound, "", judge.missing(missing))]
-    rounds = list(zip(*(case.samples for case in cases)))
-    adds = statistics.median(ref.wall - ref_base.wall for _, _, ref, ref_base in rounds)
+        missing = judge.missing(keys[cases.index(None)])
+        return [(answered, leaves, "", missing), (beyond, "≤ %.1f×" % bound, "", missing)]
+    adds, rest = answering_taken_out(*cases)
     allowed = (bound - 1) * cases[1].stat("wall")
-    rest = statistics.median((check.wall - (ref.wall - ref_base.wall)) / base.wall
-                             for check, base, ref, ref_base in rounds)
-    return [(answered, "what %.1f× leaves: +%.1f ms" % (bound, allowed * 1000),
-             "+%.1f ms" % (adds * 1000),
+    return [(answered, leaves, "+%.1f ms (%.1f× leaves +%.1f ms)" % (
+                adds * 1000, bound, allowed * 1000),
              "within reach" if adds <= allowed else "**out of reach of any client here**"),
             (beyond, "≤ %.1f×" % bound, "%.2f×" % rest, verdict(rest <= bound))]
 
