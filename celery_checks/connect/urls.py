@@ -67,10 +67,10 @@ class BrokerURL:
 
 
 def host_name_fault(hostname):
-    """Why no client can look ``hostname`` up (said after the URL), or None: the rules of the
-    idna codec that socket.getaddrinfo() applies to a host name (an empty
-    label or one over 63 characters), which otherwise surface as an
-    "internal error: UnicodeError" from whichever library connects."""
+    """Why no client can look ``hostname`` up (said after the URL), or None:
+    the rules of the idna codec that socket.getaddrinfo() applies to a host
+    name (an empty label or one over 63 characters), which otherwise surface
+    as an "internal error: UnicodeError" from whichever library connects."""
     if not hostname.isascii():  # an internationalised name: the codec itself
         try:
             hostname.encode("idna")
