@@ -11,9 +11,11 @@ import subprocess
 import time
 
 import pytest
+from celery import Celery
 
 from celery_checks.connect.redis import redis_client as redis_client_of
 from celery_checks.store import heartbeats as store
+from celery_checks.store import tasks as task_store
 from tests.kit.faults import Listener
 from tests.kit.plugin import executable, run_check
 from tests.kit.producers import declare_on_redis
@@ -118,6 +120,51 @@ def test_trigger_worker_check_then_stale_then_stuck(redis_url, redis_client, cel
              what="the new heartbeat to wait past -w")
     result = check(redis_url, "-q", "hb-a", "-w", "2", "-c", "5").assert_critical("hb-a stuck")
     assert "heartbeat waiting" in result.first_line
+
+
+BARE_APP = """
+from celery import Celery
+import celery_checks
+
+app = Celery("proj")  # the broker only on the command line: celery -b URL worker
+app.conf.checks_tasks_flush_interval = 0.2
+celery_checks.install(app)
+
+
+@app.task(name="proj.add")
+def add(x, y):
+    return x + y
+"""
+
+
+def test_a_worker_given_its_broker_by_celery_b_records_heartbeats_and_tasks(
+        redis_url, redis_client, celery_worker, tmp_path):
+    """An app that names no broker, run as Celery documents it, ``celery -A
+    proj -b URL worker`` (which hands the URL on as $CELERY_BROKER_URL):
+    the worker side found no store in app.conf's mapping ("the broker is not
+    Redis"), so every heartbeat failed in the worker and stayed "waiting",
+    and no task outcome was recorded."""
+    (tmp_path / "proj.py").write_text(BARE_APP)
+    worker = celery_worker.start(redis_url, app="proj", pythonpath=tmp_path,
+                                 global_args=["-b", redis_url])
+    assert "no store" not in worker.log(), worker.log()
+    assert_published(trigger("-b", redis_url, "-q", "celery"), 1)
+    started(redis_client, "celery")
+    check(redis_url, "-q", "celery").assert_ok("celery healthy: heartbeat")
+    assert "RuntimeError" not in worker.log(), worker.log()
+    client = Celery("client", broker=redis_url, set_as_current=False)
+    try:
+        client.send_task("proj.add", (1, 2))
+    finally:
+        client.close()
+    store_client = redis_client_of(redis_url)
+    try:
+        wait_for(lambda: "proj.add" in task_store.read(store_client)[1],
+                 what="the task's outcome in the store")
+    finally:
+        store_client.close()
+    run_check("check_celery_tasks", "--store", redis_url, "--state-file",
+              tmp_path / "tasks.json").assert_ok()
 
 
 def test_heartbeat_not_started_before_its_expiry_is_discarded(redis_url, redis_client, celery_worker):

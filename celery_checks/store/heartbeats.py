@@ -142,7 +142,11 @@ def worker_store(conf, environ=os.environ):
     if url:
         options = {"global_keyprefix": broker_options.get("global_keyprefix")}
         return url, options
-    broker = conf.get("broker_write_url") or conf.get("broker_url") or ""
+    # Celery's settings read $CELERY_BROKER_URL (what `celery -b URL worker`
+    # sets) in their broker_write_url / broker_url properties, not in the
+    # mapping behind them: conf.get() alone missed a broker given that way.
+    broker = (getattr(conf, "broker_write_url", None) or getattr(conf, "broker_url", None)
+              or conf.get("broker_write_url") or conf.get("broker_url") or "")
     if isinstance(broker, (list, tuple)):
         broker = broker[0] if broker else ""
     broker = broker.split(";")[0].strip()

@@ -81,10 +81,13 @@ class WorkerFactory:
 
     def start(self, broker_url, name=None, queues=("celery",), pool="solo",
               concurrency=1, extra_args=(), env=None, app="tests.app",
-              wait=True, ready_timeout=30, command="worker", celery=None, pythonpath=None):
+              wait=True, ready_timeout=30, command="worker", celery=None, pythonpath=None,
+              global_args=()):
         """``celery``: the celery executable (default: this interpreter's);
         ``pythonpath``: where the app is found instead of the checkout (the
-        package then comes from that celery's own environment)."""
+        package then comes from that celery's own environment);
+        ``global_args``: options of the celery command itself, before the
+        subcommand (``-b URL``)."""
         name = name or "w%s@%s" % (uuid.uuid4().hex[:6], socket.gethostname())
         log_path = self.tmp_path / ("%s.log" % name.replace("@", "_"))
         environment = dict(os.environ)
@@ -97,7 +100,7 @@ class WorkerFactory:
             environment["PYTHONPATH"] = os.pathsep.join(
                 [str(ROOT)] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p])
         launcher = [str(celery)] if celery else [sys.executable, "-m", "celery"]
-        args = launcher + ["-A", app, command]
+        args = launcher + list(global_args) + ["-A", app, command]
         if command == "worker":
             args += ["-n", name, "-P", pool, "-c", str(concurrency), "-Q", ",".join(queues),
                      "--without-mingle", "--without-gossip", "-l", "INFO"]
